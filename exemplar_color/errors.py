@@ -1,0 +1,58 @@
+"""The library's typed errors: each names the file (when there is one) and the problem in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "ExemplarColorError",
+    "ImageError",
+    "ImageNotFoundError",
+    "NotAnImageError",
+    "CorruptImageError",
+    "ImageTooLargeError",
+    "ImageTooSmallError",
+    "WeightsError",
+    "ConfigMismatchError",
+]
+
+
+class ExemplarColorError(Exception):
+    """Base class of every error this library raises on purpose; the CLI prints it as one line."""
+
+
+class ImageError(ExemplarColorError, ValueError):
+    """An image could not be used. ``path`` names it (or ``<array>`` for in-memory input)."""
+
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path = str(path) if path is not None else "<in-memory image>"
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class ImageNotFoundError(ImageError, FileNotFoundError):
+    """The file does not exist or is not a regular file."""
+
+
+class NotAnImageError(ImageError):
+    """The file exists but is not in an image format we can read."""
+
+
+class CorruptImageError(ImageError):
+    """The header was readable but the pixel data is truncated or damaged."""
+
+
+class ImageTooLargeError(ImageError):
+    """The image has more pixels than the configured limit (guards against decompression bombs)."""
+
+
+class ImageTooSmallError(ImageError):
+    """The image is smaller than the pipeline can process."""
+
+
+class WeightsError(ExemplarColorError, RuntimeError):
+    """Network weights are missing, corrupt, or do not cover what was asked for."""
+
+
+class ConfigMismatchError(ExemplarColorError, ValueError):
+    """An artefact (checkpoint, cache, index) was built with a different configuration than requested."""
