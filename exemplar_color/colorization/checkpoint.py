@@ -1,0 +1,141 @@
+"""Colorization sub-net checkpoints: safetensors tensors plus a JSON config, never pickles.
+
+A checkpoint is one ``.safetensors`` file. Its header metadata holds the JSON under the key
+``exemplar_color`` (the network config: architecture, levels, backbone variant, width, size, plus
+free-form training metadata), so the file alone is enough to rebuild the network; a ``.json`` sidecar
+with the same content is written beside it for people and tools. Both writes are atomic.
+
+Loading rebuilds the network from the stored config and refuses, with :class:`ConfigMismatchError`
+naming the difference, a checkpoint whose architecture, levels or backbone variant are not the ones
+asked for, or whose tensors do not fit the architecture: a checkpoint never silently runs with the
+wrong inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from ..errors import ConfigMismatchError, WeightsError
+from ..io import atomic_write
+from .network import ARCH, ColorizationNet, ColorizationNetConfig
+
+__all__ = ["save_checkpoint", "load_checkpoint", "read_metadata", "load_model", "MODEL_PREFIX", "META_KEY"]
+
+META_KEY = "exemplar_color"
+MODEL_PREFIX = "model."
+KIND = "colorization-net"
+
+
+def save_checkpoint(path: str | os.PathLike, model: ColorizationNet, *, extra_tensors: dict[str, torch.Tensor]
+                    | None = None, extra_meta: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` (and optional training state) atomically as ``path`` (+ ``path.json``).
+
+    Args:
+        path: destination ``.safetensors`` file.
+        model: the network (a DDP/compiled wrapper's ``.module`` must be passed unwrapped).
+        extra_tensors: more tensors to store (e.g. optimiser state), keys must not start with ``model.``.
+        extra_meta: JSON-serialisable metadata stored next to the config (e.g. step, schedule state).
+    """
+    p = Path(path)
+    tensors = {MODEL_PREFIX + k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    for k, v in (extra_tensors or {}).items():
+        if k.startswith(MODEL_PREFIX):
+            raise ValueError(f"extra tensor key {k!r} clashes with the model's prefix")
+        tensors[k] = v.detach().to("cpu").contiguous()
+    meta = {"kind": KIND, "config": model.config.to_dict(), **(extra_meta or {})}
+    text = json.dumps(meta, sort_keys=True)
+    with atomic_write(p) as tmp:
+        save_file(tensors, str(tmp), metadata={META_KEY: text})
+    with atomic_write(p.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return p
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON stored in a checkpoint's header (cheap: tensors are not read)."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"{p}: checkpoint not found")
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{p}: not a safetensors checkpoint ({e})") from None
+    if META_KEY not in header:
+        raise ConfigMismatchError(f"{p}: not an exemplar_color colorization checkpoint (no {META_KEY!r} "
+                                  f"metadata in its header)")
+    try:
+        meta = json.loads(header[META_KEY])
+    except json.JSONDecodeError as e:
+        raise WeightsError(f"{p}: checkpoint metadata is not valid JSON ({e})") from None
+    if meta.get("kind") != KIND or "config" not in meta:
+        raise ConfigMismatchError(f"{p}: holds {meta.get('kind')!r}, not a {KIND!r} checkpoint")
+    return meta
+
+
+def _config_of(path: Path, meta: dict[str, Any]) -> ColorizationNetConfig:
+    arch = meta["config"].get("arch")
+    if arch != ARCH:
+        raise ConfigMismatchError(f"{path}: architecture {arch!r} is not {ARCH!r}")
+    try:
+        return ColorizationNetConfig.from_dict(meta["config"])
+    except (TypeError, ValueError) as e:
+        raise ConfigMismatchError(f"{path}: invalid network config in checkpoint ({e})") from None
+
+
+def load_checkpoint(path: str | os.PathLike, expected: ColorizationNetConfig | None = None,
+                    map_location: str | torch.device = "cpu",
+                    ) -> tuple[ColorizationNet, dict[str, Any], dict[str, torch.Tensor]]:
+    """Rebuild the network from a checkpoint.
+
+    Args:
+        path: a ``.safetensors`` file written by :func:`save_checkpoint`.
+        expected: if given, the architecture, levels and backbone variant must equal these (the width
+            is the checkpoint's own).
+        map_location: device for the tensors.
+
+    Returns:
+        ``(model in eval mode, metadata, extra tensors)``.
+
+    Raises:
+        ConfigMismatchError: the checkpoint's config differs from ``expected`` or its tensors do not
+            fit the architecture it declares.
+        WeightsError: the file is missing or not a safetensors file.
+    """
+    p = Path(path)
+    meta = read_metadata(p)
+    config = _config_of(p, meta)
+    if expected is not None:
+        diff = config.differences(expected)
+        if diff:
+            raise ConfigMismatchError(f"{p}: checkpoint was built for another configuration ({'; '.join(diff)}; "
+                                      f"checkpoint != expected)")
+    tensors = load_file(str(p), device=str(map_location))
+    state = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
+    extra = {k: v for k, v in tensors.items() if not k.startswith(MODEL_PREFIX)}
+    model = ColorizationNet(config)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        what = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected else
+                f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, the architecture needs "
+                f"{tuple(own[wrong[0]].shape)}")
+        raise ConfigMismatchError(f"{p}: tensors do not fit the {config.arch} architecture of width "
+                                  f"{config.width} for levels {list(config.levels)}: {what}")
+    model.load_state_dict(state)
+    return model.to(map_location).eval(), meta, extra
+
+
+def load_model(path: str | os.PathLike, expected: ColorizationNetConfig | None = None,
+               map_location: str | torch.device = "cpu") -> ColorizationNet:
+    """Just the network (eval mode); see :func:`load_checkpoint`."""
+    return load_checkpoint(path, expected, map_location)[0]
