@@ -1,0 +1,368 @@
+"""HDF5 cache of the colorization sub-net's precomputed inputs, one record per training pair.
+
+The correspondence is the expensive part of training (seconds per pair on a CPU), so it runs once:
+
+``DIR/cache.json``
+    The plan: format version, the configuration that produced the records (VGG-19 variant and the
+    SHA-256 of its weight file, levels, working size, matcher method), the pair list with its digest,
+    and how pairs are split into shards. Opening a cache with other levels, another backbone or another
+    size is refused with :class:`ConfigMismatchError`.
+``DIR/shard-00000.h5`` ...
+    Shard ``i`` holds pairs ``[i * shard_size, (i + 1) * shard_size)``: datasets ``l`` (L, 0..100),
+    ``ab`` (ground truth), ``warped_ab`` (R'_ab), ``cycle_ab`` (T'_ab) as float16 and ``similarity``
+    (forward then bidirectional cosine, deepest level first) quantised to 8 bits as in the released
+    system, plus ``pair_index`` tying each row to its pair. Pairs whose images are missing, corrupt or
+    grayscale are skipped; the shard's ``failures`` attribute names each with the reason.
+
+A shard is written to a temporary file and renamed when complete, so a build that is interrupted
+resumes at the first missing shard, and shards split across ranks (``rank``/``world``) build in
+parallel without coordination. Records are read at random, one chunk per record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import h5py
+import numpy as np
+import torch
+
+from ..backbone import VGG19Features, resolve_weights
+from ..color import rgb_to_lab
+from ..errors import ConfigMismatchError, ExemplarColorError, ImageError
+from ..io import atomic_write
+from .pairs import PairManifest
+
+__all__ = ["CacheConfig", "CacheError", "BuildReport", "PairCache", "CacheDataset", "build_cache", "decode",
+           "weights_digest", "FIELDS"]
+
+FORMAT = "exemplar_color-pair-cache"
+VERSION = 1
+FIELDS = ("l", "ab", "warped_ab", "cycle_ab", "similarity")
+_SIM_LEVELS = 255.0
+
+
+class CacheError(ExemplarColorError, RuntimeError):
+    """A cache is incomplete or damaged."""
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """What produced a cache's records; a cache is only used with exactly this configuration."""
+
+    levels: tuple[str, ...]
+    variant: str
+    weights_sha256: str
+    size: int
+    method: str = "fast"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["levels"] = list(self.levels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CacheConfig":
+        return cls(**{**d, "levels": tuple(d["levels"])})
+
+    def check(self, where: str, **expected: Any) -> None:
+        """Raise :class:`ConfigMismatchError` naming every key of ``expected`` (not None) that differs."""
+        mine = self.to_dict()
+        diff = []
+        for k, v in expected.items():
+            if v is None:
+                continue
+            v = list(v) if isinstance(v, (tuple, list)) else v
+            if mine[k] != v:
+                diff.append(f"{k}: cache has {mine[k]!r}, requested {v!r}")
+        if diff:
+            raise ConfigMismatchError(f"{where}: cache was built with another configuration ({'; '.join(diff)}); "
+                                      f"build a new cache for this configuration")
+
+
+def weights_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a weight file: ties records to the exact backbone that computed them."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class BuildReport:
+    """What a build did: records written, shards skipped because already built, pairs that failed."""
+
+    records: int = 0
+    shards_built: int = 0
+    shards_present: int = 0
+    failures: list[tuple[int, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"records": self.records, "shards_built": self.shards_built, "shards_present": self.shards_present,
+                "failed": len(self.failures), "failures": [{"pair": i, "reason": r} for i, r in self.failures]}
+
+
+def _shard_path(root: Path, i: int) -> Path:
+    return root / f"shard-{i:05d}.h5"
+
+
+def _plan(manifest: PairManifest, config: CacheConfig, shard_size: int) -> dict[str, Any]:
+    return {"format": FORMAT, "version": VERSION, "config": config.to_dict(), "pairs_digest": manifest.digest(),
+            "shard_size": shard_size, "num_shards": -(-len(manifest) // shard_size), "root": str(manifest.root),
+            "pairs": [[p.target, p.reference, p.split] for p in manifest.pairs]}
+
+
+def _read_plan(root: Path) -> dict[str, Any]:
+    path = root / "cache.json"
+    if not path.is_file():
+        raise CacheError(f"{root}: not a pair cache (no cache.json); build one with `exemplar-color cache build`")
+    try:
+        plan = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CacheError(f"{path}: damaged cache manifest ({e})") from None
+    if plan.get("format") != FORMAT or plan.get("version") != VERSION:
+        raise ConfigMismatchError(f"{path}: format {plan.get('format')!r} v{plan.get('version')} is not "
+                                  f"{FORMAT!r} v{VERSION}")
+    return plan
+
+
+def _shard_ok(path: Path, plan: dict[str, Any], index: int) -> bool:
+    """A shard file that opens and belongs to this plan (else it is rebuilt)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return (f.attrs.get("pairs_digest") == plan["pairs_digest"] and int(f.attrs.get("shard", -1)) == index
+                    and json.loads(f.attrs.get("config", "{}")) == plan["config"])
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _load_pair(manifest: PairManifest, i: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from .images import load_square
+
+    pair = manifest.pairs[i]
+    target, t_gray = load_square(manifest.path(pair.target), size)
+    reference, r_gray = load_square(manifest.path(pair.reference), size)
+    if t_gray or r_gray:
+        which = pair.target if t_gray else pair.reference
+        raise ImageError(manifest.path(which), "grayscale image: no colour to learn from or to transfer")
+    return target, reference
+
+
+def _write_shard(path: Path, plan: dict[str, Any], index: int, rows: dict[str, list[np.ndarray]],
+                 pair_index: list[int], failures: list[tuple[int, str]], nsim: int, size: int) -> None:
+    shapes = {"l": 1, "ab": 2, "warped_ab": 2, "cycle_ab": 2, "similarity": nsim}
+    with atomic_write(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            n = len(pair_index)
+            for name, ch in shapes.items():
+                dtype = np.uint8 if name == "similarity" else np.float16
+                data = np.stack(rows[name]) if n else np.zeros((0, ch, size, size), dtype)
+                f.create_dataset(name, data=data, dtype=dtype, chunks=(1, ch, size, size) if n else None)
+            f.create_dataset("pair_index", data=np.asarray(pair_index, dtype=np.int64))
+            f.attrs["shard"] = index
+            f.attrs["pairs_digest"] = plan["pairs_digest"]
+            f.attrs["config"] = json.dumps(plan["config"], sort_keys=True)
+            f.attrs["failures"] = json.dumps([[i, r] for i, r in failures])
+
+
+def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Sequence[str] = ("relu5_1", "relu4_1",
+                "relu3_1", "relu2_1", "relu1_1"), size: int = 256, variant: str = "torchvision",
+                vgg_weights: str | os.PathLike | None = None, method: str = "fast", shard_size: int = 256,
+                batch_size: int = 8, device: str | torch.device = "cpu", rank: int = 0, world: int = 1,
+                progress: bool = True) -> BuildReport:
+    """Compute and store the sub-net inputs of every pair; resumes where a previous build stopped.
+
+    Args:
+        manifest: the pairs; their order fixes record and shard numbering.
+        out: the cache folder (created).
+        levels, variant, vgg_weights, method: the correspondence configuration (see
+            :class:`~exemplar_color.correspondence.Matcher`).
+        size: working size: images are resized (short side) and centre-cropped to ``size x size``.
+        shard_size: pairs per shard file (the unit of resumption and of parallel building).
+        batch_size: pairs matched together.
+        rank, world: build only shards ``i`` with ``i % world == rank`` (one process per rank).
+
+    Raises:
+        ConfigMismatchError: ``out`` already holds a cache of other pairs or another configuration.
+    """
+    from tqdm import tqdm
+
+    from ..correspondence import Matcher
+
+    if size % 8:
+        raise ValueError(f"size must be a multiple of 8, got {size}")
+    root = Path(out)
+    weights = resolve_weights(vgg_weights, variant)  # type: ignore[arg-type]
+    backbone = VGG19Features(levels, weights=weights, variant=variant).to(device)  # type: ignore[arg-type]
+    matcher = Matcher(backbone, method=method)  # type: ignore[arg-type]
+    config = CacheConfig(matcher.levels, variant, weights_digest(weights), size, method)
+    plan = _plan(manifest, config, shard_size)
+    if (root / "cache.json").is_file():
+        old = _read_plan(root)
+        CacheConfig.from_dict(old["config"]).check(str(root), **config.to_dict())
+        if old["pairs_digest"] != plan["pairs_digest"] or old["shard_size"] != shard_size:
+            raise ConfigMismatchError(f"{root}: holds a cache of other pairs (or another shard size); "
+                                      f"use a new folder for this manifest")
+    else:
+        with atomic_write(root / "cache.json") as tmp:
+            tmp.write_text(json.dumps(plan, indent=1) + "\n")
+    report = BuildReport()
+    mine = [i for i in range(plan["num_shards"]) if i % world == rank]
+    todo = [i for i in mine if not _shard_ok(_shard_path(root, i), plan, i)]
+    report.shards_present = len(mine) - len(todo)
+    bar = tqdm(total=sum(min(shard_size, len(manifest) - i * shard_size) for i in todo), unit="pair",
+               disable=not progress, file=sys.stderr, desc="cache")
+    for s in todo:
+        rows: dict[str, list[np.ndarray]] = {k: [] for k in FIELDS}
+        done: list[int] = []
+        failures: list[tuple[int, str]] = []
+        ids = list(range(s * shard_size, min((s + 1) * shard_size, len(manifest))))
+        for b in range(0, len(ids), batch_size):
+            good, tgts, refs = [], [], []
+            for i in ids[b:b + batch_size]:
+                try:
+                    t, r = _load_pair(manifest, i, size)
+                except ImageError as e:
+                    failures.append((i, str(e)))
+                    print(f"skipped pair {i + 1}: {e}", file=sys.stderr)
+                    continue
+                good.append(i)
+                tgts.append(t)
+                refs.append(r)
+            if good:
+                t_lab = rgb_to_lab(torch.stack(tgts).to(device))
+                r_lab = rgb_to_lab(torch.stack(refs).to(device))
+                with torch.inference_mode():
+                    c = matcher.match(t_lab[:, :1], r_lab)
+                    cycle = c.cycle_warp(t_lab[:, 1:])
+                sim = (c.similarity.clamp(0, 1) * _SIM_LEVELS).round().to(torch.uint8)
+                for name, v in (("l", t_lab[:, :1]), ("ab", t_lab[:, 1:]), ("warped_ab", c.warped_ab),
+                                ("cycle_ab", cycle), ("similarity", sim)):
+                    arr = v.cpu().numpy() if name == "similarity" else v.float().cpu().numpy().astype(np.float16)
+                    rows[name].extend(arr)
+                done.extend(good)
+            bar.update(len(ids[b:b + batch_size]))
+        _write_shard(_shard_path(root, s), plan, s, rows, done, failures, 2 * len(config.levels), size)
+        report.records += len(done)
+        report.shards_built += 1
+        report.failures.extend(failures)
+    bar.close()
+    return report
+
+
+class PairCache:
+    """Read side of a cache: the plan, the records of every shard, and a per-process HDF5 handle pool.
+
+    Args:
+        root: the cache folder.
+        levels, variant, size, weights_sha256, method: if given, must equal the cache's configuration,
+            else :class:`ConfigMismatchError` names the difference.
+        allow_partial: read the shards that exist instead of refusing an unfinished build.
+    """
+
+    def __init__(self, root: str | os.PathLike, *, levels: Sequence[str] | None = None, variant: str | None = None,
+                 size: int | None = None, weights_sha256: str | None = None, method: str | None = None,
+                 allow_partial: bool = False):
+        self.root = Path(root)
+        self.plan = _read_plan(self.root)
+        self.config = CacheConfig.from_dict(self.plan["config"])
+        self.config.check(str(self.root), levels=levels, variant=variant, size=size, weights_sha256=weights_sha256,
+                          method=method)
+        self.pairs: list[tuple[str, str, str]] = [tuple(p) for p in self.plan["pairs"]]  # type: ignore[misc]
+        self.records: list[tuple[int, int]] = []  # (shard, row)
+        self.pair_index: list[int] = []
+        self.failures: list[tuple[int, str]] = []
+        missing = []
+        for s in range(self.plan["num_shards"]):
+            path = _shard_path(self.root, s)
+            if not path.is_file():
+                missing.append(s)
+                continue
+            try:
+                with h5py.File(path, "r") as f:
+                    shard_config = json.loads(f.attrs["config"])
+                    idx = f["pair_index"][:].tolist()
+                    failures = [(int(i), str(r)) for i, r in json.loads(f.attrs["failures"])]
+            except (OSError, KeyError, ValueError) as e:
+                raise CacheError(f"{path}: damaged shard ({type(e).__name__}: {e}); delete it and run "
+                                 f"`exemplar-color cache build` again to rebuild it") from None
+            if shard_config != self.plan["config"]:
+                raise ConfigMismatchError(f"{path}: shard built with another configuration than cache.json")
+            self.failures += failures
+            self.records += [(s, r) for r in range(len(idx))]
+            self.pair_index += idx
+        if missing and not allow_partial:
+            raise CacheError(f"{self.root}: cache incomplete ({len(missing)} of {self.plan['num_shards']} shards "
+                             f"missing, e.g. {_shard_path(self.root, missing[0]).name}); run "
+                             f"`exemplar-color cache build` again to finish it")
+        self._files: dict[int, h5py.File] = {}
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers open their own handles
+        state = dict(self.__dict__)
+        state["_files"] = {}
+        return state
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        return self.config.levels
+
+    def records_of(self, pairs: Sequence[tuple[str, str]] | None = None, split: str | None = None) -> list[int]:
+        """Record numbers whose pair is in ``pairs`` (target, reference) and/or in ``split``."""
+        wanted = None if pairs is None else {tuple(p) for p in pairs}
+        out = []
+        for rec, pi in enumerate(self.pair_index):
+            t, r, sp = self.pairs[pi]
+            if (wanted is None or (t, r) in wanted) and (split is None or sp == split):
+                out.append(rec)
+        return out
+
+    def _file(self, shard: int) -> h5py.File:
+        if self._pid != os.getpid():  # forked: handles are not shared across processes
+            self._files, self._pid = {}, os.getpid()
+        f = self._files.get(shard)
+        if f is None:
+            f = self._files[shard] = h5py.File(_shard_path(self.root, shard), "r")
+        return f
+
+    def read(self, record: int) -> dict[str, np.ndarray]:
+        """One record in its stored dtypes (float16, similarity uint8); see :func:`decode`."""
+        shard, row = self.records[record]
+        f = self._file(shard)
+        return {k: f[k][row] for k in FIELDS}
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files = {}
+
+
+def decode(batch: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Stored dtypes -> ``dtype``: similarity back to cosine in [0, 1]; L, ab in Lab units."""
+    out = {k: v.to(dtype) for k, v in batch.items() if k in FIELDS}
+    out["similarity"] = out["similarity"] / _SIM_LEVELS
+    return out
+
+
+class CacheDataset(torch.utils.data.Dataset):
+    """Records of a :class:`PairCache` as a map-style dataset (raw dtypes; decode on the device)."""
+
+    def __init__(self, cache: PairCache, records: Sequence[int] | None = None):
+        self.cache = cache
+        self.records = list(range(len(cache))) if records is None else list(records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(v) for k, v in self.cache.read(self.records[i]).items()}
