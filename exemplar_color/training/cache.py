@@ -298,6 +298,7 @@ class PairCache:
             self.failures += failures
             self.records += [(s, r) for r in range(len(idx))]
             self.pair_index += idx
+        self.missing_shards = missing
         if missing and not allow_partial:
             raise CacheError(f"{self.root}: cache incomplete ({len(missing)} of {self.plan['num_shards']} shards "
                              f"missing, e.g. {_shard_path(self.root, missing[0]).name}); run "

@@ -1,0 +1,149 @@
+"""``exemplar-color cache``: training pairs and the HDF5 cache of colorization sub-net inputs.
+
+- ``cache pairs``: choose a reference for every image of a folder (same class, nearest descriptor) and
+  write a pair manifest.
+- ``cache build``: run the correspondence once for every pair of a manifest; sharded, resumable (run the
+  same command again), one shard set per rank under ``torchrun``.
+- ``cache info``: what a cache holds and what it was built with.
+
+Results go to stdout (JSON with ``--json``), progress and skipped pairs to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from ..backbone import WEIGHTS
+
+DEFAULT_LEVELS = "relu5_1,relu4_1,relu3_1,relu2_1,relu1_1"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cache", help="build training pairs and the cache of sub-net inputs",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cmds = p.add_subparsers(dest="cache_command", metavar="ACTION")
+
+    b = cmds.add_parser(
+        "build", help="compute the sub-net inputs of every pair (resumable)",
+        epilog="Example: exemplar-color cache build --pairs pairs.csv --root ../shared/data/imagenet-sample "
+               "--out cache/ --size 128 --levels relu3_1,relu2_1,relu1_1 --vgg-weights vgg-slice.pth")
+    b.add_argument("--pairs", required=True, help="pair manifest (CSV or JSON)")
+    b.add_argument("--root", help="folder the manifest's paths are relative to (default: the manifest's)")
+    b.add_argument("--out", required=True, help="cache folder")
+    b.add_argument("--size", type=int, default=256, help="working size, square side in px (default 256)")
+    b.add_argument("--levels", default=DEFAULT_LEVELS, help=f"VGG-19 levels, comma-separated (default {DEFAULT_LEVELS})")
+    b.add_argument("--variant", choices=sorted(WEIGHTS), default="torchvision", help="VGG-19 convention")
+    b.add_argument("--vgg-weights", help="VGG-19 weight file (default: env var, cache, download)")
+    b.add_argument("--method", choices=("fast", "patchmatch"), default="fast", help="correspondence search")
+    b.add_argument("--shard-size", type=int, default=256, help="pairs per shard (default 256)")
+    b.add_argument("--batch-size", type=int, default=8, help="pairs matched together (default 8)")
+    b.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    b.add_argument("--threads", type=int, help="CPU threads for torch")
+    b.add_argument("--json", action="store_true", help="print the report as JSON")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=run_build)
+
+    pr = cmds.add_parser(
+        "pairs", help="choose references and write a pair manifest",
+        epilog="Example: exemplar-color cache pairs --root ../shared/data/imagenet-val-227 --rule same-class,nearest "
+               "--labels ../shared/data/imagenet-val-227/labels.csv --val-fraction 0.1 --out pairs.csv")
+    pr.add_argument("--root", required=True, help="image folder")
+    pr.add_argument("--out", required=True, help="manifest to write (.csv or .json)")
+    pr.add_argument("--rule", default="same-class,nearest",
+                    help="rules tried in order: same-class (needs --labels), nearest (default: same-class,nearest)")
+    pr.add_argument("--labels", help="labels.csv with columns file, class_index")
+    pr.add_argument("--limit", type=int, help="use only the first N images (sorted)")
+    pr.add_argument("--val-fraction", type=float, default=0.0, help="fraction of targets held out (split=val)")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--vgg-weights", help="VGG-19 weight file for the nearest rule")
+    pr.add_argument("--variant", choices=sorted(WEIGHTS), default="torchvision")
+    pr.add_argument("--level", default="relu3_1", help="descriptor level of the nearest rule (default relu3_1)")
+    pr.add_argument("--json", action="store_true", help="print a summary as JSON")
+    pr.set_defaults(func=run_pairs)
+
+    i = cmds.add_parser("info", help="summarise a cache")
+    i.add_argument("cache", help="cache folder")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=run_info)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def _threads(n: int | None) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def _emit(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        for k, v in result.items():
+            if k != "failures":
+                print(f"{k}: {v}")
+
+
+def run_build(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..training.cache import build_cache
+    from ..training.pairs import PairManifest
+
+    _threads(args.threads)
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if device == "cuda" and world > 1:
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    manifest = PairManifest.load(args.pairs, root=args.root)
+    report = build_cache(manifest, args.out, levels=[s.strip() for s in args.levels.split(",") if s.strip()],
+                         size=args.size, variant=args.variant, vgg_weights=args.vgg_weights, method=args.method,
+                         shard_size=args.shard_size, batch_size=args.batch_size, device=device, rank=rank,
+                         world=world, progress=not (args.quiet or args.json))
+    result = {"cache": args.out, "pairs": len(manifest), **report.to_dict()}
+    if report.failures:
+        print(f"{len(report.failures)} of {len(manifest)} pairs skipped (missing, corrupt or grayscale images)",
+              file=sys.stderr)
+    _emit(result, args.json)
+    return 0
+
+
+def run_pairs(args: argparse.Namespace) -> int:
+    from ..backbone import VGG19Features
+    from ..io import list_images
+    from ..training.pairs import FirstOf, NearestDescriptor, SameClass, make_pairs, read_labels
+
+    images = list_images(args.root)
+    if args.limit:
+        images = images[: args.limit]
+    rules = []
+    for name in (r.strip() for r in args.rule.split(",") if r.strip()):
+        if name == "same-class":
+            if not args.labels:
+                print("error: --rule same-class needs --labels", file=sys.stderr)
+                return 2
+            rules.append(SameClass(read_labels(args.labels), seed=args.seed))
+        elif name == "nearest":
+            rules.append(NearestDescriptor(VGG19Features([args.level], weights=args.vgg_weights, variant=args.variant)))
+        else:
+            print(f"error: unknown rule {name!r}; use same-class and/or nearest", file=sys.stderr)
+            return 2
+    manifest = make_pairs(args.root, images, FirstOf(rules), val_fraction=args.val_fraction, seed=args.seed)
+    manifest.save(args.out)
+    _emit({"manifest": args.out, "images": len(images), "pairs": len(manifest),
+           "val": len(manifest.split("val")), "unpaired": len(images) - len(manifest)}, args.json)
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from ..training.cache import PairCache
+
+    c = PairCache(args.cache, allow_partial=True)
+    built = c.plan["num_shards"] - len(c.missing_shards)
+    _emit({"cache": args.cache, **c.config.to_dict(), "pairs": len(c.pairs), "records": len(c),
+           "shards": f"{built}/{c.plan['num_shards']}", "failed": len(c.failures),
+           "failures": [{"pair": i, "reason": r} for i, r in c.failures]}, args.json)
+    return 0

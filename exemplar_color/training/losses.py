@@ -1,0 +1,56 @@
+"""The two training losses of Deep Exemplar-based Colorization.
+
+- Chrominance: smooth-L1 between predicted and ground-truth ab, for the branch whose input is the
+  cycle-warped ground truth T'_ab (teaches the network to trust and propagate reliable colours).
+- Perceptual: L2 between VGG-19 features (relu5_1 by default) of the predicted colour image (input L +
+  predicted ab) and of the ground truth, for the branch with a real reference (teaches plausible colours
+  where the reference has no match; it does not ask for the ground truth's exact colours).
+
+total = chrominance + alpha * perceptual, alpha = 0.005 as published. Both terms are means (per ab
+value, per feature value), so their balance does not depend on batch or image size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..backbone import VGG19Features
+from ..color import lab_to_rgb
+
+__all__ = ["chrominance_loss", "PerceptualLoss", "ALPHA", "SMOOTH_L1_BETA"]
+
+ALPHA = 0.005
+SMOOTH_L1_BETA = 1.0  # ab units: quadratic below one unit of ab, linear above
+
+
+def chrominance_loss(pred_ab: torch.Tensor, target_ab: torch.Tensor, beta: float = SMOOTH_L1_BETA) -> torch.Tensor:
+    """Mean smooth-L1 between ``(B, 2, H, W)`` ab tensors (ab units)."""
+    return F.smooth_l1_loss(pred_ab.float(), target_ab.float(), beta=beta)
+
+
+class PerceptualLoss(nn.Module):
+    """Mean squared distance between VGG-19 features of predicted and ground-truth colour images.
+
+    Args:
+        backbone: a frozen :class:`VGG19Features` providing ``level`` (relu5_1 needs a full weight file).
+        level: the feature level compared.
+    """
+
+    def __init__(self, backbone: VGG19Features, level: str = "relu5_1"):
+        super().__init__()
+        if level not in backbone.levels:
+            raise ValueError(f"perceptual level {level} is not computed by the backbone (it has "
+                             f"{list(backbone.levels)})")
+        self.backbone = backbone
+        self.level = level
+
+    def forward(self, l: torch.Tensor, pred_ab: torch.Tensor, target_ab: torch.Tensor) -> torch.Tensor:
+        """``l`` ``(B, 1, H, W)`` in 0..100, ab ``(B, 2, H, W)``; gradients flow into ``pred_ab`` only."""
+        l, pred_ab, target_ab = l.float(), pred_ab.float(), target_ab.float()
+        pred = lab_to_rgb(torch.cat([l, pred_ab], 1))
+        with torch.no_grad():
+            want = self.backbone(lab_to_rgb(torch.cat([l, target_ab], 1)))[self.level]
+        got = self.backbone(pred)[self.level]
+        return F.mse_loss(got, want)

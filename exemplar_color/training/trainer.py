@@ -1,0 +1,494 @@
+"""Two-branch training of the colorization sub-net from a pair cache; one entry point for CPU, one GPU and
+``torchrun`` (DistributedDataParallel when ``WORLD_SIZE > 1``).
+
+Every batch trains both published branches with one forward pass: its first half is the chrominance
+branch (input T'_ab, smooth-L1 to the ground truth ab), its second half the perceptual branch (input the
+real reference's R'_ab, VGG-19 feature L2 to the ground-truth colour image). Adam, lr 1e-4 decayed x0.1
+every 3 epochs by default. Mixed precision (bfloat16, or float16 with a gradient scaler) on CUDA.
+
+Runs resume by default. A checkpoint (safetensors + JSON, atomic) every ``checkpoint_every`` steps and at
+the end holds the model, Adam's moments, the schedule, the gradient scaler, the RNG states and the data
+position (epoch, step within it), and the data order is a pure function of (seed, epoch), so a run killed
+at any moment and resumed ends with bit-identical weights on CPU. Rank 0 alone validates, logs (tqdm
+bar, ``metrics.csv``) and writes; per-rank seeds are ``seed + rank``.
+
+Run folder: ``config.json`` (the resolved configuration), ``metrics.csv``, ``checkpoints/step-*.safetensors``
+(+ ``.json``), and ``model.safetensors`` (the final network, loadable by
+:func:`exemplar_color.colorization.checkpoint.load_model`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..backbone import VGG19Features
+from ..colorization.checkpoint import load_checkpoint, save_checkpoint
+from ..colorization.network import ColorizationNet, ColorizationNetConfig, make_input
+from ..errors import ConfigMismatchError, ExemplarColorError
+from ..io import atomic_write
+from .cache import CacheDataset, PairCache, decode
+from .losses import ALPHA, PerceptualLoss, chrominance_loss
+from .pairs import PairManifest
+
+__all__ = ["TrainConfig", "Trainer", "train", "evaluate", "latest_checkpoint"]
+
+METRIC_COLUMNS = ("step", "epoch", "lr", "loss", "chroma", "perceptual", "pairs_per_s", "val_ab_l1", "val_cycle_l1",
+                  "val_warped_l1", "val_cycle_input_l1", "wall_s")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run; saved as ``config.json`` and in each checkpoint.
+
+    ``batch_size`` is global (split over ranks; half per branch); the paper used 256 (128 + 128).
+    ``val_fraction`` holds out that fraction of the targets when the manifest has no ``val`` split.
+    ``max_steps`` stops early (smoke runs); the schedule still counts epochs.
+    """
+
+    pairs: str
+    cache: str
+    out: str
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 1e-4
+    lr_step_epochs: int = 3
+    lr_gamma: float = 0.1
+    alpha: float = ALPHA
+    perceptual_level: str = "relu5_1"
+    vgg_weights: str | None = None
+    width: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    val_fraction: float = 0.0
+    val_every: int = 0
+    log_every: int = 10
+    max_steps: int | None = None
+    num_workers: int = 2
+    amp: str = "auto"
+    device: str = "auto"
+    resume: bool = True
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}")
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------- distributed helpers
+
+
+def _dist_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _pick_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device(f"cuda:{local_rank}")
+    return dev
+
+
+# ----------------------------------------------------------------------------- data order
+
+
+class EpochBatches:
+    """Batches of record numbers for one rank: a permutation that depends only on (seed, epoch), cut into
+    global batches (the last partial one dropped), each split into contiguous per-rank slices.
+
+    ``start`` skips the first batches, which is how a resumed run continues at its exact data position
+    without reading the skipped records.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        if batch_size < 2 * world:
+            raise ValueError(f"batch size {batch_size} is too small for {world} rank(s): each rank needs 2 "
+                             f"(one per branch)")
+        if n < batch_size:
+            raise ExemplarColorError(f"only {n} training records for a batch size of {batch_size}; lower "
+                                     f"--batch-size or add pairs")
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self.epoch, self.start = 0, 0
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size - self.start
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.n // self.batch_size
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        perm = torch.randperm(self.n, generator=g)
+        per_rank = self.batch_size // self.world
+        for b in range(self.start, self.steps_per_epoch):
+            chunk = perm[b * self.batch_size:(b + 1) * self.batch_size]
+            yield chunk[self.rank * per_rank:(self.rank + 1) * per_rank].tolist()
+
+
+# ----------------------------------------------------------------------------- state (de)serialisation
+
+
+def _optim_to_tensors(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors, meta_state = {}, {}
+    for idx, s in state["state"].items():
+        for k, v in s.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"optim.{idx}.{k}"] = v
+            else:
+                meta_state.setdefault(str(idx), {})[k] = v
+    return tensors, {"param_groups": state["param_groups"], "scalars": meta_state}
+
+
+def _optim_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    for idx, s in meta["scalars"].items():
+        state.setdefault(int(idx), {}).update(s)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    tensors["rng.numpy"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
+    py = random.getstate()
+    return tensors, {"numpy": [kind, int(pos), int(has_gauss), float(gauss)], "python": [py[0], list(py[1]), py[2]]}
+
+
+def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    kind, pos, has_gauss, gauss = meta["numpy"]
+    np.random.set_state((kind, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, gauss))
+    v, state, g = meta["python"]
+    random.setstate((v, tuple(state), g))
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint with the highest step in ``run_dir/checkpoints`` (None if there is none)."""
+    found = sorted(Path(run_dir, "checkpoints").glob("step-*.safetensors"))
+    return found[-1] if found else None
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Any, device: torch.device) -> dict[str, float]:
+    """Held-out chrominance errors (mean |ab - ground truth|, ab units) with the real reference's R'_ab as
+    input (``val_ab_l1``, the real use) and with T'_ab (``val_cycle_l1``), and the same for the inputs alone
+    (``val_warped_l1``: the "warped ab alone" baseline; ``val_cycle_input_l1``)."""
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(4, dtype=torch.float64)
+    count = 0
+    for batch in loader:
+        x = decode({k: v.to(device, non_blocking=True) for k, v in batch.items()})
+        pred_ref = model(make_input(x["l"], x["warped_ab"], x["similarity"])).float()
+        pred_cyc = model(make_input(x["l"], x["cycle_ab"], x["similarity"])).float()
+        gt = x["ab"]
+        errs = [(p - gt).abs().mean((1, 2, 3)).sum() for p in (pred_ref, pred_cyc, x["warped_ab"], x["cycle_ab"])]
+        sums += torch.stack(errs).double().cpu()
+        count += gt.shape[0]
+    model.train(was_training)
+    vals = (sums / max(count, 1)).tolist()
+    return dict(zip(("val_ab_l1", "val_cycle_l1", "val_warped_l1", "val_cycle_input_l1"), vals))
+
+
+# ----------------------------------------------------------------------------- the trainer
+
+
+class Trainer:
+    """Builds everything a run needs from a :class:`TrainConfig`; :meth:`run` trains to the end."""
+
+    def __init__(self, config: TrainConfig):
+        self.cfg = config
+        self.rank, self.world, local_rank = _dist_env()
+        self.distributed = self.world > 1
+        self.device = _pick_device(config.device, local_rank)
+        if self.distributed and not dist.is_initialized():
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.main = self.rank == 0
+        self.out = Path(config.out)
+
+        self.cache = PairCache(config.cache)
+        manifest = PairManifest.load(config.pairs, root=self.cache.plan.get("root"))
+        self.train_records, self.val_records = self._split(manifest)
+        self.net_config = ColorizationNetConfig(levels=self.cache.levels, variant=self.cache.config.variant,
+                                                width=config.width, size=self.cache.config.size)
+        torch.manual_seed(config.seed)  # same initial weights on every rank
+        self.model = ColorizationNet(self.net_config).to(self.device)
+        backbone = VGG19Features([config.perceptual_level], weights=config.vgg_weights,
+                                 variant=self.cache.config.variant).to(self.device)  # type: ignore[arg-type]
+        self.perceptual = PerceptualLoss(backbone, config.perceptual_level)
+        self.optim = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.sched = torch.optim.lr_scheduler.StepLR(self.optim, config.lr_step_epochs, config.lr_gamma)
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.ddp: nn.Module = self.model
+        if self.distributed:
+            self.ddp = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.batches = EpochBatches(len(self.train_records), config.batch_size, config.seed, self.rank, self.world)
+        self.epoch, self.step_in_epoch, self.step = 0, 0, 0
+        self.last_val: dict[str, float] = {}
+
+    # -- setup helpers
+
+    def _split(self, manifest: PairManifest) -> tuple[list[int], list[int]]:
+        """Records of the manifest's pairs, split into train / val (manifest split, else ``val_fraction``)."""
+        cache_pairs = {(t, r) for t, r, _ in self.cache.pairs}
+        absent = [p for p in manifest.pairs if (p.target, p.reference) not in cache_pairs]
+        if absent:
+            raise ConfigMismatchError(f"{manifest.source}: {len(absent)} pair(s) are not in the cache {self.cache.root} "
+                                      f"(e.g. {absent[0].target} -> {absent[0].reference}); build the cache from "
+                                      f"this manifest")
+        split = {(p.target, p.reference): p.split for p in manifest.pairs}
+        if self.cfg.val_fraction and not manifest.split("val"):
+            targets = sorted({p.target for p in manifest.pairs})
+            rng = random.Random(self.cfg.seed)
+            held = set(rng.sample(targets, round(self.cfg.val_fraction * len(targets))))
+            split = {k: "val" if k[0] in held else "train" for k in split}
+        recs = self.cache.records_of(list(split))
+        train, val = [], []
+        for rec in recs:
+            t, r, _ = self.cache.pairs[self.cache.pair_index[rec]]
+            (val if split[(t, r)] == "val" else train).append(rec)
+        return train, val
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        if self.cfg.amp == "off" or self.device.type != "cuda":
+            if self.cfg.amp not in ("off", "auto"):
+                raise ValueError(f"--amp {self.cfg.amp} needs CUDA")
+            return None
+        if self.cfg.amp in ("auto", "bf16") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float16
+
+    def _loader(self, records: Sequence[int], batch_sampler: Any = None, batch_size: int = 0) -> Any:
+        workers = self.cfg.num_workers
+        kw: dict[str, Any] = dict(num_workers=workers, pin_memory=self.device.type == "cuda",
+                                  persistent_workers=workers > 0)
+        if workers > 0:
+            kw["prefetch_factor"] = 4
+        ds = CacheDataset(self.cache, records)
+        if batch_sampler is not None:
+            return torch.utils.data.DataLoader(ds, batch_sampler=batch_sampler, **kw)
+        return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, **kw)
+
+    # -- checkpoints
+
+    def _save(self, final: bool = False) -> Path:
+        otens, ometa = _optim_to_tensors(self.optim.state_dict())
+        rtens, rmeta = _rng_state()
+        meta = {"train": {"step": self.step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+                          "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
+                          "optimizer": ometa, "rng": rmeta, "config": asdict(self.cfg), "val": self.last_val}}
+        ckdir = self.out / "checkpoints"
+        path = save_checkpoint(ckdir / f"step-{self.step:08d}.safetensors", self.model,
+                               extra_tensors={**otens, **rtens}, extra_meta=meta)
+        for old in sorted(ckdir.glob("step-*.safetensors"))[:-max(1, self.cfg.keep_checkpoints)]:
+            old.unlink(missing_ok=True)
+            old.with_suffix(".json").unlink(missing_ok=True)
+        if final:
+            save_checkpoint(self.out / "model.safetensors", self.model,
+                            extra_meta={"train": {"step": self.step, "config": asdict(self.cfg), "val": self.last_val}})
+        return path
+
+    def _resume(self) -> bool:
+        path = latest_checkpoint(self.out)
+        if path is None:
+            return False
+        model, meta, extra = load_checkpoint(path, self.net_config, map_location=self.device)
+        if model.config.width != self.net_config.width:
+            raise ConfigMismatchError(f"{path}: run was started with width {model.config.width}, asked for "
+                                      f"{self.net_config.width}; use another --out to start a new run")
+        st = meta["train"]
+        self.model.load_state_dict(model.state_dict())
+        self.optim.load_state_dict(_optim_from_tensors(extra, st["optimizer"]))
+        self.sched.load_state_dict(st["scheduler"])
+        if st["scaler"]:
+            self.scaler.load_state_dict(st["scaler"])
+        _set_rng_state(extra, st["rng"])
+        self.step, self.epoch, self.step_in_epoch = st["step"], st["epoch"], st["step_in_epoch"]
+        self.last_val = st.get("val", {})
+        if self.main:
+            print(f"resumed {path} at step {self.step} (epoch {self.epoch + 1}, batch {self.step_in_epoch})",
+                  file=sys.stderr)
+        return True
+
+    # -- logging
+
+    def _log(self, row: dict[str, Any]) -> None:
+        if not self.main:
+            return
+        path = self.out / "metrics.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, METRIC_COLUMNS, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+    def _trim_log(self) -> None:
+        """Drop metric rows past the resumed step (they were logged by the killed run after its checkpoint)."""
+        path = self.out / "metrics.csv"
+        if not (self.main and path.exists()):
+            return
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
+        with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, METRIC_COLUMNS)
+            w.writeheader()
+            w.writerows(rows)
+
+    # -- training
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One optimiser step on one batch: first half chrominance branch, second half perceptual branch."""
+        x = decode({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
+        n = x["l"].shape[0]
+        nc = (n + 1) // 2
+        ab_in = torch.cat([x["cycle_ab"][:nc], x["warped_ab"][nc:]])
+        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
+                    else nullcontext())
+        with autocast:
+            pred = self.ddp(make_input(x["l"], ab_in, x["similarity"]))
+            chroma = chrominance_loss(pred[:nc], x["ab"][:nc])
+            perc = (self.perceptual(x["l"][nc:], pred[nc:], x["ab"][nc:]) if n > nc
+                    else pred.new_zeros(()))
+            loss = chroma + self.cfg.alpha * perc
+        self.optim.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optim)
+        self.scaler.update()
+        return {"loss": loss.detach(), "chroma": chroma.detach(), "perceptual": perc.detach()}
+
+    def validate(self) -> dict[str, float]:
+        if not self.val_records or not self.main:
+            return {}
+        loader = self._loader(self.val_records, batch_size=max(1, self.cfg.batch_size // self.world))
+        self.last_val = evaluate(self.model, loader, self.device)
+        return self.last_val
+
+    def run(self) -> dict[str, Any]:
+        """Train to the end (or ``max_steps``); returns the final metrics."""
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        resumed = cfg.resume and self._resume()
+        if not resumed and latest_checkpoint(self.out) is not None:
+            raise ExemplarColorError(f"{self.out} already holds a run; resume it (default) or use another --out")
+        if self.main:
+            with atomic_write(self.out / "config.json") as tmp:
+                tmp.write_text(json.dumps({"train": asdict(cfg), "network": self.net_config.to_dict(),
+                                           "cache": self.cache.config.to_dict(), "world_size": self.world,
+                                           "train_pairs": len(self.train_records),
+                                           "val_pairs": len(self.val_records)}, indent=2) + "\n")
+            self._trim_log()
+        if not resumed:
+            torch.manual_seed(cfg.seed + self.rank)  # restored from the checkpoint otherwise
+        spe = self.batches.steps_per_epoch
+        total = cfg.epochs * spe if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * spe)
+        if self.main and not resumed and self.val_records:
+            v = self.validate()
+            self._log({"step": 0, "epoch": 0, "lr": self.optim.param_groups[0]["lr"], **v})
+        loader = self._loader(self.train_records, batch_sampler=self.batches)
+        bar = tqdm(total=total, initial=self.step, unit="step", disable=not (self.main and cfg.progress),
+                   file=sys.stderr, desc="train")
+        self.ddp.train()
+        t0 = wall0 = time.perf_counter()
+        seen, acc_n, acc = 0, 0, {}
+        while self.step < total and self.epoch < cfg.epochs:
+            self.batches.set_epoch(self.epoch, self.step_in_epoch)
+            for batch in loader:
+                out = self.train_step(batch)
+                self.step += 1
+                self.step_in_epoch += 1
+                seen += batch["l"].shape[0] * self.world
+                acc = {k: acc.get(k, 0) + v for k, v in out.items()}
+                acc_n += 1
+                bar.update(1)
+                end_of_epoch = self.step_in_epoch == spe
+                if end_of_epoch:
+                    self.epoch, self.step_in_epoch = self.epoch + 1, 0
+                    self.sched.step()
+                if self.step % cfg.log_every == 0 or self.step == total or end_of_epoch:
+                    means = {k: float(v) / acc_n for k, v in acc.items()}  # the only host sync of a step
+                    rate = seen / max(time.perf_counter() - t0, 1e-9)
+                    bar.set_postfix(loss=f"{means['loss']:.3f}", pairs_s=f"{rate:.1f}")
+                    self._log({"step": self.step, "epoch": self.epoch, "lr": self.optim.param_groups[0]["lr"],
+                               **means, "pairs_per_s": rate, "wall_s": time.perf_counter() - wall0})
+                    seen, acc_n, acc, t0 = 0, 0, {}, time.perf_counter()
+                val_now = (cfg.val_every and self.step % cfg.val_every == 0) or (end_of_epoch and not cfg.val_every)
+                if val_now and self.step < total:
+                    v = self.validate()
+                    if v:
+                        self._log({"step": self.step, "epoch": self.epoch, "lr": self.optim.param_groups[0]["lr"], **v})
+                if self.step % cfg.checkpoint_every == 0 and self.step < total:
+                    self._barrier_save()
+                if self.step >= total or end_of_epoch:
+                    break
+        bar.close()
+        final = self.validate()
+        if final:
+            self._log({"step": self.step, "epoch": self.epoch, "lr": self.optim.param_groups[0]["lr"], **final})
+        self._barrier_save(final=True)
+        return {"step": self.step, "epoch": self.epoch, **final}
+
+    def _barrier_save(self, final: bool = False) -> None:
+        if self.main:
+            self._save(final)
+        if self.distributed:
+            dist.barrier()
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Run (or resume) one training run; see :class:`Trainer`."""
+    trainer = Trainer(config)
+    try:
+        return trainer.run()
+    finally:
+        trainer.cache.close()
+        if trainer.distributed and dist.is_initialized():
+            dist.destroy_process_group()
