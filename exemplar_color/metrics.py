@@ -1,0 +1,333 @@
+"""Colorization quality metrics, vectorised over a batch, on torch or numpy RGB images in [0, 1].
+
+Every metric takes ``pred`` and ``gt`` (ground truth) in one of two layouts, the ones the rest of the
+library produces:
+
+* numpy, channels last: ``(H, W, 3)`` or ``(N, H, W, 3)`` (what :func:`exemplar_color.io.load_image` gives);
+* torch, channels first: ``(3, H, W)`` or ``(N, 3, H, W)`` (what :mod:`exemplar_color.color` uses).
+
+and returns a float64 torch tensor with the batch shape: 0-d for a single image (``float(x)`` works),
+``(N,)`` for a batch. Computation is in float64 so figures match the reference implementations to
+~1e-10, not to float32 round-off.
+
+Conventions (stated because published numbers differ by them):
+
+* :func:`psnr` / :func:`ssim` follow scikit-image's ``peak_signal_noise_ratio`` / ``structural_similarity``
+  with ``data_range=1`` on the RGB image (SSIM: 7x7 uniform window, sample covariance, mean of the three
+  channels); ``ssim(..., gaussian=True)`` is Wang et al.'s 11x11 Gaussian (sigma 1.5) convention.
+* :func:`colorfulness` is Hasler & Suesstrunk (2003) on 0..255 values (their thresholds: 15 "slightly",
+  33 "moderately", 45 "averagely", 59 "quite", 82 "highly colourful").
+* :func:`ab_error` is the mean Euclidean distance in the ab plane of CIE Lab (D65), per pixel.
+* :func:`vgg_distance` is a *VGG-19 feature distance* (LPIPS-shaped: unit-normalised channels, squared
+  difference, spatial mean, averaged over levels, with uniform channel weights). It is **not LPIPS**: LPIPS
+  needs its own learned linear weights; :func:`lpips_distance` uses the ``lpips`` package when it is
+  installed and its weights load.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .color import rgb_to_lab
+from .errors import ExemplarColorError
+
+__all__ = [
+    "MetricUnavailable",
+    "as_batch",
+    "psnr",
+    "psnr_masked",
+    "ssim",
+    "colorfulness",
+    "delta_colorfulness",
+    "ab_error",
+    "vgg_distance",
+    "lpips_distance",
+    "fid",
+    "optional_metrics",
+    "image_metrics",
+]
+
+ImageLike = Union[np.ndarray, torch.Tensor]
+
+
+class MetricUnavailable(ExemplarColorError, RuntimeError):
+    """An optional metric (LPIPS, FID) cannot run here: its package is missing or its weights do not load.
+
+    Callers (the evaluation report) catch it and record the message instead of the figure.
+    """
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+def as_batch(x: ImageLike, name: str = "image", dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, bool]:
+    """``x`` as a ``(N, 3, H, W)`` tensor and whether it was batched.
+
+    numpy arrays are channels-last (``io.load_image``), tensors channels-first (``color``); uint8 arrays
+    are scaled by 1/255 so a PNG read elsewhere still works.
+    """
+    if isinstance(x, np.ndarray):
+        arr = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x
+        if arr.ndim not in (3, 4) or arr.shape[-1] != 3:
+            raise ValueError(f"{name}: numpy images must be (H, W, 3) or (N, H, W, 3), got {arr.shape}")
+        t = torch.from_numpy(np.ascontiguousarray(arr)).movedim(-1, -3)
+    elif isinstance(x, torch.Tensor):
+        t = x.double() / 255.0 if x.dtype == torch.uint8 else x
+        if t.dim() not in (3, 4) or t.shape[-3] != 3:
+            raise ValueError(f"{name}: tensors must be (3, H, W) or (N, 3, H, W), got {tuple(t.shape)}")
+    else:
+        raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}")
+    batched = t.dim() == 4
+    return (t if batched else t.unsqueeze(0)).to(dtype), batched
+
+
+def _pair(pred: ImageLike, gt: ImageLike) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    p, batched = as_batch(pred, "pred")
+    g, _ = as_batch(gt, "gt")
+    g = g.to(p.device)
+    if p.shape != g.shape:
+        raise ValueError(f"pred and gt must have the same shape, got {tuple(p.shape)} and {tuple(g.shape)}")
+    return p, g, batched
+
+
+def _out(v: torch.Tensor, batched: bool) -> torch.Tensor:
+    return v if batched else v[0]
+
+
+# ------------------------------------------------------------------------------------------ PSNR / SSIM
+def _psnr_from_mse(mse: torch.Tensor, data_range: float) -> torch.Tensor:
+    # identical images: +inf, as scikit-image returns
+    return torch.where(mse > 0, 10.0 * torch.log10(data_range**2 / mse.clamp_min(1e-300)),
+                       torch.full_like(mse, math.inf))
+
+
+def psnr(pred: ImageLike, gt: ImageLike, data_range: float = 1.0) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB over all pixels and the three RGB channels (skimage convention)."""
+    p, g, batched = _pair(pred, gt)
+    mse = (p - g).pow(2).mean(dim=(1, 2, 3))
+    return _out(_psnr_from_mse(mse, data_range), batched)
+
+
+def psnr_masked(pred: ImageLike, gt: ImageLike, mask: ImageLike, data_range: float = 1.0) -> torch.Tensor:
+    """PSNR inside a region: the MSE is averaged over the pixels where ``mask`` is set (all 3 channels).
+
+    ``mask`` is ``(H, W)`` or ``(N, H, W)`` (also ``(N, 1, H, W)``), bool or float weights in [0, 1] —
+    e.g. the pixels where the reference had a confident match. An empty mask gives NaN, not a number
+    computed from nothing.
+    """
+    p, g, batched = _pair(pred, gt)
+    m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
+    m = m.to(device=p.device, dtype=p.dtype)
+    if m.dim() == 4 and m.shape[1] == 1:
+        m = m[:, 0]
+    if m.dim() == 2:
+        m = m.unsqueeze(0)
+    if m.dim() != 3 or m.shape[-2:] != p.shape[-2:]:
+        raise ValueError(f"mask must be (H, W) or (N, H, W) matching the images {tuple(p.shape[-2:])}, "
+                         f"got {tuple(m.shape)}")
+    m = m.expand(p.shape[0], -1, -1).unsqueeze(1)
+    weight = m.sum(dim=(1, 2, 3)) * 3
+    sq = ((p - g).pow(2) * m).sum(dim=(1, 2, 3))
+    mse = sq / weight.clamp_min(1e-300)
+    out = _psnr_from_mse(mse, data_range)
+    return _out(torch.where(weight > 0, out, torch.full_like(out, math.nan)), batched)
+
+
+def _gaussian_kernel(sigma: float, truncate: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    radius = int(truncate * sigma + 0.5)  # scipy.ndimage.gaussian_filter's radius
+    x = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def _filter_valid(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Separable filter, 'valid' region only: exactly skimage's filtered map after its border crop."""
+    c = x.shape[1]
+    n = k.numel()
+    x = F.conv2d(x, k.view(1, 1, n, 1).expand(c, 1, n, 1), groups=c)
+    return F.conv2d(x, k.view(1, 1, 1, n).expand(c, 1, 1, n), groups=c)
+
+
+def ssim(pred: ImageLike, gt: ImageLike, data_range: float = 1.0, *, win_size: int = 7,
+         gaussian: bool = False) -> torch.Tensor:
+    """Mean structural similarity over the RGB channels.
+
+    Default: ``skimage.metrics.structural_similarity(gt, pred, channel_axis=-1, data_range=1)`` (uniform
+    ``win_size`` window, sample covariance). ``gaussian=True``: Wang et al. (11x11 Gaussian, sigma 1.5,
+    population covariance), i.e. skimage with ``gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False``. Like skimage, the mean is over the interior where the window fits, so
+    the result equals skimage's (which filters with reflection, then crops the border) to round-off.
+    """
+    p, g, batched = _pair(pred, gt)
+    if gaussian:
+        k = _gaussian_kernel(1.5, 3.5, p.dtype, p.device)
+        cov_norm = 1.0
+    else:
+        if win_size < 3 or win_size % 2 == 0:
+            raise ValueError(f"win_size must be odd and >= 3, got {win_size}")
+        k = torch.full((win_size,), 1.0 / win_size, dtype=p.dtype, device=p.device)
+        np_ = win_size * win_size
+        cov_norm = np_ / (np_ - 1)
+    if min(p.shape[-2:]) < k.numel():
+        raise ValueError(f"images of {tuple(p.shape[-2:])} are smaller than the SSIM window ({k.numel()})")
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    stats = _filter_valid(torch.cat([p, g, p * p, g * g, p * g], dim=1), k)
+    ux, uy, uxx, uyy, uxy = stats.chunk(5, dim=1)
+    vx, vy, vxy = cov_norm * (uxx - ux * ux), cov_norm * (uyy - uy * uy), cov_norm * (uxy - ux * uy)
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return _out(s.mean(dim=(1, 2, 3)), batched)
+
+
+# ------------------------------------------------------------------------------------- colourfulness
+def colorfulness(image: ImageLike) -> torch.Tensor:
+    """Hasler & Suesstrunk (2003) colourfulness M = sigma_rgyb + 0.3 mu_rgyb, on the 0..255 scale.
+
+    rg = R - G, yb = (R + G) / 2 - B; sigma/mu combine the two opponent channels' (population) standard
+    deviations and means as root sums of squares. A gray image scores 0.
+    """
+    x, batched = as_batch(image)
+    r, g, b = (x * 255.0).unbind(1)
+    rg, yb = r - g, 0.5 * (r + g) - b
+    sigma = torch.sqrt(rg.flatten(1).var(1, unbiased=False) + yb.flatten(1).var(1, unbiased=False))
+    mu = torch.sqrt(rg.flatten(1).mean(1) ** 2 + yb.flatten(1).mean(1) ** 2)
+    return _out(sigma + 0.3 * mu, batched)
+
+
+def delta_colorfulness(pred: ImageLike, gt: ImageLike, absolute: bool = True) -> torch.Tensor:
+    """ΔCF per image: ``|CF(pred) - CF(gt)|`` (``absolute=False``: signed, negative = washed out).
+
+    Papers also quote a dataset-level ΔCF, ``|mean CF(pred) - mean CF(gt)|``, which lets over- and
+    under-saturated images cancel; compute it from :func:`colorfulness` when that is what is compared.
+    """
+    p, g, batched = _pair(pred, gt)
+    d = colorfulness(p) - colorfulness(g)
+    return _out(d.abs() if absolute else d, batched)
+
+
+# ------------------------------------------------------------------------------------------- ab error
+def ab_error(pred: ImageLike, gt: ImageLike) -> torch.Tensor:
+    """Mean per-pixel Euclidean distance between the ab channels of CIE Lab (D65); same L cancels out.
+
+    This isolates the colorization error from the lightness the method was given.
+    """
+    p, g, batched = _pair(pred, gt)
+    d = rgb_to_lab(p)[:, 1:] - rgb_to_lab(g)[:, 1:]
+    return _out(d.pow(2).sum(1).sqrt().mean(dim=(1, 2)), batched)
+
+
+# ----------------------------------------------------------------------------------- VGG feature distance
+def vgg_distance(pred: ImageLike, gt: ImageLike, vgg: torch.nn.Module, levels: Sequence[str] | None = None,
+                 batch_size: int = 8) -> torch.Tensor:
+    """Perceptual distance from VGG-19 features — a *VGG feature distance*, not LPIPS.
+
+    For each level: channels unit-normalised per pixel (as LPIPS does, so the level's scale does not
+    matter), squared difference summed over channels, averaged over pixels; then averaged over levels.
+    0 for identical images, at most 4 per level. Uses ``vgg``'s own levels, device and dtype.
+
+    Args:
+        vgg: an :class:`exemplar_color.backbone.VGG19Features` (any weights it was built with; only
+            pretrained weights make the distance perceptual).
+        levels: a subset of ``vgg.levels`` (default: all of them).
+        batch_size: images per forward pass (bounds memory on large photos).
+    """
+    p, g, batched = _pair(pred, gt)
+    levels = list(levels) if levels is not None else list(getattr(vgg, "levels"))
+    missing = [lv for lv in levels if lv not in getattr(vgg, "levels")]
+    if missing:
+        raise ValueError(f"levels {missing} are not computed by this VGG19Features (it has {list(vgg.levels)})")
+    ref = next(vgg.parameters())
+    out = []
+    with torch.no_grad():
+        for i in range(0, p.shape[0], batch_size):
+            x = torch.cat([p[i:i + batch_size], g[i:i + batch_size]]).to(device=ref.device, dtype=ref.dtype)
+            feats = vgg(x)
+            n = x.shape[0] // 2
+            per_level = []
+            for lv in levels:
+                f = F.normalize(feats[lv].double(), dim=1, eps=1e-10)
+                per_level.append((f[:n] - f[n:]).pow(2).sum(1).mean(dim=(1, 2)))
+            out.append(torch.stack(per_level).mean(0))
+    return _out(torch.cat(out).cpu(), batched)
+
+
+# -------------------------------------------------------------------------------------- optional extras
+def lpips_distance(pred: ImageLike, gt: ImageLike, net: str = "alex") -> torch.Tensor:
+    """LPIPS (Zhang et al. 2018) through the ``lpips`` package, when it is installed and its weights load.
+
+    Raises :class:`MetricUnavailable` with the reason otherwise (no dependency is added for it).
+    """
+    try:
+        import lpips  # type: ignore[import-not-found]
+    except ImportError:
+        raise MetricUnavailable("LPIPS skipped: the 'lpips' package is not installed (pip install lpips); "
+                                "vgg_distance is the built-in VGG feature distance") from None
+    try:
+        model = lpips.LPIPS(net=net, verbose=False).eval()
+    except Exception as e:  # its backbone weights are downloaded on first use
+        raise MetricUnavailable(f"LPIPS skipped: its {net} weights could not be loaded "
+                                f"({type(e).__name__}: {e})") from None
+    p, g, batched = _pair(pred, gt)
+    with torch.no_grad():
+        d = model(p.float() * 2 - 1, g.float() * 2 - 1).flatten().double()
+    return _out(d, batched)
+
+
+def fid(pred: ImageLike, gt: ImageLike) -> float:
+    """Fréchet Inception Distance between two image sets via ``torchmetrics`` (an optional extra).
+
+    Both sets are batches ``(N, ...)``; FID is a set-level figure, meaningless on a handful of images.
+    Raises :class:`MetricUnavailable` when torchmetrics (with torch-fidelity) is missing or the Inception
+    weights cannot be loaded (they are downloaded on first use).
+    """
+    try:
+        from torchmetrics.image.fid import FrechetInceptionDistance  # type: ignore[import-not-found]
+    except ImportError:
+        raise MetricUnavailable("FID skipped: 'torchmetrics' (with 'torch-fidelity') is not installed "
+                                "(pip install torchmetrics[image])") from None
+    p, _ = as_batch(pred, "pred")
+    g, _ = as_batch(gt, "gt")
+    try:
+        metric = FrechetInceptionDistance(feature=2048, normalize=True)
+    except Exception as e:
+        raise MetricUnavailable(f"FID skipped: the Inception weights could not be loaded "
+                                f"({type(e).__name__}: {e})") from None
+    metric.update(g.float(), real=True)
+    metric.update(p.float(), real=False)
+    return float(metric.compute())
+
+
+def optional_metrics() -> dict[str, str | None]:
+    """``{"lpips": reason or None, "fid": reason or None}``: which optional metrics can be attempted.
+
+    ``None`` means the package imports (its weights may still fail to load at first use).
+    """
+    import importlib.util
+
+    status: dict[str, str | None] = {}
+    status["lpips"] = None if importlib.util.find_spec("lpips") else "the 'lpips' package is not installed"
+    status["fid"] = None if importlib.util.find_spec("torchmetrics") else "'torchmetrics' is not installed"
+    return status
+
+
+def image_metrics(pred: ImageLike, gt: ImageLike, vgg: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Every per-image metric of one ``pred``/``gt`` pair as plain floats (the report's row).
+
+    ``vgg_distance`` is included when a ``vgg`` is given. PSNR of identical images is ``inf``.
+    """
+    p, g, batched = _pair(pred, gt)
+    if batched and p.shape[0] != 1:
+        raise ValueError("image_metrics takes one image; use the batched metric functions for a batch")
+    row: dict[str, Any] = {
+        "psnr": float(psnr(p, g)[0]),
+        "ssim": float(ssim(p, g)[0]),
+        "ab_error": float(ab_error(p, g)[0]),
+        "colorfulness": float(colorfulness(p)[0]),
+        "colorfulness_gt": float(colorfulness(g)[0]),
+    }
+    row["delta_cf"] = abs(row["colorfulness"] - row["colorfulness_gt"])
+    if vgg is not None:
+        row["vgg_distance"] = float(vgg_distance(p, g, vgg)[0])
+    return row
