@@ -1,0 +1,170 @@
+"""``exemplar-color index build|add|query|info``: the reference gallery.
+
+Results go to stdout (``--json`` for machines), progress and logs to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+_EPILOG = """examples:
+  exemplar-color index build ~/photos --index photos.index --kind hnsw --workers 4
+  exemplar-color index build ~/photos --index photos.index --resume      # after an interruption
+  exemplar-color index add ~/photos/new --index photos.index
+  exemplar-color index query old.jpg --index photos.index -k 5 --json
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("index", help="build and query a gallery of reference images",
+                       description="Build and query a gallery index that recommends reference images.",
+                       epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    isub = p.add_subparsers(dest="index_command", metavar="SUBCOMMAND")
+
+    def backbone(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--vgg-weights", metavar="PATH", help="VGG-19 weight file (default: env var / cache)")
+        q.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
+        q.add_argument("--threads", type=int, default=None, help="torch/FAISS CPU threads")
+
+    b = isub.add_parser("build", help="describe and index every image under a folder",
+                        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("gallery", metavar="GALLERY_DIR")
+    b.add_argument("--index", required=True, metavar="PATH", help="index folder to create")
+    b.add_argument("--kind", default="flat", help="flat (exact, default), ivf, hnsw, ivfpq, or a FAISS factory "
+                                                  "string such as 'PCA256,IVF4096,Flat'")
+    b.add_argument("--nprobe", type=int, help="IVF lists probed per query (stored with the index)")
+    b.add_argument("--ef-search", type=int, help="HNSW efSearch (stored with the index)")
+    b.add_argument("--level", default="relu5_4", help="global-descriptor level: a conv level (default relu5_4) "
+                                                      "or fc6 (needs the classifier layers)")
+    b.add_argument("--grid-level", default="", help="re-ranking grid level (default: --level, or relu5_4)")
+    b.add_argument("--vgg-variant", default="torchvision", choices=("torchvision", "caffe"))
+    b.add_argument("--size", type=int, default=224, help="working size (images squashed to SIZE x SIZE gray)")
+    b.add_argument("--classes", action="store_true", help="store the predicted ImageNet class (needs fc8)")
+    b.add_argument("--batch", type=int, default=16, help="images per forward pass (default 16)")
+    b.add_argument("--workers", type=int, default=min(4, max(0, (os.cpu_count() or 1) - 1)),
+                   help="JPEG-decoding processes (default: min(4, CPUs-1))")
+    b.add_argument("--checkpoint", type=int, default=256, help="images per resumable chunk (default 256)")
+    b.add_argument("--resume", action="store_true", help="continue an interrupted build")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing index or partial build")
+    b.add_argument("--json", action="store_true", help="print the build report as JSON; no progress bar")
+    backbone(b)
+    b.set_defaults(func=run_build)
+
+    a = isub.add_parser("add", help="add images (files or a folder) to an existing index")
+    a.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
+    a.add_argument("--index", required=True, metavar="PATH")
+    a.add_argument("--batch", type=int, default=16)
+    a.add_argument("--workers", type=int, default=0)
+    a.add_argument("--remove-missing", action="store_true", help="also drop entries whose file disappeared")
+    a.add_argument("--json", action="store_true")
+    backbone(a)
+    a.set_defaults(func=run_add)
+
+    q = isub.add_parser("query", help="recommend references for a target photo")
+    q.add_argument("target", metavar="TARGET")
+    q.add_argument("--index", required=True, metavar="PATH")
+    q.add_argument("-k", type=int, default=5, help="how many references (default 5)")
+    q.add_argument("--candidates", type=int, default=200, help="first-stage candidates re-ranked (default 200)")
+    q.add_argument("--no-rerank", action="store_true", help="first stage only")
+    q.add_argument("--root", help="gallery folder, if it moved since the build")
+    q.add_argument("--json", action="store_true")
+    backbone(q)
+    q.set_defaults(func=run_query)
+
+    i = isub.add_parser("info", help="show an index's manifest")
+    i.add_argument("--index", required=True, metavar="PATH")
+    i.set_defaults(func=run_info)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _setup(args: argparse.Namespace) -> str:
+    import torch
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+    return device
+
+
+def _params(args: argparse.Namespace) -> dict[str, Any]:
+    p: dict[str, Any] = {}
+    if args.nprobe:
+        p["nprobe"] = args.nprobe
+    if args.ef_search:
+        p["efSearch"] = args.ef_search
+    return p
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from ..retrieval import DescriptorConfig, GalleryIndex
+
+    device = _setup(args)
+    config = DescriptorConfig(level=args.level, grid_level=args.grid_level, variant=args.vgg_variant,
+                              size=args.size, classes=args.classes)
+    index = GalleryIndex.build(args.gallery, args.index, config=config, kind=args.kind, params=_params(args),
+                               weights=args.vgg_weights, device=device, batch=args.batch, workers=args.workers,
+                               resume=args.resume, overwrite=args.overwrite, checkpoint=args.checkpoint,
+                               progress=not args.json, threads=args.threads)
+    if index is None:  # a non-zero rank of a sharded build: its chunks are written
+        return 0
+    rep = index.build_report.to_dict() if index.build_report else {}
+    if args.json:
+        print(json.dumps({"index": str(index.path), "count": len(index), "kind": index.spec.factory, **rep}))
+    else:
+        print(f"{index.path}: {len(index)} images indexed ({index.config.kind}, dim {index.config.dim}, "
+              f"{index.spec.factory}); computed {rep.get('computed', 0)}, reused {rep.get('reused', 0)}, "
+              f"skipped {rep.get('failed', 0)} unreadable")
+    return 0
+
+
+def run_add(args: argparse.Namespace) -> int:
+    from ..retrieval import GalleryIndex
+
+    device = _setup(args)
+    index = GalleryIndex.open(args.index, weights=args.vgg_weights, device=device, threads=args.threads)
+    report = index.add(args.images if len(args.images) > 1 else args.images[0], batch=args.batch,
+                       workers=args.workers, progress=not args.json)
+    gone = index.remove_missing() if args.remove_missing else []
+    out = {**report.to_dict(), "removed_missing": gone, "count": len(index)}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{index.path}: added {report.computed}, already present {report.reused}, skipped "
+              f"{len(report.failures)} unreadable, removed {len(gone)} missing; {len(index)} images")
+    return 0
+
+
+def run_query(args: argparse.Namespace) -> int:
+    from ..retrieval import GalleryIndex
+
+    device = _setup(args)
+    index = GalleryIndex.open(args.index, weights=args.vgg_weights, device=device, root=args.root,
+                              threads=args.threads)
+    recs = index.search(args.target, k=args.k, candidates=args.candidates, rerank=not args.no_rerank,
+                        skip_missing=True)
+    if args.json:
+        print(json.dumps({"target": args.target, "index": str(index.path),
+                          "results": [r.to_dict() for r in recs]}, indent=1))
+    else:
+        for rank, r in enumerate(recs, 1):
+            parts = " ".join(f"{k}={v:.3f}" for k, v in r.parts.items())
+            print(f"{rank}\t{r.score:.4f}\t{r.path}\t{parts}")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from ..retrieval.gallery import read_manifest
+    from pathlib import Path
+
+    m = read_manifest(Path(args.index))
+    print(json.dumps({k: v for k, v in m.items() if k != "failures"} | {"failed": len(m.get("failures", []))},
+                     indent=1))
+    return 0

@@ -1,0 +1,182 @@
+"""First-stage FAISS index over L2-normalised global descriptors, one interface for every kind.
+
+Kinds (inner product = cosine on unit vectors):
+
+``flat``   exact search (default): ``Flat``. Brute force, but BLAS-fast up to a few million entries.
+``ivf``    ``IVF{nlist},Flat`` with ``nlist`` ~ 4 sqrt(N) (a power of two) and ``nprobe`` probed lists.
+``hnsw``   ``HNSW32,Flat`` graph, ``efSearch`` candidates per query.
+``ivfpq``  ``IVF{nlist},PQ{D/8}``: 8 bytes per 64 dims, for galleries that do not fit in memory as floats.
+
+Anything else is taken as a FAISS factory string (e.g. ``"PCA256,IVF4096,Flat"`` or ``"HNSW64,SQ8"``).
+Row ``i`` of the store is FAISS id ``i``: vectors are always added in store order.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import atomic_write
+from .store import readable
+
+__all__ = ["IndexSpec", "resolve_kind", "build_faiss", "add_vectors", "set_search_params", "save_faiss",
+           "load_faiss", "set_threads", "KINDS"]
+
+KINDS = ("flat", "ivf", "hnsw", "ivfpq")
+DEFAULT_PARAMS = {"flat": {}, "ivf": {"nprobe": 32}, "hnsw": {"efSearch": 128}, "ivfpq": {"nprobe": 32}}
+
+
+def _faiss():
+    import faiss  # lazy: importing FAISS costs ~0.3 s and is optional for descriptor work
+
+    return faiss
+
+
+@dataclass
+class IndexSpec:
+    """A FAISS factory string plus the search parameters it is used with."""
+
+    kind: str
+    factory: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "factory": self.factory, "params": dict(self.params),
+                "metric": "inner_product"}
+
+
+def _nlist(n: int) -> int:
+    """~4 sqrt(N) inverted lists (a power of two), at most N/39 so k-means has 39 points per centroid."""
+    if n < 39 * 2:
+        return 1
+    target = 2 ** round(math.log2(4 * math.sqrt(n)))
+    return int(max(1, min(target, 2 ** int(math.log2(n // 39)))))
+
+
+def resolve_kind(kind: str, dim: int, n: int, params: dict[str, Any] | None = None) -> IndexSpec:
+    """Kind name or factory string -> :class:`IndexSpec` sized for ``n`` vectors of dimension ``dim``."""
+    k = kind.strip()
+    if k.lower() == "flat":
+        spec = IndexSpec("flat", "Flat")
+    elif k.lower() == "ivf":
+        spec = IndexSpec("ivf", f"IVF{_nlist(n)},Flat", dict(DEFAULT_PARAMS["ivf"]))
+    elif k.lower() == "hnsw":
+        spec = IndexSpec("hnsw", "HNSW32,Flat", dict(DEFAULT_PARAMS["hnsw"]))
+    elif k.lower() == "ivfpq":
+        m = max(1, dim // 8)
+        while dim % m:
+            m -= 1
+        spec = IndexSpec("ivfpq", f"IVF{_nlist(n)},PQ{m}", dict(DEFAULT_PARAMS["ivfpq"]))
+    else:
+        try:
+            _faiss().index_factory(dim, k, _faiss().METRIC_INNER_PRODUCT)
+        except Exception as e:  # FAISS raises RuntimeError with a C++ message
+            raise ValueError(f"--kind {kind!r} is neither one of {', '.join(KINDS)} nor a valid FAISS factory "
+                             f"string for dimension {dim}: {str(e).strip().splitlines()[-1]}") from None
+        p: dict[str, Any] = {}
+        if "IVF" in k:
+            p["nprobe"] = DEFAULT_PARAMS["ivf"]["nprobe"]
+        if "HNSW" in k:
+            p["efSearch"] = DEFAULT_PARAMS["hnsw"]["efSearch"]
+        spec = IndexSpec("factory", k, p)
+    spec.params.update(params or {})
+    return spec
+
+
+def set_threads(n: int | None) -> None:
+    """FAISS's OpenMP threads (``None`` leaves the default)."""
+    if n:
+        _faiss().omp_set_num_threads(int(n))
+
+
+def set_search_params(index: Any, params: dict[str, Any]) -> None:
+    """Apply ``nprobe`` / ``efSearch`` wherever they belong inside a (possibly wrapped) index."""
+    faiss = _faiss()
+    ps = faiss.ParameterSpace()
+    for name in ("nprobe", "efSearch"):
+        if name in params:
+            try:
+                ps.set_index_parameter(index, name, params[name])
+            except RuntimeError:
+                pass  # the index has no such parameter (e.g. efSearch on IVF)
+
+
+def build_faiss(spec: IndexSpec, vectors: np.ndarray, *, train_size: int = 200_000, seed: int = 0,
+                efConstruction: int = 80, device: str = "cpu") -> Any:
+    """Create, train (on a random sample when the kind needs it) and fill an index with ``vectors``."""
+    faiss = _faiss()
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    index = faiss.index_factory(x.shape[1], spec.factory, faiss.METRIC_INNER_PRODUCT)
+    hnsw = _find_hnsw(index)
+    if hnsw is not None:
+        hnsw.efConstruction = efConstruction
+    gpu = _to_gpu(index, device)
+    work = gpu if gpu is not None else index
+    if not work.is_trained:
+        rng = np.random.default_rng(seed)
+        sample = x if len(x) <= train_size else x[np.sort(rng.choice(len(x), train_size, replace=False))]
+        work.train(sample)
+    add_vectors(work, x)
+    if gpu is not None:
+        index = faiss.index_gpu_to_cpu(gpu)
+    set_search_params(index, spec.params)
+    return index
+
+
+def add_vectors(index: Any, vectors: np.ndarray, batch: int = 65536) -> None:
+    """Append rows (ids continue from ``index.ntotal``), in batches to bound temporary memory."""
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    for s in range(0, len(x), batch):
+        index.add(x[s:s + batch])
+
+
+def _find_hnsw(index: Any) -> Any:
+    faiss = _faiss()
+    for cast in (faiss.downcast_index,):
+        try:
+            sub = cast(index)
+        except Exception:
+            sub = index
+        if hasattr(sub, "hnsw"):
+            return sub.hnsw
+        q = getattr(sub, "quantizer", None)
+        if q is not None:
+            q = faiss.downcast_index(q)
+            if hasattr(q, "hnsw"):
+                return q.hnsw
+    return None
+
+
+def _to_gpu(index: Any, device: str) -> Any:
+    """GPU copy of ``index`` when ``device`` is CUDA and FAISS was built with GPU support (``[gpu]`` extra)."""
+    if not str(device).startswith("cuda"):
+        return None
+    faiss = _faiss()
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
+        return None
+    try:
+        return faiss.index_cpu_to_all_gpus(index)
+    except RuntimeError:  # e.g. HNSW has no GPU implementation
+        return None
+
+
+def save_faiss(index: Any, path: str | os.PathLike) -> Path:
+    """Write atomically: readers see the old file or the new one, never half of one."""
+    with atomic_write(path) as tmp:
+        _faiss().write_index(index, str(tmp))
+        readable(tmp)
+    return Path(path)
+
+
+def load_faiss(path: str | os.PathLike, params: dict[str, Any] | None = None, mmap: bool = False) -> Any:
+    """Read an index (optionally memory-mapped, for indexes larger than RAM) and set its search params."""
+    faiss = _faiss()
+    flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+    index = faiss.read_index(str(path), flags)
+    set_search_params(index, params or {})
+    return index
