@@ -335,6 +335,8 @@ class GalleryIndex:
             except Exception:
                 return False
 
+        for stale in build_dir.glob(".part-*"):  # temp files of a killed run: never valid, never read
+            stale.unlink(missing_ok=True)
         mine = [c for c in range(n_chunks) if c % world == rank]
         todo = [c for c in mine if not part_ok(c)]
         report = BuildReport(total=len(rel))
