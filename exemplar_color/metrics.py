@@ -143,10 +143,20 @@ def _gaussian_kernel(sigma: float, truncate: float, dtype: torch.dtype, device: 
     return k / k.sum()
 
 
-def _filter_valid(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Separable filter, 'valid' region only: exactly skimage's filtered map after its border crop."""
-    c = x.shape[1]
-    n = k.numel()
+def _filter_valid(x: torch.Tensor, k: torch.Tensor | int) -> torch.Tensor:
+    """Separable filter, 'valid' region only: exactly skimage's filtered map after its border crop.
+
+    ``k`` is a 1-D kernel (depthwise conv), or an int for the uniform (box) window, done with running
+    sums: the default SSIM path avoids float64 depthwise conv2d, measured 0.9 s vs 0.01 s on a 200x240
+    image on a busy 2-core CPU with 2 torch threads (the threads wait on each other).
+    """
+    if isinstance(k, int):
+        def box(t: torch.Tensor, dim: int) -> torch.Tensor:
+            c = torch.cat([torch.zeros_like(t.narrow(dim, 0, 1)), t.cumsum(dim)], dim)
+            n = t.shape[dim] - k + 1
+            return (c.narrow(dim, k, n) - c.narrow(dim, 0, n)) / k
+        return box(box(x, -2), -1)
+    c, n = x.shape[1], k.numel()
     x = F.conv2d(x, k.view(1, 1, n, 1).expand(c, 1, n, 1), groups=c)
     return F.conv2d(x, k.view(1, 1, 1, n).expand(c, 1, 1, n), groups=c)
 
@@ -168,11 +178,12 @@ def ssim(pred: ImageLike, gt: ImageLike, data_range: float = 1.0, *, win_size: i
     else:
         if win_size < 3 or win_size % 2 == 0:
             raise ValueError(f"win_size must be odd and >= 3, got {win_size}")
-        k = torch.full((win_size,), 1.0 / win_size, dtype=p.dtype, device=p.device)
+        k = win_size
         np_ = win_size * win_size
         cov_norm = np_ / (np_ - 1)
-    if min(p.shape[-2:]) < k.numel():
-        raise ValueError(f"images of {tuple(p.shape[-2:])} are smaller than the SSIM window ({k.numel()})")
+    size = k if isinstance(k, int) else k.numel()
+    if min(p.shape[-2:]) < size:
+        raise ValueError(f"images of {tuple(p.shape[-2:])} are smaller than the SSIM window ({size})")
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     stats = _filter_valid(torch.cat([p, g, p * p, g * g, p * g], dim=1), k)
     ux, uy, uxx, uyy, uxy = stats.chunk(5, dim=1)
