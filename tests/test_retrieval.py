@@ -121,7 +121,7 @@ def test_exact_index_equals_brute_force(built):
 
 @pytest.mark.parametrize("kind,floor", [("ivf", 0.99), ("hnsw", 0.95), ("ivfpq", 0.5), ("IVF16,SQ8", 0.9)])
 def test_index_kinds_share_one_interface(kind, floor):
-    x = clustered_vectors(4000, 64, clusters=64, seed=4)
+    x = clustered_vectors(10000, 64, clusters=64, seed=4)
     q = clustered_vectors(50, 64, clusters=64, seed=4)[::-1].copy()
     spec = resolve_kind(kind, 64, len(x), {"nprobe": 16} if kind != "hnsw" else None)
     index = build_faiss(spec, x)
@@ -284,7 +284,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_cli_end_to_end(tmp_path, data_dir, tv_weights):
+def test_cli_end_to_end(tmp_path, data_dir, tv_weights, capsys):
     root = _gallery(data_dir, tmp_path / "g", 8, 4)
     out = tmp_path / "idx"
     common = ["--vgg-weights", str(tv_weights), "--threads", "1"]
@@ -300,13 +300,23 @@ def test_cli_end_to_end(tmp_path, data_dir, tv_weights):
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)["results"]
     assert len(res) == 3 and res[0]["path"] == str(target) and res[0]["score"] <= res[1]["score"]
-    r = _cli("query", str(gray), "--index", str(out), "-k", "2")
-    assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 2
+
+    # the rest in-process (same entry point, without paying the interpreter start-up each time)
+    from exemplar_color.cli.main import main
+
+    capsys.readouterr()
+    assert main(["index", "query", str(gray), "--index", str(out), "-k", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].split("\t")[2] == str(target)
     # known errors: one line on stderr, exit 1; usage errors exit 2
     (tmp_path / "none").mkdir()
-    r = _cli("build", str(tmp_path / "none"), "--index", str(tmp_path / "idx2"), "--level", LEVEL, *common)
-    assert r.returncode == 1 and r.stderr.strip().startswith("error:") and "no images" in r.stderr
-    assert "Traceback" not in r.stderr
-    r = _cli("build", str(root), "--index", str(out), "--level", LEVEL, *common)
-    assert r.returncode == 1 and "already exists" in r.stderr
-    assert _cli("query").returncode == 2
+    assert main(["index", "build", str(tmp_path / "none"), "--index", str(tmp_path / "idx2"), *common]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "no images" in err and len(err.strip().splitlines()) == 1
+    assert main(["index", "build", str(root), "--index", str(out), "--level", LEVEL, *common]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main(["index", "info", "--index", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 12
+    with pytest.raises(SystemExit) as e:
+        main(["index", "query"])
+    assert e.value.code == 2

@@ -302,6 +302,10 @@ class GalleryIndex:
             done = len(list(build_dir.glob("part-*.h5")))
             raise PartialBuildError(f"{out}: an interrupted build is here ({done} chunk(s) finished); continue it "
                                     f"with --resume (resume=True) or start again with --overwrite")
+        files = [] if plan_path.is_file() else list_images(root)
+        if not plan_path.is_file() and not files:  # before loading VGG-19: fail fast
+            raise EmptyGalleryError(f"{root}: no images found (looked for files ending in .jpg, .jpeg, .png, "
+                                    f".tif, .webp, .bmp, ...)")
         cfg = config or DescriptorConfig(level=level, variant=variant)
         extractor = DescriptorExtractor(cfg, weights=weights, device=device)
         if plan_path.is_file():
@@ -312,10 +316,6 @@ class GalleryIndex:
             rel = plan["files"]
             root = Path(plan["root"])
         else:
-            files = list_images(root)
-            if not files:
-                raise EmptyGalleryError(f"{root}: no images found (looked for files ending in .jpg, .jpeg, .png, "
-                                        f".tif, .webp, .bmp, ...)")
             rel = [str(f.relative_to(root)) for f in files]
             plan = {"format": FORMAT, "root": str(root), "config": extractor.config.to_dict(), "kind": kind,
                     "params": params or {}, "checkpoint": int(checkpoint), "files": rel}
