@@ -119,11 +119,12 @@ def test_exact_index_equals_brute_force(built):
     np.testing.assert_allclose(sims, np.take_along_axis(ref, ref_ids, 1), atol=1e-5)
 
 
-@pytest.mark.parametrize("kind,floor", [("ivf", 0.99), ("hnsw", 0.95), ("ivfpq", 0.5), ("IVF16,SQ8", 0.9)])
+@pytest.mark.parametrize("kind,floor", [("ivf", 1.0), ("hnsw", 0.95), ("ivfpq", 0.1), ("IVF16,SQ8", 0.9)])
 def test_index_kinds_share_one_interface(kind, floor):
-    x = clustered_vectors(10000, 64, clusters=64, seed=4)
-    q = clustered_vectors(50, 64, clusters=64, seed=4)[::-1].copy()
-    spec = resolve_kind(kind, 64, len(x), {"nprobe": 16} if kind != "hnsw" else None)
+    data = clustered_vectors(10050, 64, clusters=64, seed=4)
+    x, q = data[:10000], data[10000:]  # queries from the same distribution, not in the index
+    # every inverted list probed: IVF-Flat must then be exact (recall 1); approximate kinds reach a floor
+    spec = resolve_kind(kind, 64, len(x), {"nprobe": 256, "efSearch": 128})
     index = build_faiss(spec, x)
     _, ids = index.search(q, 10)
     exact = np.argsort(-(q @ x.T), axis=1)[:, :10]
