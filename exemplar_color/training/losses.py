@@ -6,8 +6,12 @@
   predicted ab) and of the ground truth, for the branch with a real reference (teaches plausible colours
   where the reference has no match; it does not ask for the ground truth's exact colours).
 
-total = chrominance + alpha * perceptual, alpha = 0.005 as published. Both terms are means (per ab
-value, per feature value), so their balance does not depend on batch or image size.
+total = chrominance + alpha * perceptual, alpha = 0.005 as published. The chrominance term is a mean per
+ab value; the perceptual term is the squared L2 distance between feature *vectors* (summed over channels),
+averaged over positions and images. That reading is what makes the published alpha meaningful: with a
+mean per feature value as well, alpha = 0.005 scales the perceptual term to ~0.1% of the chrominance term
+(measured with relu3_1: ~6 x 0.005 = 0.03 against ~5-15), which switches the perceptual branch off; summed
+over channels it is of the same order (~1500 x 0.005 = 7.7). Neither term depends on batch or image size.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ def chrominance_loss(pred_ab: torch.Tensor, target_ab: torch.Tensor, beta: float
 
 
 class PerceptualLoss(nn.Module):
-    """Mean squared distance between VGG-19 features of predicted and ground-truth colour images.
+    """Squared L2 distance between VGG-19 feature vectors of predicted and ground-truth colour images,
+    averaged over positions.
 
     Args:
         backbone: a frozen :class:`VGG19Features` providing ``level`` (relu5_1 needs a full weight file).
@@ -48,9 +53,11 @@ class PerceptualLoss(nn.Module):
 
     def forward(self, l: torch.Tensor, pred_ab: torch.Tensor, target_ab: torch.Tensor) -> torch.Tensor:
         """``l`` ``(B, 1, H, W)`` in 0..100, ab ``(B, 2, H, W)``; gradients flow into ``pred_ab`` only."""
-        l, pred_ab, target_ab = l.float(), pred_ab.float(), target_ab.float()
-        pred = lab_to_rgb(torch.cat([l, pred_ab], 1))
+        with torch.autocast(l.device.type, enabled=False):  # colour conversion in float32 even under AMP
+            l, pred_ab, target_ab = l.float(), pred_ab.float(), target_ab.float()
+            pred = lab_to_rgb(torch.cat([l, pred_ab], 1))
+            target = lab_to_rgb(torch.cat([l, target_ab], 1))
         with torch.no_grad():
-            want = self.backbone(lab_to_rgb(torch.cat([l, target_ab], 1)))[self.level]
+            want = self.backbone(target)[self.level]
         got = self.backbone(pred)[self.level]
-        return F.mse_loss(got, want)
+        return (got.float() - want.float()).pow(2).sum(1).mean()

@@ -306,7 +306,7 @@ class Trainer:
     def _loader(self, records: Sequence[int], batch_sampler: Any = None, batch_size: int = 0) -> Any:
         workers = self.cfg.num_workers
         kw: dict[str, Any] = dict(num_workers=workers, pin_memory=self.device.type == "cuda",
-                                  persistent_workers=workers > 0)
+                                  persistent_workers=workers > 0 and batch_sampler is not None)
         if workers > 0:
             kw["prefetch_factor"] = 4
         ds = CacheDataset(self.cache, records)
