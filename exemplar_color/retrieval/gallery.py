@@ -514,7 +514,8 @@ class GalleryIndex:
             files = [Path(f) for f in images]
         files = [Path(os.path.abspath(f.expanduser())) for f in files]  # not resolve(): keep symlinked names
         rel = [os.path.relpath(f, self.root) for f in files]
-        known = {p: i for i, p in enumerate(self.store.paths) if i not in set(self.removed.tolist())}
+        removed = set(self.removed.tolist())
+        known = {p: i for i, p in enumerate(self.store.paths) if i not in removed}
         report = BuildReport(total=len(rel))
         todo, replaced = [], []
         for r in rel:
