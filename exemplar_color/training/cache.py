@@ -21,7 +21,6 @@ parallel without coordination. Records are read at random, one chunk per record.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from ..backbone import VGG19Features, resolve_weights
+from ..backbone import _sha256 as weights_digest  # SHA-256 of the weight file: ties records to the backbone
 from ..color import rgb_to_lab
 from ..errors import ConfigMismatchError, ExemplarColorError, ImageError
 from ..io import atomic_write
@@ -84,15 +84,6 @@ class CacheConfig:
         if diff:
             raise ConfigMismatchError(f"{where}: cache was built with another configuration ({'; '.join(diff)}); "
                                       f"build a new cache for this configuration")
-
-
-def weights_digest(path: str | os.PathLike) -> str:
-    """SHA-256 of a weight file: ties records to the exact backbone that computed them."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
