@@ -321,3 +321,14 @@ def test_cli_end_to_end(tmp_path, data_dir, tv_weights, capsys):
     with pytest.raises(SystemExit) as e:
         main(["index", "query"])
     assert e.value.code == 2
+
+
+def test_rank_sharded_build_merges_to_the_same_index(tmp_path, data_dir, tv_weights):
+    root = _gallery(data_dir, tmp_path / "g", 5, 3)
+    kw = dict(config=_config(64), weights=tv_weights, checkpoint=2, progress=False)
+    assert GalleryIndex.build(root, tmp_path / "idx", rank=1, world=2, **kw) is None  # writes chunks 1, 3
+    assert len(list((tmp_path / "idx" / ".build").glob("part-*.h5"))) == 2
+    sharded = GalleryIndex.build(root, tmp_path / "idx", rank=0, world=2, **kw)  # chunks 0, 2, then merge
+    single = GalleryIndex.build(root, tmp_path / "one", **kw)
+    assert sharded.store.paths == single.store.paths and len(sharded) == 8
+    np.testing.assert_allclose(sharded.store.global_descriptors(), single.store.global_descriptors(), atol=1e-5)

@@ -298,7 +298,7 @@ class GalleryIndex:
                                              indexed=len(index.store), seconds=time.perf_counter() - t0)
             return index
         plan_path = build_dir / "plan.json"
-        if plan_path.is_file() and not resume:
+        if plan_path.is_file() and not resume and rank == 0:  # other ranks may start after rank 0 wrote it
             done = len(list(build_dir.glob("part-*.h5")))
             raise PartialBuildError(f"{out}: an interrupted build is here ({done} chunk(s) finished); continue it "
                                     f"with --resume (resume=True) or start again with --overwrite")
