@@ -245,7 +245,8 @@ class VGG19Features(nn.Module):
         if self.variant == "torchvision":
             mean, scale = torch.tensor(_TV_MEAN), 1.0 / torch.tensor(_TV_STD)
         else:
-            mean, scale = torch.tensor(_CAFFE_MEAN_BGR[::-1]) / 255.0, torch.full((3,), 255.0)
+            # preprocess flips the input to BGR before subtracting, so the mean stays in BGR order
+            mean, scale = torch.tensor(_CAFFE_MEAN_BGR) / 255.0, torch.full((3,), 255.0)
         self.register_buffer("mean", mean.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", scale.view(1, 3, 1, 1), persistent=False)
 

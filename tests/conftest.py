@@ -15,7 +15,7 @@ CAFFE_WEIGHTS = SHARED / "weights" / "vgg19-caffe-features-0-16.pth"
 # The levels the pretrained slices cover (the full VGG-19 file cannot be downloaded on these machines).
 SLICE_LEVELS = ("relu3_1", "relu2_1", "relu1_1")
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+torch.set_num_threads(1)  # pytest -n 2 runs two workers on the 2 CI cores
 
 
 def _need(path: Path) -> Path:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .fields import clamp_field, compose, flat_index, gather_cosine, rows
 
-VOLUME_BUDGET = 2 ** 25  # similarity-volume elements per image above which a level is searched locally
+VOLUME_BUDGET = 2 ** 26  # similarity-volume elements per image (256 MB) up to which a whole-map search is exact
 
 
 def _patch_mean(score: torch.Tensor, patch: int) -> torch.Tensor:

@@ -1,0 +1,55 @@
+"""The "analogy" head: colours from the reference alone, no trained network.
+
+Warped reference ab are trusted where the correspondence is reliable (confidence) and propagated to the
+rest of the image along the target's own edges: a confidence-weighted normalised convolution with
+guided filters at several radii, finest first, so each pixel takes its colour from the nearest reliable
+region of similar luminance; reliable matches keep their own colours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..correspondence import Correspondence
+from .guided import guided_filter
+
+
+@dataclass
+class AnalogyHead:
+    """Edge-aware, confidence-weighted propagation of warped reference colours.
+
+    Args:
+        radii: guided-filter radii (working pixels), small to large; larger radii reach pixels far from
+            any reliable match.
+        eps: guided-filter regulariser on L in [0, 1] units: smaller follows edges more tightly.
+        sharpness: confidence is raised to this power: higher lets only the best matches vote.
+        keep: confidence from which a pixel starts keeping its own warped colour (fully at 1).
+        support: weight density at which a finer scale's estimate counts as much as the coarser one.
+    """
+
+    radii: tuple[int, ...] = (2, 8, 32)
+    eps: float = 1e-3
+    sharpness: float = 2.0
+    keep: float = 0.0
+    support: float = 0.05
+
+    def __call__(self, target_l: torch.Tensor, corr: Correspondence) -> torch.Tensor:
+        return self.propagate(target_l, corr.warped_ab, corr.confidence)
+
+    def propagate(self, target_l: torch.Tensor, ab: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
+        """``ab`` ``(B, 2, H, W)`` refined with weights ``confidence`` ``(B, 1, H, W)``, guided by L (0..100)."""
+        guide = target_l / 100.0
+        weight = confidence.clamp(0, 1).pow(self.sharpness) + 1e-4
+        out = None
+        for radius in sorted(self.radii, reverse=True):  # coarse fallback first, finer scales override it
+            support = guided_filter(guide, weight, radius, self.eps).clamp_min(1e-4)
+            estimate = guided_filter(guide, ab * weight, radius, self.eps) / support
+            if out is None:
+                out = estimate
+            else:
+                alpha = support / (support + self.support)
+                out = alpha * estimate + (1 - alpha) * out
+        trust = ((confidence - self.keep) / (1 - self.keep)).clamp(0, 1)
+        return trust * ab + (1 - trust) * out

@@ -1,0 +1,288 @@
+"""The public API: :class:`Colorizer` turns black-and-white photos into colour ones.
+
+    >>> from exemplar_color import Colorizer                      # doctest: +SKIP
+    >>> c = Colorizer()                                           # doctest: +SKIP
+    >>> c.colorize("old.jpg", "colour.jpg").image.save("out.png")  # doctest: +SKIP
+
+Flow: target L and reference Lab at the working size -> correspondence (similarity sub-net) -> a head
+(trained colorization sub-net, or the analogy head without one) -> predicted ab brought to full size along
+the full-resolution L (guided upsampling) -> recombined with the target's original L, unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .backbone import VGG19Features
+from .color import lab_to_rgb, rgb_to_lab
+from .colorization.analogy import AnalogyHead
+from .colorization.guided import guided_upsample
+from .correspondence import DEFAULT_LEVELS, Correspondence, Matcher
+from .correspondence import fields as fl
+from .device import resolve_device
+from .errors import ExemplarColorError, ImageError
+from .io import as_array
+from .working import check_min_side, is_gray, resize, to_tensor, working_size
+
+ImageInput = str | os.PathLike | Image.Image | np.ndarray
+
+
+class GrayReferenceError(ImageError):
+    """The reference has no colour to transfer."""
+
+
+@dataclass
+class Photo:
+    """One input photo: its name, full-resolution pixels ``(1, C, H, W)`` and whether it had colour."""
+
+    name: str
+    pixels: torch.Tensor
+    colour: bool
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.pixels.shape[-2:])  # type: ignore[return-value]
+
+
+def read_photo(image: ImageInput) -> Photo:
+    name = str(image) if isinstance(image, (str, os.PathLike)) else "<in-memory image>"
+    arr = as_array(image, mode="auto")
+    px = to_tensor(arr)
+    check_min_side(name, *px.shape[-2:])
+    return Photo(name, px, px.shape[1] == 3 and not is_gray(px))
+
+
+@dataclass
+class ColorizationResult:
+    """A colorized photo and how it was made.
+
+    ``image``/``ab`` are at the target's original size; ``confidence``, ``warped_ab``, ``similarity`` at the
+    working size; ``forward``/``backward`` in original pixel coordinates (see :meth:`Colorizer.match`).
+    """
+
+    image: Image.Image
+    ab: np.ndarray
+    confidence: np.ndarray
+    warped_ab: np.ndarray
+    similarity: np.ndarray
+    forward: np.ndarray
+    backward: np.ndarray
+    reference: str
+    head: str
+    levels: tuple[str, ...]
+    timings: dict[str, float] = field(default_factory=dict)
+    recommendations: list[Any] = field(default_factory=list)
+
+    @property
+    def warped_image(self) -> Image.Image:
+        """Target L (working size) with the raw warped reference ab: what the match alone gives."""
+        return _to_pil(self._working_l, torch.from_numpy(self.warped_ab).permute(2, 0, 1)[None])
+
+    _working_l: torch.Tensor = field(default=None, repr=False)  # type: ignore[assignment]
+
+    def confidence_image(self) -> Image.Image:
+        return Image.fromarray((np.clip(self.confidence, 0, 1) * 255).round().astype(np.uint8), "L")
+
+
+def _to_pil(l: torch.Tensor, ab: torch.Tensor, chunk_rows: int = 256) -> Image.Image:
+    """Lab -> 8-bit RGB image, in row chunks (bounded memory at any size); out-of-gamut colours lose
+    chroma, not lightness, so the output keeps the input's L (up to 8-bit rounding)."""
+    h, w = l.shape[-2:]
+    out = np.empty((h, w, 3), np.uint8)
+    for r0 in range(0, h, chunk_rows):
+        lc = l[..., r0:r0 + chunk_rows, :].float()
+        abc = ab[..., r0:r0 + chunk_rows, :].float()
+        for _ in range(8):  # shrink chroma by 15% where a channel falls outside [0, 1]
+            rgb = lab_to_rgb(torch.cat([lc, abc], 1), clip=False)
+            outside = ((rgb < -1e-3) | (rgb > 1 + 1e-3)).any(1, keepdim=True)
+            if not outside.any():
+                break
+            abc = torch.where(outside, abc * 0.85, abc)
+        rgb = rgb.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+        out[r0:r0 + chunk_rows] = (rgb * 255 + 0.5).astype(np.uint8)
+    return Image.fromarray(out, "RGB")
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    """``(1, C, H, W)`` -> ``(H, W, C)`` (or ``(H, W)`` for one channel) float32 numpy."""
+    a = x[0].detach().float().cpu().numpy().transpose(1, 2, 0)
+    return a[..., 0] if a.shape[-1] == 1 else a
+
+
+class Colorizer:
+    """Exemplar-based colorization; builds its networks once and reuses them for every photo.
+
+    Args:
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ...
+        vgg_weights: VGG-19 weight file; ``None`` uses ``$EXEMPLAR_COLOR_VGG_WEIGHTS``, the cache, or downloads.
+        vgg_variant: ``"torchvision"`` or ``"caffe"`` preprocessing (must match the weights).
+        levels: VGG-19 levels to match (default relu5_1 ... relu1_1, or the checkpoint's).
+        model: a trained colorization sub-net checkpoint (``.safetensors``), or ``None`` for the analogy head.
+        size: working size (short side, pixels).
+        index: a gallery index (path or :class:`~exemplar_color.retrieval.GalleryIndex`) for automatic references.
+        method: correspondence search, ``"fast"`` or ``"patchmatch"`` (the published schedule; slow).
+    """
+
+    def __init__(self, device: str | torch.device = "auto", vgg_weights: str | os.PathLike | None = None,
+                 vgg_variant: str = "torchvision", levels: Sequence[str] | None = None,
+                 model: str | os.PathLike | None = None, size: int = 256, index: Any = None,
+                 method: str = "fast"):
+        self.device = resolve_device(device)
+        self.size = size
+        self.net = None
+        if model is not None and str(model).lower() != "none":
+            from .colorization.checkpoint import load_checkpoint
+
+            self.net, meta, _ = load_checkpoint(model, map_location=self.device)
+            if levels is not None and tuple(levels) != tuple(self.net.config.levels):
+                raise ExemplarColorError(f"{model}: the model was trained with levels {list(self.net.config.levels)}, "
+                                         f"not {list(levels)}; leave levels unset to use the model's")
+            if self.net.config.variant != vgg_variant:
+                raise ExemplarColorError(f"{model}: the model was trained on {self.net.config.variant} VGG-19 "
+                                         f"features, not {vgg_variant}; pass vgg_variant="
+                                         f"{self.net.config.variant!r}")
+            levels = self.net.config.levels
+        self.levels = tuple(levels or DEFAULT_LEVELS)
+        self.backbone = VGG19Features(self.levels, weights=vgg_weights, variant=vgg_variant).to(self.device)
+        self.matcher = Matcher(self.backbone, self.levels, method=method)  # type: ignore[arg-type]
+        self.head = AnalogyHead()
+        self.vgg_weights, self.vgg_variant = vgg_weights, vgg_variant
+        self._index = index
+
+    @property
+    def head_name(self) -> str:
+        return "network" if self.net is not None else "analogy"
+
+    # ----------------------------------------------------------------- retrieval
+    @property
+    def index(self):
+        if self._index is not None and not hasattr(self._index, "search"):
+            from .retrieval import GalleryIndex
+
+            self._index = GalleryIndex.open(self._index, weights=self.vgg_weights, device=self.device)
+        return self._index
+
+    def recommend(self, target: ImageInput, k: int = 5) -> list[Any]:
+        """The ``k`` best references for ``target`` from the gallery index (best first)."""
+        if self.index is None:
+            raise ExemplarColorError("no gallery index: create the Colorizer with index=PATH "
+                                     "(build one with `exemplar-color index build`)")
+        return self.index.search(target, k=k)
+
+    # ----------------------------------------------------------------- matching
+    def _working(self, target: Photo, reference: Photo) -> tuple[torch.Tensor, torch.Tensor]:
+        ht, wt = working_size(*target.size, self.size)
+        hr, wr = working_size(*reference.size, self.size)
+        t = target.pixels.to(self.device)
+        tl = rgb_to_lab(resize(t, (ht, wt)).clamp(0, 1))[:, :1] if t.shape[1] == 3 else \
+            rgb_to_lab(resize(t, (ht, wt)).clamp(0, 1).expand(-1, 3, -1, -1))[:, :1]
+        rlab = rgb_to_lab(resize(reference.pixels.to(self.device), (hr, wr)).clamp(0, 1))
+        return tl, rlab
+
+    def _load_pair(self, target: ImageInput, reference: ImageInput) -> tuple[Photo, Photo]:
+        t, r = read_photo(target), read_photo(reference)
+        if not r.colour:
+            raise GrayReferenceError(r.name, "the reference is grayscale: it has no colour to transfer; "
+                                             "choose a colour photo of similar content")
+        if t.colour:
+            warnings.warn(f"{t.name}: the target is a colour photo; only its luminance is used", stacklevel=3)
+        return t, r
+
+    def match(self, target: ImageInput, reference: ImageInput) -> tuple[Correspondence, dict[str, np.ndarray]]:
+        """Correspondence at the working size, plus ``forward`` ``(H_t, W_t, 2)`` and ``backward``
+        ``(H_r, W_r, 2)`` at the images' ORIGINAL sizes, in the other image's original pixel coordinates
+        (``x, y``, 0-based, pixel centres at integers)."""
+        t, r = read_photo(target), read_photo(reference)
+        tl, rlab = self._working(t, r)
+        corr = self.matcher.match(tl, rlab)
+        return corr, self._full_fields(corr, t, r)
+
+    @staticmethod
+    def _full_fields(corr: Correspondence, t: Photo, r: Photo) -> dict[str, np.ndarray]:
+        (ht, wt), (hr, wr) = t.size, r.size
+        fwd = fl.resize_field(corr.forward, ht, wt, wr / corr.backward.shape[-1], hr / corr.backward.shape[-2])
+        bwd = fl.resize_field(corr.backward, hr, wr, wt / corr.forward.shape[-1], ht / corr.forward.shape[-2])
+        return {"forward": _np(fwd), "backward": _np(bwd)}
+
+    # ----------------------------------------------------------------- colorizing
+    def _predict_ab(self, tl: torch.Tensor, corr: Correspondence) -> torch.Tensor:
+        if self.net is None:
+            return self.head(tl, corr)
+        with torch.inference_mode():
+            return self.net.colorize(tl, corr.warped_ab, corr.similarity).float()
+
+    def _full_resolution(self, target: Photo, tl: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Full-size L (the input's own) and ab upsampled along it."""
+        px = target.pixels.to(self.device)
+        full_l = rgb_to_lab(px if px.shape[1] == 3 else px.expand(-1, 3, -1, -1))[:, :1]
+        ab_full = guided_upsample(tl / 100, ab, full_l / 100)
+        return full_l, ab_full
+
+    def colorize(self, target: ImageInput, reference: ImageInput | None = None) -> ColorizationResult:
+        """Colorize ``target`` with ``reference`` (or, with an index and no reference, the best one found)."""
+        return self.colorize_many([(target, reference)])[0]
+
+    def colorize_many(self, pairs: Iterable[tuple[ImageInput, ImageInput | None]], batch_size: int = 8,
+                      ) -> list[ColorizationResult]:
+        """Colorize many ``(target, reference)`` pairs; pairs whose working sizes agree share a device batch."""
+        pairs = list(pairs)
+        results: list[ColorizationResult | None] = [None] * len(pairs)
+        prepared = []
+        for i, (target, reference) in enumerate(pairs):
+            t0 = time.perf_counter()
+            recs: list[Any] = []
+            if reference is None:
+                recs = self.recommend(target, k=5)
+                reference = recs[0].path
+            t, r = self._load_pair(target, reference)
+            tl, rlab = self._working(t, r)
+            prepared.append((i, t, r, tl, rlab, recs, time.perf_counter() - t0))
+        groups: dict[tuple, list] = {}
+        for item in prepared:
+            groups.setdefault((tuple(item[3].shape), tuple(item[4].shape)), []).append(item)
+        for items in groups.values():
+            for s in range(0, len(items), batch_size):
+                chunk = items[s:s + batch_size]
+                for item, res in zip(chunk, self._colorize_batch(chunk)):
+                    results[item[0]] = res
+        return results  # type: ignore[return-value]
+
+    def _colorize_batch(self, items: list) -> list[ColorizationResult]:
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        t0 = time.perf_counter()
+        tl = torch.cat([it[3] for it in items])
+        rlab = torch.cat([it[4] for it in items])
+        corr = self.matcher.match(tl, rlab)
+        sync()
+        t1 = time.perf_counter()
+        ab = self._predict_ab(tl, corr)
+        sync()
+        t2 = time.perf_counter()
+        out = []
+        for j, (i, t, r, _, _, recs, t_load) in enumerate(items):
+            one = Correspondence(corr.forward[j:j + 1], corr.backward[j:j + 1], corr.similarity[j:j + 1],
+                                 corr.warped_ab[j:j + 1], corr.confidence[j:j + 1], corr.levels)
+            t3 = time.perf_counter()
+            full_l, ab_full = self._full_resolution(t, tl[j:j + 1], ab[j:j + 1])
+            image = _to_pil(full_l, ab_full)
+            sync()
+            n = len(items)
+            timings = {"load_s": t_load, "match_s": (t1 - t0) / n, "head_s": (t2 - t1) / n,
+                       "full_resolution_s": time.perf_counter() - t3}
+            timings["total_s"] = sum(timings.values())
+            res = ColorizationResult(
+                image=image, ab=_np(ab_full), confidence=_np(one.confidence), warped_ab=_np(one.warped_ab),
+                similarity=one.similarity[0].cpu().numpy(), reference=r.name, head=self.head_name,
+                levels=self.levels, timings=timings, recommendations=recs, **self._full_fields(one, t, r))
+            res._working_l = tl[j:j + 1].cpu()
+            out.append(res)
+        return out

@@ -1,0 +1,51 @@
+"""The working resolution: photos are matched and coloured at a short side of ``size`` (256 by default),
+and only the predicted ab come back to full size, so the result keeps every pixel of the input's L."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .color import rgb_to_lab
+from .errors import ImageTooSmallError
+
+MULTIPLE = 16  # VGG-19's relu5_1 has stride 16: sides that divide evenly keep every level aligned
+
+
+def working_size(h: int, w: int, size: int, multiple: int = MULTIPLE) -> tuple[int, int]:
+    """``(h, w)`` scaled so the short side is ``size``, each side rounded to a multiple of ``multiple``."""
+    if size < 2 * multiple:
+        raise ValueError(f"working size {size} is too small; use at least {2 * multiple}")
+    scale = size / min(h, w)
+    return (max(multiple, round(h * scale / multiple) * multiple),
+            max(multiple, round(w * scale / multiple) * multiple))
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """``(H, W)`` or ``(H, W, C)`` float array in [0, 1] -> ``(1, C, H, W)`` tensor."""
+    arr = image[..., None] if image.ndim == 2 else image
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).unsqueeze(0).float()
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Antialiased bilinear resize of ``(B, C, H, W)`` (antialiasing matters when shrinking a big photo)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def is_gray(rgb: torch.Tensor, tolerance: float = 2.0) -> bool:
+    """True when an RGB tensor has (almost) no chroma: 99% of pixels with |ab| below ``tolerance``."""
+    ab = rgb_to_lab(rgb)[:, 1:]
+    return bool(torch.quantile(ab.norm(dim=1).flatten()[:1_000_000], 0.99) < tolerance)
+
+
+def lab_at(rgb: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Lab of an RGB ``(1, 3, H, W)`` tensor at a working size."""
+    return rgb_to_lab(resize(rgb, size).clamp(0, 1))
+
+
+def check_min_side(name: str, h: int, w: int, minimum: int = MULTIPLE) -> None:
+    if min(h, w) < minimum:
+        raise ImageTooSmallError(name, f"{w}x{h} is too small to colorize (short side at least {minimum} px)")
