@@ -1,0 +1,165 @@
+"""The Colorizer API and the match/colorize commands, end to end on real photos with the real VGG-19 slices."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from exemplar_color import Colorizer
+from exemplar_color.cli.main import main
+from exemplar_color.color import rgb_to_lab
+from exemplar_color.pipeline import GrayReferenceError
+
+LEVELS = ["relu3_1", "relu2_1", "relu1_1"]
+
+
+@pytest.fixture(scope="module")
+def colorizer(tv_weights):
+    return Colorizer(device="cpu", vgg_weights=tv_weights, levels=LEVELS, size=128)
+
+
+@pytest.fixture(scope="module")
+def pair(data_dir):
+    d = data_dir / "exemplar-pairs" / "example"
+    return d / "in1.jpg", d / "ref1.jpg"
+
+
+def _lab_l(img: Image.Image) -> np.ndarray:
+    arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255
+    return rgb_to_lab(torch.from_numpy(arr).permute(2, 0, 1)[None])[0, 0].numpy()
+
+
+def test_colorize_keeps_size_and_luminance(colorizer, pair):
+    target, reference = pair
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = colorizer.colorize(target, reference)
+    src = Image.open(target)
+    assert r.image.size == src.size and r.image.mode == "RGB"
+    l_in = _lab_l(src.convert("L").convert("RGB"))
+    l_out = _lab_l(r.image)
+    assert np.abs(l_out - l_in).mean() < 0.5 and np.percentile(np.abs(l_out - l_in), 99) < 1.5
+    # the photo really got colour, and it came from the reference
+    chroma = np.hypot(r.ab[..., 0], r.ab[..., 1])
+    assert chroma.mean() > 5
+    assert r.ab.shape == (src.size[1], src.size[0], 2)
+    assert r.forward.shape == (src.size[1], src.size[0], 2)
+    ref_w, ref_h = Image.open(reference).size
+    assert r.forward[..., 0].max() <= ref_w - 0.5 and r.forward[..., 1].max() <= ref_h - 0.5
+    assert r.similarity.shape[0] == 2 * len(LEVELS) and r.head == "analogy"
+    assert set(r.timings) >= {"match_s", "head_s", "full_resolution_s", "total_s"}
+
+
+def test_batch_equals_single(colorizer, data_dir):
+    d = data_dir / "exemplar-pairs" / "examplar-based"
+    pairs = [(d / "in1.JPEG", d / "ref1.JPEG"), (d / "in1.JPEG", d / "ref1.JPEG"), (d / "in2.JPEG", d / "ref2.JPEG")]
+    many = colorizer.colorize_many(pairs)
+    single = colorizer.colorize(*pairs[2])
+    np.testing.assert_allclose(many[2].ab, single.ab, atol=1e-3)
+    np.testing.assert_allclose(many[0].ab, many[1].ab, atol=1e-3)
+
+
+def test_gray_reference_refused_and_colour_target_warned(colorizer, data_dir, pair):
+    gray = data_dir / "legacy-gray" / "einstein_1.jpg"
+    with pytest.raises(GrayReferenceError, match="no colour to transfer"):
+        colorizer.colorize(pair[0], gray)
+    with pytest.warns(UserWarning, match="luminance"):
+        colorizer.colorize(pair[1], pair[1])
+
+
+def test_analogy_head_vs_warped_on_known_transform(colorizer, data_dir):
+    """The head follows the target's edges and may only lose a little against the raw warp where the raw warp
+    is already almost perfect (a transformed copy of the photo itself)."""
+    from exemplar_color.color import lab_to_rgb
+    from exemplar_color.correspondence.synthetic import similarity_pair
+
+    img = torch.from_numpy(np.asarray(Image.open(data_dir / "kodak" / "kodim23.png").convert("RGB"),
+                                      dtype=np.float32) / 255).permute(2, 0, 1)[None][..., :256, 128:384]
+    kp = similarity_pair(img, 6.0, 1.05, 0.04, -0.03)
+    lab = rgb_to_lab(img)
+    corr = colorizer.matcher.match(lab[:, :1], rgb_to_lab(kp.reference.clamp(0, 1)))
+
+    def psnr(ab):
+        rgb = lab_to_rgb(torch.cat([lab[:, :1], ab], 1))
+        mse = ((rgb - img) * 255).pow(2).mean(1, keepdim=True)[kp.overlap].mean().item()
+        return 10 * np.log10(255 ** 2 / mse)
+
+    raw, head = psnr(corr.warped_ab), psnr(colorizer.head(lab[:, :1], corr))
+    assert head > 30 and head >= raw - 0.5, (raw, head)
+
+
+def test_large_photo_memory_bound(tv_weights, data_dir, tmp_path):
+    """A 4000x3000 photo colorizes with peak memory far below 2 GB beyond the weights (separate process)."""
+    big = tmp_path / "big.png"
+    Image.open(data_dir / "kodak" / "kodim05.png").convert("L").resize((4000, 3000), Image.BICUBIC).save(big)
+    code = (
+        "import resource, torch, sys; torch.set_num_threads(1)\n"
+        "from exemplar_color import Colorizer\n"
+        f"c = Colorizer(device='cpu', vgg_weights={str(tv_weights)!r}, levels={LEVELS!r}, size=128)\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        f"r = c.colorize({str(big)!r}, {str(data_dir / 'kodak' / 'kodim05.png')!r})\n"
+        "assert r.image.size == (4000, 3000)\n"
+        "print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    base_kb, peak_kb = map(int, out.stdout.split()[-2:])
+    assert (peak_kb - base_kb) / 1024 < 2048, (base_kb, peak_kb)
+
+
+def _cli(*args: str) -> int:
+    return main(list(args))
+
+
+def test_cli_colorize_folder_with_corrupt_file_and_resume(tv_weights, pair, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "good.jpg").write_bytes(pair[0].read_bytes())
+    (src / "broken.jpg").write_bytes(pair[0].read_bytes()[:300])
+    out = tmp_path / "out"
+    common = ["--vgg-weights", str(tv_weights), "--levels", *LEVELS, "--size", "128", "--device", "cpu"]
+    rc = _cli("colorize", str(src), "--reference", str(pair[1]), "-o", str(out), "--json", "--save-confidence",
+              *common)
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 1  # something failed, and the exit code says so
+    assert [o["output"] for o in report["outputs"]] == [str(out / "good.png")]
+    assert report["failed"][0]["target"].endswith("broken.jpg")
+    assert Image.open(out / "good.png").size == Image.open(pair[0]).size
+    assert (out / "good_confidence.png").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["good.png", "good_confidence.png"]  # no temp files left
+    (src / "broken.jpg").unlink()
+    stamp = (out / "good.png").stat().st_mtime_ns
+    rc = _cli("colorize", str(src), "--reference", str(pair[1]), "-o", str(out), "--json", "--resume", *common)
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 0 and report["skipped"] == [str(out / "good.png")] and not report["outputs"]
+    assert (out / "good.png").stat().st_mtime_ns == stamp
+
+
+def test_cli_gray_reference_is_one_line_error(tv_weights, pair, data_dir, tmp_path, capsys):
+    rc = _cli("colorize", str(pair[0]), "--reference", str(data_dir / "legacy-gray" / "einstein_1.jpg"),
+              "-o", str(tmp_path / "x.png"), "--vgg-weights", str(tv_weights), "--levels", *LEVELS, "--size", "128")
+    assert rc == 1 and "no colour to transfer" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_cli_match_writes_fields_at_original_resolution(tv_weights, pair, tmp_path, capsys):
+    out = tmp_path / "m.npz"
+    rc = _cli("match", str(pair[0]), str(pair[1]), "--out", str(out), "--vgg-weights", str(tv_weights),
+              "--levels", *LEVELS, "--size", "128")
+    assert rc == 0
+    z = np.load(out)
+    tw, th = Image.open(pair[0]).size
+    rw, rh = Image.open(pair[1]).size
+    assert z["forward"].shape == (th, tw, 2) and z["forward"].dtype == np.float32
+    assert z["backward"].shape == (rh, rw, 2)
+    assert z["similarity"].shape[0] == 6 and list(z["levels"]) == LEVELS
+    assert z["forward"][..., 0].min() >= -0.5 and z["forward"][..., 0].max() <= rw - 0.5
+    assert z["forward"][..., 1].max() <= rh - 0.5
