@@ -163,3 +163,22 @@ def test_cli_match_writes_fields_at_original_resolution(tv_weights, pair, tmp_pa
     assert z["similarity"].shape[0] == 6 and list(z["levels"]) == LEVELS
     assert z["forward"][..., 0].min() >= -0.5 and z["forward"][..., 0].max() <= rw - 0.5
     assert z["forward"][..., 1].max() <= rh - 0.5
+
+
+def test_trained_checkpoint_runs_in_colorizer_and_wrong_one_is_refused(tv_weights, pair, tmp_path):
+    """A sub-net checkpoint (here untrained, width 1/8) drives the Colorizer; other levels are refused."""
+    from exemplar_color.colorization.checkpoint import save_checkpoint
+    from exemplar_color.colorization.network import ColorizationNet, ColorizationNetConfig
+    from exemplar_color.errors import ExemplarColorError
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "net.safetensors",
+                           ColorizationNet(ColorizationNetConfig(levels=tuple(LEVELS), width=0.125, size=128)))
+    c = Colorizer(device="cpu", vgg_weights=tv_weights, model=ckpt, size=128)
+    assert c.head_name == "network" and c.levels == tuple(LEVELS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = c.colorize(*pair)
+    assert r.head == "network" and r.image.size == Image.open(pair[0]).size and np.isfinite(r.ab).all()
+    with pytest.raises(ExemplarColorError, match="levels"):
+        Colorizer(device="cpu", vgg_weights=tv_weights, model=ckpt, levels=["relu2_1", "relu1_1"])
