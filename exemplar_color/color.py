@@ -96,6 +96,14 @@ def rgb_to_gray_lab_l(rgb: torch.Tensor) -> torch.Tensor:
     return rgb_to_lab(rgb)[..., :1, :, :]
 
 
+def gray_to_l(gray: torch.Tensor) -> torch.Tensor:
+    """Lab lightness of a neutral sRGB gray ``(..., 1, H, W)`` in [0, 1]: what :func:`rgb_to_lab` gives for
+    ``gray`` repeated to three channels, at a third of the cost (a gray's Y is its linearised value)."""
+    y = torch.where(gray > 0.04045, ((gray.clamp_min(0.04045) + 0.055) / 1.055).pow(2.4), gray / 12.92)
+    f = torch.where(y > 0.008856, y.clamp_min(0.008856).pow(1.0 / 3.0), 7.787 * y + 16.0 / 116.0)
+    return 116.0 * f - 16.0
+
+
 def l_to_gray(lightness: torch.Tensor) -> torch.Tensor:
     """The neutral sRGB gray ``(..., 1, H, W)`` in [0, 1] whose Lab lightness is ``lightness``.
 

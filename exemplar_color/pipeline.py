@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from .backbone import VGG19Features
-from .color import lab_to_rgb, rgb_to_lab
+from .color import gray_to_l, lab_to_rgb, rgb_to_lab
 from .colorization.analogy import AnalogyHead
 from .colorization.guided import guided_upsample
 from .correspondence import DEFAULT_LEVELS, Correspondence, Matcher
@@ -99,14 +99,18 @@ def _to_pil(l: torch.Tensor, ab: torch.Tensor, chunk_rows: int = 256) -> Image.I
     h, w = l.shape[-2:]
     out = np.empty((h, w, 3), np.uint8)
     for r0 in range(0, h, chunk_rows):
-        lc = l[..., r0:r0 + chunk_rows, :].float()
-        abc = ab[..., r0:r0 + chunk_rows, :].float()
-        for _ in range(8):  # shrink chroma by 15% where a channel falls outside [0, 1]
-            rgb = lab_to_rgb(torch.cat([lc, abc], 1), clip=False)
-            outside = ((rgb < -1e-3) | (rgb > 1 + 1e-3)).any(1, keepdim=True)
-            if not outside.any():
-                break
-            abc = torch.where(outside, abc * 0.85, abc)
+        lab = torch.cat([l[..., r0:r0 + chunk_rows, :], ab[..., r0:r0 + chunk_rows, :]], 1).float()
+        rgb = lab_to_rgb(lab, clip=False)
+        outside = ((rgb < -1e-3) | (rgb > 1 + 1e-3)).any(1)[0]
+        if outside.any():  # shrink chroma by 15% steps on the out-of-gamut pixels only
+            px = lab[0][:, outside].T.reshape(-1, 3, 1, 1).clone()
+            for _ in range(8):
+                fix = lab_to_rgb(px, clip=False)
+                bad = ((fix < -1e-3) | (fix > 1 + 1e-3)).flatten(1).any(1)
+                if not bad.any():
+                    break
+                px[bad, 1:] *= 0.85
+            rgb[0][:, outside] = fix.reshape(-1, 3).T
         rgb = rgb.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
         out[r0:r0 + chunk_rows] = (rgb * 255 + 0.5).astype(np.uint8)
     return Image.fromarray(out, "RGB")
@@ -223,7 +227,8 @@ class Colorizer:
     def _full_resolution(self, target: Photo, tl: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Full-size L (the input's own) and ab upsampled along it."""
         px = target.pixels.to(self.device)
-        full_l = rgb_to_lab(px if px.shape[1] == 3 else px.expand(-1, 3, -1, -1))[:, :1]
+        full_l = gray_to_l(px) if px.shape[1] == 1 else torch.cat(
+            [rgb_to_lab(px[..., r:r + 512, :])[:, :1] for r in range(0, px.shape[-2], 512)], -2)
         ab_full = guided_upsample(tl / 100, ab, full_l / 100)
         return full_l, ab_full
 

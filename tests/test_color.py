@@ -92,3 +92,10 @@ def test_bad_shapes_raise_clear_errors():
         rgb_to_lab(torch.rand(1, 4, 3, 3))
     with pytest.raises(TypeError):
         rgb_to_lab(torch.zeros(1, 3, 2, 2, dtype=torch.uint8))
+
+
+def test_gray_to_l_equals_lab_of_repeated_gray():
+    from exemplar_color.color import gray_to_l
+
+    g = torch.linspace(0, 1, 1001, dtype=torch.float64).view(1, 1, 1, -1)
+    np.testing.assert_allclose(gray_to_l(g).numpy(), rgb_to_lab(g.expand(-1, 3, -1, -1))[:, :1].numpy(), atol=1e-9)
