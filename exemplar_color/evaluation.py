@@ -298,6 +298,7 @@ def _evaluate_one(item: EvalItem, colorizer: Any, mode: str, seed: int, thumb_si
                          result.reference if mode == "auto" else "self-transform"),
            "size": list(gray.shape), "ground_truth": gt is not None, "metrics": metrics, "timings": timings,
            "mean_confidence": float(np.mean(result.confidence)),
+           "reference_colorfulness": float(colorfulness(ref_rgb)),
            "warnings": [str(w.message) for w in caught]}
     if transform is not None:
         row["transform"] = transform
@@ -325,6 +326,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                                         - s["colorfulness_gt"])
         out[m] = s
     if rows:
+        out["reference_colorfulness"] = float(np.mean([r["reference_colorfulness"] for r in rows]))
         keys = rows[0]["timings"].keys()
         out["timings_mean_s"] = {k: float(np.mean([r["timings"].get(k, 0.0) for r in rows])) for k in keys}
     return out
@@ -379,7 +381,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                       f"{METHOD_LABELS[m]} {_fmt(s[m].get('delta_cf_dataset'))}" for m in METHODS) + "."]
     else:
         lines += ["", "No image has a colour ground truth (the targets are gray photos): only colourfulness "
-                  "(a no-reference figure) is reported; PSNR/SSIM/ΔCF/ab error need the original colours."]
+                  "(a no-reference figure) is reported; PSNR/SSIM/ΔCF/ab error need the original colours. "
+                  f"Mean colourfulness of the references: {_fmt(s.get('reference_colorfulness'))}."]
     lines += ["", "Methods: *exemplar-color* is `Colorizer.colorize`; *warped ab alone* is the target's L with "
               "the raw warped reference ab bilinearly upsampled (the correspondence without the head and "
               "guided upsampling); *Reinhard* is the global Lab mean/std transfer from the same reference "
@@ -388,8 +391,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     if t:
         lines += ["Mean seconds per image: " + ", ".join(f"{k} {v:.3f}" for k, v in t.items()) +
                   f". Whole run: {report['seconds']:.1f} s.", ""]
+    sheet_rows = SHEET_ROWS if report["n_with_ground_truth"] else SHEET_ROWS[:-1]
     lines += ["![contact sheet](contact_sheet.png)", "",
-              "Contact sheet rows: " + " / ".join(SHEET_ROWS) + ".", ""]
+              "Contact sheet rows: " + " / ".join(sheet_rows) + "." + (
+                  f" It shows {len(report['contact_sheet'])} of the {report['n_evaluated']} images (evenly spaced)."
+                  if len(report.get("contact_sheet", ())) < report["n_evaluated"] else ""), ""]
     if report["failed"]:
         lines += ["## Failed", ""] + [f"- `{f['name']}`: {f['error']}" for f in report["failed"]] + [""]
     if report["images"]:
@@ -452,13 +458,28 @@ def contact_sheet(thumbnails: Sequence[tuple[str, dict[str, Image.Image | None]]
     return sheet
 
 
+def sheet_sample(n: int, sheet_max: int | None) -> list[int]:
+    """Indices of the images shown on the contact sheet: all, or ``sheet_max`` evenly spaced ones."""
+    if sheet_max is None or n <= sheet_max:
+        return list(range(n))
+    return sorted({int(round(i * (n - 1) / max(1, sheet_max - 1))) for i in range(sheet_max)})
+
+
 def write_report(evaluation: Evaluation, out_dir: str | os.PathLike, *, thumb_size: int = 128,
-                 columns: int = 12) -> dict[str, Path]:
-    """``report.json``, ``report.md`` and ``contact_sheet.png`` in ``out_dir``, each written atomically."""
+                 columns: int = 12, sheet_max: int | None = None) -> dict[str, Path]:
+    """``report.json``, ``report.md`` and ``contact_sheet.png`` in ``out_dir``, each written atomically.
+
+    ``sheet_max`` caps the images on the contact sheet (evenly spaced) to keep the PNG small; the
+    report lists which were shown."""
     out = Path(out_dir)
+    shown = sheet_sample(len(evaluation.thumbnails), sheet_max)
+    evaluation.report["contact_sheet"] = [evaluation.thumbnails[i][0] for i in shown]
+    thumbnails = [evaluation.thumbnails[i] for i in shown]
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "report.json", "markdown": out / "report.md", "contact_sheet": out / "contact_sheet.png"}
-    sheet = contact_sheet(evaluation.thumbnails, thumb_size, columns)
+    any_gt = any(th.get("ground truth") is not None for _, th in thumbnails)
+    rows = SHEET_ROWS if any_gt else tuple(r for r in SHEET_ROWS if r != "ground truth")
+    sheet = contact_sheet(thumbnails, thumb_size, columns, rows)
     with atomic_write(paths["contact_sheet"]) as tmp:
         sheet.save(tmp, format="PNG", optimize=True)
         tmp.chmod(0o644)  # a report is for reading (the temporary file is created owner-only)
@@ -473,7 +494,8 @@ def write_report(evaluation: Evaluation, out_dir: str | os.PathLike, *, thumb_si
 
 def run_evaluation(source: str | os.PathLike, mode: str, colorizer: Any, out_dir: str | os.PathLike, *,
                    pairs: Sequence[str | os.PathLike] | None = None, limit: int | None = None, seed: int = 0,
-                   thumb_size: int = 128, columns: int = 12, configuration: dict[str, Any] | None = None,
+                   thumb_size: int = 128, columns: int = 12, sheet_max: int | None = None,
+                   configuration: dict[str, Any] | None = None,
                    progress: Callable[[Iterable], Iterable] | None = None) -> Evaluation:
     """Gather the items for ``mode``, evaluate them, attach configuration and versions, write the report."""
     if mode == "given":
@@ -493,5 +515,5 @@ def run_evaluation(source: str | os.PathLike, mode: str, colorizer: Any, out_dir
            "vgg_variant": getattr(colorizer, "vgg_variant", None)}
     cfg.update(configuration or {})
     ev.report = {"configuration": cfg, "versions": versions(), **ev.report}
-    write_report(ev, out_dir, thumb_size=thumb_size, columns=columns)
+    write_report(ev, out_dir, thumb_size=thumb_size, columns=columns, sheet_max=sheet_max)
     return ev

@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the self-transform references (default 0)")
     p.add_argument("--thumb-size", type=int, default=128, help="contact-sheet thumbnail size (default 128)")
     p.add_argument("--sheet-columns", type=int, default=12, help="images per contact-sheet row block (default 12)")
+    p.add_argument("--sheet-max", type=int, metavar="N",
+                   help="show at most N images (evenly spaced) on the contact sheet (default: all)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     add_pipeline_options(p)
     p.set_defaults(func=run)
@@ -66,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         config["command"] = "exemplar-color evaluate " + " ".join(
             shlex.quote(str(a)) for a in _argv_of(args))
     ev = run_evaluation(args.images, args.reference_mode, colorizer, args.out, pairs=args.pairs, limit=args.limit,
-                        seed=args.seed, thumb_size=args.thumb_size, columns=args.sheet_columns, configuration=config,
+                        seed=args.seed, thumb_size=args.thumb_size, columns=args.sheet_columns,
+                        sheet_max=args.sheet_max, configuration=config,
                         progress=lambda xs: tqdm(xs, desc="evaluate", unit="img", file=sys.stderr,
                                                  disable=len(xs) < 2 or args.json))
     rep = ev.report
