@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import METHOD_LABELS, METHODS, run_evaluation
 
     if args.reference_mode == "auto" and not args.index:
-        raise ExemplarColorError("--reference-mode auto needs --index PATH (build one with `exemplar-color index build`)")
+        raise ExemplarColorError("--reference-mode auto needs --index PATH "
+                                 "(build one with `exemplar-color index build`)")
     if args.pairs and args.reference_mode != "given":
         raise ExemplarColorError("--pairs is for --reference-mode given")
     if args.limit is not None and args.limit < 1:
