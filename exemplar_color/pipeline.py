@@ -20,6 +20,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from .backbone import VGG19Features
@@ -134,12 +135,16 @@ class Colorizer:
         size: working size (short side, pixels).
         index: a gallery index (path or :class:`~exemplar_color.retrieval.GalleryIndex`) for automatic references.
         method: correspondence search, ``"fast"`` or ``"patchmatch"`` (the published schedule; slow).
+        upsample: how predicted ab reach full size: ``"bilinear"`` (default) or ``"guided"`` (fast guided
+            filter on the full-resolution L). Measured on Kodak known-transform pairs (4 photos, full size):
+            bilinear 36.5 dB, guided 34.4 dB: fitting ab to L at the working size and applying the fit to
+            full-size L puts the L texture into the colours. The head already makes colours follow the edges.
     """
 
     def __init__(self, device: str | torch.device = "auto", vgg_weights: str | os.PathLike | None = None,
                  vgg_variant: str = "torchvision", levels: Sequence[str] | None = None,
                  model: str | os.PathLike | None = None, size: int = 256, index: Any = None,
-                 method: str = "fast"):
+                 method: str = "fast", upsample: str = "bilinear"):
         self.device = resolve_device(device)
         self.size = size
         self.net = None
@@ -161,6 +166,9 @@ class Colorizer:
         self.head = AnalogyHead()
         self.vgg_weights, self.vgg_variant = vgg_weights, vgg_variant
         self._index = index
+        if upsample not in ("bilinear", "guided"):
+            raise ValueError(f"upsample must be 'bilinear' or 'guided', got {upsample!r}")
+        self.upsample = upsample
 
     @property
     def head_name(self) -> str:
@@ -229,7 +237,10 @@ class Colorizer:
         px = target.pixels.to(self.device)
         full_l = gray_to_l(px) if px.shape[1] == 1 else torch.cat(
             [rgb_to_lab(px[..., r:r + 512, :])[:, :1] for r in range(0, px.shape[-2], 512)], -2)
-        ab_full = guided_upsample(tl / 100, ab, full_l / 100)
+        if self.upsample == "guided":
+            ab_full = guided_upsample(tl / 100, ab, full_l / 100)
+        else:
+            ab_full = F.interpolate(ab, size=full_l.shape[-2:], mode="bilinear", align_corners=False)
         return full_l, ab_full
 
     def colorize(self, target: ImageInput, reference: ImageInput | None = None) -> ColorizationResult:
