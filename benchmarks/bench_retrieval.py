@@ -52,18 +52,19 @@ def _gallery_dir(dest: Path, quick: bool) -> Path:
     return dest
 
 
-def bench_gallery(quick: bool = False, workers: int = 1, queries: int | None = None) -> dict[str, Any]:
+def bench_gallery(quick: bool = False, workers: int = 1, queries: int | None = None,
+                  keep: str | None = None) -> dict[str, Any]:
     """Near-duplicate top-1 over the real gallery, build throughput, per-query times."""
     from exemplar_color.retrieval import DescriptorConfig, DescriptorExtractor, GalleryIndex
     from exemplar_color.retrieval.descriptors import prepare_gray
     from exemplar_color.retrieval.synthetic import near_duplicate
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench_retrieval_"))
+    tmp = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="bench_retrieval_"))
     try:
         root = _gallery_dir(tmp / "gallery", quick)
         cfg = DescriptorConfig(level="relu3_1", size=224)
         index = GalleryIndex.build(root, tmp / "index", config=cfg, weights=WEIGHTS, batch=16, workers=workers,
-                                   progress=True)
+                                   progress=True, resume=bool(keep))
         assert index is not None and index.build_report is not None
         rep = index.build_report
         nq = queries or (100 if quick else 500)
@@ -109,7 +110,8 @@ def bench_gallery(quick: bool = False, workers: int = 1, queries: int | None = N
             "torch_threads": torch.get_num_threads(), "decode_workers": workers,
         }
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _recall(found: np.ndarray, truth: np.ndarray) -> float:
@@ -171,7 +173,7 @@ def bench_ann(quick: bool = False, n: int | None = None, dim: int = 512, nq: int
 
 
 def run(quick: bool = False, part: str = "all", threads: int = 1, workers: int = 1, dim: int = 512,
-        n: int | None = None) -> dict[str, Any]:
+        n: int | None = None, keep: str | None = None) -> dict[str, Any]:
     """Run the benchmark parts; returns the figures as a dict (``main`` prints it as JSON)."""
     import faiss
 
@@ -179,7 +181,7 @@ def run(quick: bool = False, part: str = "all", threads: int = 1, workers: int =
     faiss.omp_set_num_threads(threads)
     out: dict[str, Any] = {"quick": quick, "threads": threads}
     if part in ("all", "gallery"):
-        out["gallery"] = bench_gallery(quick, workers=workers)
+        out["gallery"] = bench_gallery(quick, workers=workers, keep=keep)
     if part in ("all", "ann"):
         out["ann"] = bench_ann(quick, n=n, dim=dim)
     return out
@@ -193,8 +195,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=1, help="JPEG-decoding processes for the build")
     p.add_argument("--dim", type=int, default=512, help="synthetic descriptor dimension (relu5_4: 512)")
     p.add_argument("-n", type=int, default=None, help="synthetic vectors (default 1,000,000; quick 100,000)")
+    p.add_argument("--keep", metavar="DIR", help="build the gallery index in DIR and keep it (reused if there)")
     a = p.parse_args(argv)
-    print(json.dumps(run(a.quick, a.part, a.threads, a.workers, a.dim, a.n), indent=1))
+    print(json.dumps(run(a.quick, a.part, a.threads, a.workers, a.dim, a.n, a.keep), indent=1))
 
 
 if __name__ == "__main__":

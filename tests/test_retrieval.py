@@ -332,3 +332,11 @@ def test_rank_sharded_build_merges_to_the_same_index(tmp_path, data_dir, tv_weig
     single = GalleryIndex.build(root, tmp_path / "one", **kw)
     assert sharded.store.paths == single.store.paths and len(sharded) == 8
     np.testing.assert_allclose(sharded.store.global_descriptors(), single.store.global_descriptors(), atol=1e-5)
+
+
+def test_centred_histograms_ignore_exposure():
+    rng = np.random.default_rng(6)
+    lum = torch.from_numpy(rng.uniform(20, 70, (1, 1, 28, 28)).astype(np.float32))
+    a = luminance_histograms(lum, centre=True)
+    np.testing.assert_allclose(luminance_histograms(lum + 17.0, centre=True), a, atol=1e-6)
+    assert not torch.allclose(luminance_histograms(lum + 17.0), luminance_histograms(lum))

@@ -481,7 +481,7 @@ class GalleryIndex:
                 grid, hist = self.store.rerank_rows(cid)
                 parts = rerank_scores(dequantise_unit(q.grid[qi]), q.hist[qi].astype(np.float32),
                                       grid, hist, weights=weights, t_class=int(q.class_id[qi]),
-                                      c_class=self.store.class_id[cid])
+                                      c_class=self.store.class_id[cid], c_global=csim)
                 score = parts["score"]
             else:
                 parts, score = {}, 1.0 - csim

@@ -28,6 +28,7 @@ class RankWeights:
 
     hist: float = 0.25
     class_prior: float = 0.05
+    global_: float = 0.0  # weight of (1 - first-stage cosine); 0 as published
 
 
 @dataclass
@@ -47,13 +48,14 @@ class Recommendation:
 
 def rerank_scores(t_grid: np.ndarray, t_hist: np.ndarray, c_grid: np.ndarray, c_hist: np.ndarray, *,
                   weights: RankWeights = RankWeights(), t_class: int = -1,
-                  c_class: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                  c_class: np.ndarray | None = None, c_global: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Score ``n`` candidates against one target, all at once.
 
     Args:
         t_grid: ``(G*G, C)`` target cells, unit vectors. t_hist: ``(G*G, bins)`` target histograms.
         c_grid: ``(n, G*G, C)`` candidate cells. c_hist: ``(n, G*G, bins)`` candidate histograms.
         t_class, c_class: predicted classes (-1: unknown).
+        c_global: ``(n,)`` first-stage cosines, used when ``weights.global_`` > 0.
 
     Returns:
         ``{"score", "dist0", "dist1", "class"}``, each ``(n,)`` float32.
@@ -71,5 +73,7 @@ def rerank_scores(t_grid: np.ndarray, t_hist: np.ndarray, c_grid: np.ndarray, c_
     if t_class >= 0 and c_class is not None:
         cls = ((c_class >= 0) & (c_class != t_class)).astype(np.float32)
     score = dist0 + weights.hist * dist1 + weights.class_prior * cls
+    if weights.global_ and c_global is not None:
+        score = score + weights.global_ * (1.0 - np.asarray(c_global, np.float32))
     return {"score": score.astype(np.float32), "dist0": dist0.astype(np.float32),
             "dist1": dist1.astype(np.float32), "class": cls}
