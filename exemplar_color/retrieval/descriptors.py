@@ -253,7 +253,8 @@ class DescriptorExtractor:
                 f"given have sha256 {sha[:12]}...; pass the same --vgg-weights file or rebuild the index")
         self.config = DescriptorConfig.from_dict({**asdict(config), "weights_sha256": sha})
         self.device = torch.device(device)
-        self.net = VGG19Features(self.config.levels, weights=weights, variant=self.config.variant)  # type: ignore[arg-type]
+        self.net = VGG19Features(self.config.levels, weights=weights,  # type: ignore[arg-type]
+                                 variant=self.config.variant)  # type: ignore[arg-type]
         self.net.to(self.device)
 
     @torch.inference_mode()
