@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..correspondence import Correspondence
-from .guided import guided_filter
+from .guided import box, guided_filter
 
 
 @dataclass
@@ -42,14 +42,18 @@ class AnalogyHead:
         """``ab`` ``(B, 2, H, W)`` refined with weights ``confidence`` ``(B, 1, H, W)``, guided by L (0..100)."""
         guide = target_l / 100.0
         weight = confidence.clamp(0, 1).pow(self.sharpness) + 1e-4
-        out = None
-        for radius in sorted(self.radii, reverse=True):  # coarse fallback first, finer scales override it
-            support = guided_filter(guide, weight, radius, self.eps).clamp_min(1e-4)
-            estimate = guided_filter(guide, ab * weight, radius, self.eps) / support
-            if out is None:
-                out = estimate
-            else:
-                alpha = support / (support + self.support)
-                out = alpha * estimate + (1 - alpha) * out
+        radii = sorted(self.radii, reverse=True)
+        # coarsest scale: a plain weighted average (convex: it can never overshoot), the fallback everywhere
+        out = box(ab * weight, radii[0]) / box(weight, radii[0]).clamp_min(1e-6)
+        for radius in radii:  # finer scales override it where reliable pixels of similar L are near
+            support = guided_filter(guide, weight, radius, self.eps).clamp_min(0)
+            estimate = guided_filter(guide, ab * weight, radius, self.eps) / support.clamp_min(1e-3)
+            alpha = support / (support + self.support)
+            out = alpha * estimate + (1 - alpha) * out
+        # a guided filter is a local linear fit: where the support is tiny the ratio can overshoot, so the
+        # propagated colours stay within the colours the reference actually offers (per image and channel)
+        lo = ab.flatten(2).amin(-1)[..., None, None]
+        hi = ab.flatten(2).amax(-1)[..., None, None]
+        out = torch.maximum(torch.minimum(out, hi), lo)
         trust = ((confidence - self.keep) / (1 - self.keep)).clamp(0, 1)
         return trust * ab + (1 - trust) * out
