@@ -7,6 +7,7 @@ import resource
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,3 +183,30 @@ def test_trained_checkpoint_runs_in_colorizer_and_wrong_one_is_refused(tv_weight
     assert r.head == "network" and r.image.size == Image.open(pair[0]).size and np.isfinite(r.ab).all()
     with pytest.raises(ExemplarColorError, match="levels"):
         Colorizer(device="cpu", vgg_weights=tv_weights, model=ckpt, levels=["relu2_1", "relu1_1"])
+
+
+def test_fully_automatic_mode_uses_the_index(tv_weights, data_dir, tmp_path, capsys):
+    """colorize without a reference: the gallery's best match is used, and the result says which one."""
+    import shutil
+
+    from exemplar_color.retrieval import DescriptorConfig, GalleryIndex
+
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+    files = sorted((data_dir / "imagenet-sample").glob("*.JPEG"))[:12]
+    for f in files:
+        shutil.copy(f, gallery / f.name)
+    GalleryIndex.build(gallery, tmp_path / "g.index", config=DescriptorConfig(level="relu3_1", size=112),
+                       weights=tv_weights, progress=False)
+    target = tmp_path / "old.png"
+    Image.open(files[5]).convert("L").save(target)
+    c = Colorizer(device="cpu", vgg_weights=tv_weights, levels=LEVELS, size=128, index=tmp_path / "g.index")
+    recs = c.recommend(target, k=3)
+    assert Path(recs[0].path).name == files[5].name  # its own colour original ranks first
+    r = c.colorize(target)
+    assert Path(r.reference).name == files[5].name and r.recommendations
+    rc = main(["colorize", str(target), "--auto", "--index", str(tmp_path / "g.index"), "-o",
+               str(tmp_path / "auto.png"), "--json", "--vgg-weights", str(tv_weights), "--levels", *LEVELS,
+               "--size", "128", "--device", "cpu"])
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 0 and Path(report["outputs"][0]["reference"]).name == files[5].name
