@@ -26,7 +26,7 @@ from PIL import Image
 from .backbone import VGG19Features
 from .color import gray_to_l, lab_to_rgb, rgb_to_lab
 from .colorization.analogy import AnalogyHead
-from .colorization.guided import guided_upsample
+from .colorization.guided import guided_upsample, joint_bilateral_upsample
 from .correspondence import DEFAULT_LEVELS, Correspondence, Matcher
 from .correspondence import fields as fl
 from .device import resolve_device
@@ -135,16 +135,16 @@ class Colorizer:
         size: working size (short side, pixels).
         index: a gallery index (path or :class:`~exemplar_color.retrieval.GalleryIndex`) for automatic references.
         method: correspondence search, ``"fast"`` or ``"patchmatch"`` (the published schedule; slow).
-        upsample: how predicted ab reach full size: ``"bilinear"`` (default) or ``"guided"`` (fast guided
-            filter on the full-resolution L). Measured on Kodak known-transform pairs (4 photos, full size):
-            bilinear 36.5 dB, guided 34.4 dB: fitting ab to L at the working size and applying the fit to
-            full-size L puts the L texture into the colours. The head already makes colours follow the edges.
+        upsample: how predicted ab reach full size: ``"joint-bilateral"`` (default: bilinear taps weighted
+            by how close their L is to the full-resolution L, so colours stop at the photo's edges),
+            ``"bilinear"`` or ``"guided"`` (fast guided filter). Kodak known-transform pairs (4 photos, full
+            size): 36.66 / 36.55 / 34.39 dB: the guided fit puts the L texture into the colours.
     """
 
     def __init__(self, device: str | torch.device = "auto", vgg_weights: str | os.PathLike | None = None,
                  vgg_variant: str = "torchvision", levels: Sequence[str] | None = None,
                  model: str | os.PathLike | None = None, size: int = 256, index: Any = None,
-                 method: str = "fast", upsample: str = "bilinear"):
+                 method: str = "fast", upsample: str = "joint-bilateral"):
         self.device = resolve_device(device)
         self.size = size
         self.net = None
@@ -166,8 +166,8 @@ class Colorizer:
         self.head = AnalogyHead()
         self.vgg_weights, self.vgg_variant = vgg_weights, vgg_variant
         self._index = index
-        if upsample not in ("bilinear", "guided"):
-            raise ValueError(f"upsample must be 'bilinear' or 'guided', got {upsample!r}")
+        if upsample not in ("joint-bilateral", "bilinear", "guided"):
+            raise ValueError(f"upsample must be 'joint-bilateral', 'bilinear' or 'guided', got {upsample!r}")
         self.upsample = upsample
 
     @property
@@ -239,6 +239,8 @@ class Colorizer:
             [rgb_to_lab(px[..., r:r + 512, :])[:, :1] for r in range(0, px.shape[-2], 512)], -2)
         if self.upsample == "guided":
             ab_full = guided_upsample(tl / 100, ab, full_l / 100)
+        elif self.upsample == "joint-bilateral":
+            ab_full = joint_bilateral_upsample(tl / 100, ab, full_l / 100)
         else:
             ab_full = F.interpolate(ab, size=full_l.shape[-2:], mode="bilinear", align_corners=False)
         return full_l, ab_full
