@@ -16,7 +16,7 @@ Every image is scored for three methods, so a report always says what each stage
 
 * ``result``: the full pipeline (``Colorizer.colorize``'s image);
 * ``warped_ab``: the target's L with the raw warped reference ab (``result.warped_ab``), bilinearly
-  upsampled to full size — what the correspondence alone gives, before the head and guided upsampling;
+  upsampled to full size — what the correspondence alone gives, before the head and edge-aware upsampling;
 * ``reinhard``: Reinhard-style global Lab statistics transfer from the same reference
   (:func:`exemplar_color.baselines.reinhard_transfer`); on a gray target this is one global tint.
 
@@ -385,7 +385,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                   f"Mean colourfulness of the references: {_fmt(s.get('reference_colorfulness'))}."]
     lines += ["", "Methods: *exemplar-color* is `Colorizer.colorize`; *warped ab alone* is the target's L with "
               "the raw warped reference ab bilinearly upsampled (the correspondence without the head and "
-              "guided upsampling); *Reinhard* is the global Lab mean/std transfer from the same reference "
+              "edge-aware upsampling); *Reinhard* is the global Lab mean/std transfer from the same reference "
               "(on a gray target: one global tint).", ""]
     t = s.get("timings_mean_s")
     if t:
