@@ -291,3 +291,20 @@ def test_trainer_refuses_foreign_pairs_and_changed_run(workdir, tv_weights, tmp_
         train(_cfg(workdir, tmp_path / "r", tv_weights, resume=False))
     with pytest.raises(ExemplarColorError, match="batch size"):
         Trainer(_cfg(workdir, tmp_path / "r2", tv_weights, batch_size=64))
+
+
+def test_best_checkpoint_is_the_lowest_held_out_error(workdir, tv_weights, tmp_path):
+    """best.safetensors holds the model of the lowest val_ab_l1 seen, and it loads in the Colorizer."""
+    import csv
+
+    from exemplar_color import Colorizer
+    from exemplar_color.colorization.checkpoint import read_metadata
+
+    out = tmp_path / "run"
+    Trainer(_cfg(workdir, out, tv_weights, epochs=3, lr=1e-3)).run()
+    rows = [r for r in csv.DictReader(open(out / "metrics.csv")) if r["val_ab_l1"]]
+    best = min(float(r["val_ab_l1"]) for r in rows)
+    meta = read_metadata(out / "best.safetensors")
+    assert abs(meta["train"]["val"]["val_ab_l1"] - best) < 1e-4 * max(1.0, best)  # the CSV rounds
+    c = Colorizer(device="cpu", vgg_weights=tv_weights, model=out / "best.safetensors", size=64)
+    assert c.head_name == "network"

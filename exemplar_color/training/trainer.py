@@ -270,6 +270,7 @@ class Trainer:
         self.batches = EpochBatches(len(self.train_records), config.batch_size, config.seed, self.rank, self.world)
         self.epoch, self.step_in_epoch, self.step = 0, 0, 0
         self.last_val: dict[str, float] = {}
+        self.best_val: float | None = None  # lowest held-out ab error so far (best.safetensors holds that model)
 
     # -- setup helpers
 
@@ -321,7 +322,8 @@ class Trainer:
         rtens, rmeta = _rng_state()
         meta = {"train": {"step": self.step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                           "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
-                          "optimizer": ometa, "rng": rmeta, "config": asdict(self.cfg), "val": self.last_val}}
+                          "optimizer": ometa, "rng": rmeta, "config": asdict(self.cfg), "val": self.last_val,
+                          "best_val": self.best_val}}
         ckdir = self.out / "checkpoints"
         path = save_checkpoint(ckdir / f"step-{self.step:08d}.safetensors", self.model,
                                extra_tensors={**otens, **rtens}, extra_meta=meta)
@@ -350,6 +352,7 @@ class Trainer:
         _set_rng_state(extra, st["rng"])
         self.step, self.epoch, self.step_in_epoch = st["step"], st["epoch"], st["step_in_epoch"]
         self.last_val = st.get("val", {})
+        self.best_val = st.get("best_val")
         if self.main:
             print(f"resumed {path} at step {self.step} (epoch {self.epoch + 1}, batch {self.step_in_epoch})",
                   file=sys.stderr)
@@ -407,6 +410,13 @@ class Trainer:
             return {}
         loader = self._loader(self.val_records, batch_size=max(1, self.cfg.batch_size // self.world))
         self.last_val = evaluate(self.model, loader, self.device)
+        score = self.last_val.get("val_ab_l1")
+        if score is not None and (self.best_val is None or score < self.best_val):
+            # training can overshoot (the chrominance branch pulls towards copying the warped input):
+            # keep the model that did best on held-out pairs beside the final one
+            self.best_val = score
+            save_checkpoint(self.out / "best.safetensors", self.model, extra_meta={
+                "train": {"step": self.step, "config": asdict(self.cfg), "val": self.last_val}})
         return self.last_val
 
     def run(self) -> dict[str, Any]:
