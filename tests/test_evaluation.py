@@ -84,3 +84,26 @@ def test_decolorize_keeps_lightness_and_pairs_file_parsing(tmp_path, data_dir):
     items = read_pairs(sub / "pairs.txt")
     assert [(i.name, i.reference.name) for i in items] == [("in1.jpg", "ref1.jpg"), ("in2.jpg", "ref2.jpg")]
     assert [i.name for i in given_items(tmp_path, None)] == ["set/in1.jpg", "set/in2.jpg"]
+
+
+def test_auto_mode_uses_the_index(tmp_path, data_dir, tv_weights):
+    """--reference-mode auto: references come from a gallery index; the report records which one."""
+    from exemplar_color.retrieval import DescriptorConfig, GalleryIndex
+
+    gallery, src = tmp_path / "gallery", tmp_path / "src"
+    gallery.mkdir()
+    src.mkdir()
+    photos = sorted((data_dir / "kodak").glob("*.png"))[:6]
+    for p in photos:
+        shutil.copy(p, gallery / p.name)
+    shutil.copy(photos[2], src / photos[2].name)
+    GalleryIndex.build(gallery, tmp_path / "g.index", config=DescriptorConfig(level="relu3_1", size=112),
+                       weights=tv_weights, progress=False)
+    out = tmp_path / "report"
+    rc = main(["evaluate", str(src), "--reference-mode", "auto", "--index", str(tmp_path / "g.index"),
+               "--out", str(out), *_pipeline_args(tv_weights)])
+    assert rc == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["n_evaluated"] == 1
+    assert photos[2].name in json.dumps(rep["images"][0]["reference"])  # its own colour original, from the index
+    assert rep["summary"]["result"]["psnr"] > 28
