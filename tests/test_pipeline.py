@@ -210,3 +210,18 @@ def test_fully_automatic_mode_uses_the_index(tv_weights, data_dir, tmp_path, cap
                "--size", "128", "--device", "cpu"])
     report = json.loads(capsys.readouterr().out)
     assert rc == 0 and Path(report["outputs"][0]["reference"]).name == files[5].name
+
+
+def test_extreme_aspect_flat_and_tiny_inputs(colorizer, data_dir):
+    from exemplar_color.errors import ImageTooSmallError
+
+    long_thin = Image.open(data_dir / "kodak" / "kodim05.png").convert("L").resize((2000, 60))
+    tall_ref = Image.open(data_dir / "kodak" / "kodim23.png").resize((40, 700))
+    r = colorizer.colorize(long_thin, tall_ref)
+    assert r.image.size == (2000, 60) and np.isfinite(r.ab).all()
+    red = np.zeros((64, 64, 3), np.float32)
+    red[..., 0] = 1
+    r = colorizer.colorize(np.full((100, 100), 0.5, np.float32), red)  # flat target: takes the only colour there is
+    assert np.isfinite(r.ab).all() and r.ab[..., 0].mean() > 50
+    with pytest.raises(ImageTooSmallError, match="at least 16"):
+        colorizer.colorize(np.full((8, 100), 0.5, np.float32), red)
