@@ -13,13 +13,17 @@ from .errors import ImageTooSmallError
 MULTIPLE = 16  # VGG-19's relu5_1 has stride 16: sides that divide evenly keep every level aligned
 
 
+MAX_ASPECT = 4  # the long side is capped at this many times ``size``: a panorama must not cost a quadratic search
+
+
 def working_size(h: int, w: int, size: int, multiple: int = MULTIPLE) -> tuple[int, int]:
-    """``(h, w)`` scaled so the short side is ``size``, each side rounded to a multiple of ``multiple``."""
+    """``(h, w)`` scaled so the short side is ``size`` (the long side at most ``MAX_ASPECT * size``), each side
+    rounded to a multiple of ``multiple`` and at least two of them (the coarsest level needs 2 pixels)."""
     if size < 2 * multiple:
         raise ValueError(f"working size {size} is too small; use at least {2 * multiple}")
-    scale = size / min(h, w)
-    return (max(multiple, round(h * scale / multiple) * multiple),
-            max(multiple, round(w * scale / multiple) * multiple))
+    scale = min(size / min(h, w), MAX_ASPECT * size / max(h, w))
+    return (max(2 * multiple, round(h * scale / multiple) * multiple),
+            max(2 * multiple, round(w * scale / multiple) * multiple))
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
