@@ -8,13 +8,11 @@ on; the backbone keeps fp32 NCHW unless these figures say otherwise.
 
 from __future__ import annotations
 
-import argparse
-import json
 from typing import Any
 
 import torch
 
-from common import vgg_floor
+from common import bench_main, vgg_floor
 
 
 def run(quick: bool = False, device: str = "cpu") -> dict[str, Any]:
@@ -42,11 +40,7 @@ def run(quick: bool = False, device: str = "cpu") -> dict[str, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--device", default="cpu")
-    args = ap.parse_args()
-    print(json.dumps(run(args.quick, args.device), indent=2))
+    bench_main(run, __doc__)
 
 
 if __name__ == "__main__":

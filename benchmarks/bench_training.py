@@ -6,13 +6,11 @@ cached inputs: forward, losses, backward, Adam update. Random weights (timing do
 
 from __future__ import annotations
 
-import argparse
-import json
 from typing import Any
 
 import torch
 
-from common import timeit
+from common import bench_main, timeit
 
 
 def run(quick: bool = False, device: str = "cpu") -> dict[str, Any]:
@@ -42,11 +40,7 @@ def run(quick: bool = False, device: str = "cpu") -> dict[str, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--device", default="cpu")
-    a = ap.parse_args()
-    print(json.dumps(run(a.quick, a.device), indent=2))
+    bench_main(run, __doc__)
 
 
 if __name__ == "__main__":

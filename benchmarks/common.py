@@ -174,3 +174,15 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return p
+
+
+def bench_main(run: Callable[..., dict[str, Any]], doc: str | None) -> None:
+    """The command line every benchmark shares: ``[--quick] [--device D]``, the figures as JSON on stdout."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
+    ap.add_argument("--quick", action="store_true", help="smoke run: fewer repeats, smaller sizes")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    print(json.dumps(run(args.quick, args.device), indent=2))

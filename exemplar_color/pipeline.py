@@ -194,9 +194,8 @@ class Colorizer:
     def _working(self, target: Photo, reference: Photo) -> tuple[torch.Tensor, torch.Tensor]:
         ht, wt = working_size(*target.size, self.size)
         hr, wr = working_size(*reference.size, self.size)
-        t = target.pixels.to(self.device)
-        tl = rgb_to_lab(resize(t, (ht, wt)).clamp(0, 1))[:, :1] if t.shape[1] == 3 else \
-            rgb_to_lab(resize(t, (ht, wt)).clamp(0, 1).expand(-1, 3, -1, -1))[:, :1]
+        t = resize(target.pixels.to(self.device), (ht, wt)).clamp(0, 1)
+        tl = rgb_to_lab(t)[:, :1] if t.shape[1] == 3 else gray_to_l(t)
         rlab = rgb_to_lab(resize(reference.pixels.to(self.device), (hr, wr)).clamp(0, 1))
         return tl, rlab
 
