@@ -12,9 +12,10 @@ reference chosen by one of three modes, and compared with the ground truth:
   (colourfulness), and the means are over the images that have one.
 * ``auto``: the reference is the best match from the Colorizer's gallery index.
 
-Every image is scored for three methods, so a report always says what each stage adds:
+Every image is scored for each method on the same correspondence, so a report says what each stage adds:
 
-* ``result``: the full pipeline (``Colorizer.colorize``'s image);
+* ``result``: the full pipeline (``Colorizer.colorize``'s image, with the Colorizer's head);
+* ``analogy``: the analogy head on the same matches, when the pipeline's head is the trained network;
 * ``warped_ab``: the target's L with the raw warped reference ab (``result.warped_ab``), bilinearly
   upsampled to full size — what the correspondence alone gives, before the head and edge-aware upsampling;
 * ``reinhard``: Reinhard-style global Lab statistics transfer from the same reference
@@ -49,17 +50,22 @@ from .color import l_to_gray, rgb_to_lab
 from .correspondence.synthetic import random_similarity, similarity_pair
 from .errors import ExemplarColorError
 from .io import atomic_write, list_images, load_image
-from .metrics import colorfulness, image_metrics
+from .metrics import as_batch, colorfulness, image_metrics, vgg_distance
 
 __all__ = ["MODES", "METHODS", "EvalItem", "items_from_source", "read_pairs", "decolorize", "evaluate",
            "summarize", "render_markdown", "contact_sheet", "write_report", "run_evaluation"]
 
 MODES = ("given", "auto", "self-transform")
-METHODS = ("result", "warped_ab", "reinhard")
-METHOD_LABELS = {"result": "exemplar-color (full pipeline)", "warped_ab": "warped ab alone",
-                 "reinhard": "Reinhard global transfer"}
-MEAN_KEYS = ("psnr", "ssim", "delta_cf", "ab_error", "colorfulness")
-SHEET_ROWS = ("gray", "reference", "result", "warped_ab", "reinhard", "ground truth")
+METHODS = ("result", "analogy", "warped_ab", "reinhard")
+METHOD_LABELS = {"result": "exemplar-color (full pipeline)", "analogy": "analogy head (same matches)",
+                 "warped_ab": "warped ab alone", "reinhard": "Reinhard global transfer"}
+MEAN_KEYS = ("psnr", "ssim", "delta_cf", "ab_error", "colorfulness", "vgg_distance")
+SHEET_ROWS = ("gray", "reference", "result", "analogy", "warped_ab", "reinhard", "ground truth")
+
+
+def methods_of(report: dict[str, Any]) -> tuple[str, ...]:
+    """The methods a report scored (``analogy`` only when the pipeline's head was the trained network)."""
+    return tuple(m for m in METHODS if m in report.get("summary", {}))
 
 
 @dataclass
@@ -271,7 +277,9 @@ def _evaluate_one(item: EvalItem, colorizer: Any, mode: str, seed: int, thumb_si
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = colorizer.colorize(gray, ref_input)
+        heads = colorizer.colorize_heads(gray, ref_input)
+    result = heads[colorizer.head_name]
+    analogy = heads.get("analogy") if colorizer.head_name != "analogy" else None
     if ref_rgb is None:  # auto: the reference the index chose
         ref_rgb = load_image(result.reference, "RGB")
 
@@ -281,11 +289,16 @@ def _evaluate_one(item: EvalItem, colorizer: Any, mode: str, seed: int, thumb_si
     reinhard = reinhard_transfer(gray, ref_rgb)
     t3 = time.perf_counter()
     preds = {"result": np.asarray(result.image.convert("RGB")), "warped_ab": warped, "reinhard": reinhard}
+    if analogy is not None:
+        preds["analogy"] = np.asarray(analogy.image.convert("RGB"))
 
     metrics = {}
+    vgg = getattr(colorizer, "backbone", None)
     for method, pred in preds.items():
         if gt is not None:
             metrics[method] = image_metrics(pred, gt)
+            if vgg is not None:
+                metrics[method]["vgg_distance"] = _vgg_distance(pred, gt, vgg)
         else:
             metrics[method] = {"colorfulness": float(colorfulness(pred))}
     t4 = time.perf_counter()
@@ -304,8 +317,20 @@ def _evaluate_one(item: EvalItem, colorizer: Any, mode: str, seed: int, thumb_si
         row["transform"] = transform
     th = {"gray": _thumb(gray, thumb_size), "reference": _thumb(ref_rgb, thumb_size),
           "result": _thumb(result.image, thumb_size), "warped_ab": _thumb(warped, thumb_size),
+          "analogy": None if analogy is None else _thumb(analogy.image, thumb_size),
           "reinhard": _thumb(reinhard, thumb_size), "ground truth": _thumb(gt, thumb_size)}
     return row, th
+
+
+def _vgg_distance(pred: np.ndarray, gt: np.ndarray, vgg: Any, short_side: int = 256) -> float:
+    """VGG feature distance at a short side of ``short_side`` (where VGG's levels see objects as in
+    training and LPIPS is usually quoted; full-size photos would mostly measure texture)."""
+    (p, _), (g, _) = as_batch(pred, dtype=torch.float32), as_batch(gt, dtype=torch.float32)
+    s = short_side / min(p.shape[-2:])
+    if s < 1:
+        size = (round(p.shape[-2] * s), round(p.shape[-1] * s))
+        p, g = (F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False) for x in (p, g))
+    return float(vgg_distance(p.clamp(0, 1), g.clamp(0, 1), vgg)[0])
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -314,9 +339,11 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     with_gt = [r for r in rows if r["ground_truth"]]
     for m in METHODS:
+        if not rows or m not in rows[0]["metrics"]:
+            continue
         s: dict[str, Any] = {"n": len(with_gt)}
-        for k in ("psnr", "ssim", "delta_cf", "ab_error"):
-            vals = [r["metrics"][m][k] for r in with_gt]
+        for k in ("psnr", "ssim", "delta_cf", "ab_error", "vgg_distance"):
+            vals = [r["metrics"][m][k] for r in with_gt if k in r["metrics"][m]]
             s[k] = float(np.mean(vals)) if vals else None
         cf = [r["metrics"][m]["colorfulness"] for r in rows]
         s["colorfulness"] = float(np.mean(cf)) if cf else None
@@ -366,32 +393,37 @@ def render_markdown(report: dict[str, Any]) -> str:
              f"evaluated, {report['n_with_ground_truth']} with a colour ground truth, {report['n_failed']} failed. "
              f"Head: {cfg.get('head', '?')}; working size {cfg.get('size', '?')}; levels "
              f"{' '.join(cfg.get('levels', []))}; device {cfg.get('device', '?')}.", ""]
-    lines += ["| method | PSNR (dB) ↑ | SSIM ↑ | ΔCF ↓ | ab error ↓ | colourfulness |",
-              "|---|---|---|---|---|---|"]
-    for m in METHODS:
+    methods = methods_of(report)
+    lines += ["| method | PSNR (dB) ↑ | SSIM ↑ | ΔCF ↓ | ab error ↓ | VGG distance ↓ | colourfulness |",
+              "|---|---|---|---|---|---|---|"]
+    for m in methods:
         r = s.get(m, {})
         lines.append(f"| {METHOD_LABELS[m]} | {_fmt(r.get('psnr'))} | {_fmt(r.get('ssim'), 4)} | "
-                     f"{_fmt(r.get('delta_cf'))} | {_fmt(r.get('ab_error'))} | {_fmt(r.get('colorfulness'))} |")
+                     f"{_fmt(r.get('delta_cf'))} | {_fmt(r.get('ab_error'))} | {_fmt(r.get('vgg_distance'), 4)} | "
+                     f"{_fmt(r.get('colorfulness'))} |")
     if report["n_with_ground_truth"]:
         gt_cf = s["result"].get("colorfulness_gt")
         lines += ["", f"Means over the {report['n_with_ground_truth']} images with a ground truth (ground-truth "
                   f"colourfulness {_fmt(gt_cf)}). PSNR/SSIM on RGB (scikit-image conventions), ΔCF = "
                   "|CF(pred) − CF(gt)| per image (Hasler & Süsstrunk), ab error = mean Euclidean ab distance "
                   "(CIE Lab). Dataset-level ΔCF: " + ", ".join(
-                      f"{METHOD_LABELS[m]} {_fmt(s[m].get('delta_cf_dataset'))}" for m in METHODS) + "."]
+                      f"{METHOD_LABELS[m]} {_fmt(s[m].get('delta_cf_dataset'))}" for m in methods) + "."]
     else:
         lines += ["", "No image has a colour ground truth (the targets are gray photos): only colourfulness "
                   "(a no-reference figure) is reported; PSNR/SSIM/ΔCF/ab error need the original colours. "
                   f"Mean colourfulness of the references: {_fmt(s.get('reference_colorfulness'))}."]
-    lines += ["", "Methods: *exemplar-color* is `Colorizer.colorize`; *warped ab alone* is the target's L with "
-              "the raw warped reference ab bilinearly upsampled (the correspondence without the head and "
+    lines += ["", "VGG distance: unit-normalised VGG-19 features of prediction and ground truth at the matching "
+              "levels, squared difference summed over channels, averaged (an LPIPS-style figure, not LPIPS).",
+              "", "Methods: *exemplar-color* is `Colorizer.colorize`; *analogy head* is the no-training head on the "
+              "same correspondence (shown when the pipeline's head is the trained network); *warped ab alone* "
+              "is the target's L with the raw warped reference ab bilinearly upsampled (the correspondence without the head and "
               "edge-aware upsampling); *Reinhard* is the global Lab mean/std transfer from the same reference "
               "(on a gray target: one global tint).", ""]
     t = s.get("timings_mean_s")
     if t:
         lines += ["Mean seconds per image: " + ", ".join(f"{k} {v:.3f}" for k, v in t.items()) +
                   f". Whole run: {report['seconds']:.1f} s.", ""]
-    sheet_rows = SHEET_ROWS if report["n_with_ground_truth"] else SHEET_ROWS[:-1]
+    sheet_rows = _sheet_rows(methods, bool(report["n_with_ground_truth"]))
     lines += ["![contact sheet](contact_sheet.png)", "",
               "Contact sheet rows: " + " / ".join(sheet_rows) + "." + (
                   f" It shows {len(report['contact_sheet'])} of the {report['n_evaluated']} images (evenly spaced)."
@@ -401,20 +433,20 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report["images"]:
         lines += ["## Per image", ""]
         if report["n_with_ground_truth"]:
-            lines += ["| image | PSNR result / warped / Reinhard | ab error result / warped / Reinhard | "
-                      "ΔCF result | confidence |", "|---|---|---|---|---|"]
+            names = " / ".join(methods)
+            lines += [f"| image | PSNR {names} | ab error {names} | ΔCF result | confidence |", "|---|---|---|---|---|"]
         else:
-            lines += ["| image | colourfulness result / warped / Reinhard | confidence |", "|---|---|---|"]
+            lines += [f"| image | colourfulness {' / '.join(methods)} | confidence |", "|---|---|---|"]
         for r in report["images"]:
             mt = r["metrics"]
             if r["ground_truth"]:
-                lines.append(f"| {r['name']} | " + " / ".join(_fmt(mt[m]["psnr"]) for m in METHODS) + " | "
-                             + " / ".join(_fmt(mt[m]["ab_error"]) for m in METHODS) +
+                lines.append(f"| {r['name']} | " + " / ".join(_fmt(mt[m]["psnr"]) for m in methods) + " | "
+                             + " / ".join(_fmt(mt[m]["ab_error"]) for m in methods) +
                              f" | {_fmt(mt['result']['delta_cf'])} | {_fmt(r['mean_confidence'], 3)} |")
             elif report["n_with_ground_truth"]:
                 lines.append(f"| {r['name']} | n/a (gray target) | n/a | n/a | {_fmt(r['mean_confidence'], 3)} |")
             else:
-                lines.append(f"| {r['name']} | " + " / ".join(_fmt(mt[m]["colorfulness"]) for m in METHODS)
+                lines.append(f"| {r['name']} | " + " / ".join(_fmt(mt[m]["colorfulness"]) for m in methods)
                              + f" | {_fmt(r['mean_confidence'], 3)} |")
         lines.append("")
     lines += ["Command: `" + cfg.get("command", "") + "`", ""]
@@ -458,6 +490,11 @@ def contact_sheet(thumbnails: Sequence[tuple[str, dict[str, Image.Image | None]]
     return sheet
 
 
+def _sheet_rows(methods: Sequence[str], ground_truth: bool) -> tuple[str, ...]:
+    return tuple(r for r in SHEET_ROWS if (r in methods or r in ("gray", "reference") or
+                                           (r == "ground truth" and ground_truth)))
+
+
 def sheet_sample(n: int, sheet_max: int | None) -> list[int]:
     """Indices of the images shown on the contact sheet: all, or ``sheet_max`` evenly spaced ones."""
     if sheet_max is None or n <= sheet_max:
@@ -478,7 +515,7 @@ def write_report(evaluation: Evaluation, out_dir: str | os.PathLike, *, thumb_si
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "report.json", "markdown": out / "report.md", "contact_sheet": out / "contact_sheet.png"}
     any_gt = any(th.get("ground truth") is not None for _, th in thumbnails)
-    rows = SHEET_ROWS if any_gt else tuple(r for r in SHEET_ROWS if r != "ground truth")
+    rows = _sheet_rows(methods_of(evaluation.report), any_gt)
     sheet = contact_sheet(thumbnails, thumb_size, columns, rows)
     with atomic_write(paths["contact_sheet"]) as tmp:
         sheet.save(tmp, format="PNG", optimize=True)

@@ -27,14 +27,17 @@ from .backbone import VGG19Features
 from .color import gray_to_l, lab_to_rgb, rgb_to_lab
 from .colorization.analogy import AnalogyHead
 from .colorization.guided import guided_upsample, joint_bilateral_upsample
+from .colorization.network import make_input
 from .correspondence import DEFAULT_LEVELS, Correspondence, Matcher
 from .correspondence import fields as fl
 from .device import resolve_device
-from .errors import ExemplarColorError, ImageError
+from .errors import ConfigMismatchError, ExemplarColorError, ImageError
 from .io import as_array
+from .models import resolve_model
 from .working import check_min_side, is_gray, resize, to_tensor, working_size
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
+DEFAULT_VARIANT = "caffe"  # the original Caffe VGG-19, as the paper used
 
 
 class GrayReferenceError(ImageError):
@@ -129,9 +132,13 @@ class Colorizer:
     Args:
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ...
         vgg_weights: VGG-19 weight file; ``None`` uses ``$EXEMPLAR_COLOR_VGG_WEIGHTS``, the cache, or downloads.
-        vgg_variant: ``"torchvision"`` or ``"caffe"`` preprocessing (must match the weights).
-        levels: VGG-19 levels to match (default relu5_1 ... relu1_1, or the checkpoint's).
-        model: a trained colorization sub-net checkpoint (``.safetensors``), or ``None`` for the analogy head.
+        vgg_variant: ``"caffe"`` (the original VGG-19 the paper used) or ``"torchvision"`` preprocessing (must
+            match the weights); ``None``: the model's, else ``"caffe"``.
+        levels: VGG-19 levels to match (default: the model's, else relu5_1 ... relu1_1).
+        model: ``"default"``: the colorization sub-net shipped with the package (trained; see
+            ``exemplar_color/models/MODEL_CARD.md``); a path: your own checkpoint (``.safetensors``);
+            ``"analogy"`` (or ``None``/``"none"``): the analogy head, no network. A model brings its levels
+            and backbone variant; contradicting them explicitly raises :class:`ConfigMismatchError`.
         size: working size (short side, pixels).
         index: a gallery index (path or :class:`~exemplar_color.retrieval.GalleryIndex`) for automatic references.
         method: correspondence search, ``"fast"`` or ``"patchmatch"`` (the published schedule; slow).
@@ -142,25 +149,20 @@ class Colorizer:
     """
 
     def __init__(self, device: str | torch.device = "auto", vgg_weights: str | os.PathLike | None = None,
-                 vgg_variant: str = "torchvision", levels: Sequence[str] | None = None,
-                 model: str | os.PathLike | None = None, size: int = 256, index: Any = None,
+                 vgg_variant: str | None = None, levels: Sequence[str] | None = None,
+                 model: str | os.PathLike | None = "default", size: int = 256, index: Any = None,
                  method: str = "fast", upsample: str = "joint-bilateral"):
         self.device = resolve_device(device)
         self.size = size
         self.net = None
-        if model is not None and str(model).lower() != "none":
+        path = resolve_model(model)
+        if path is not None:
             from .colorization.checkpoint import load_checkpoint
 
-            self.net, meta, _ = load_checkpoint(model, map_location=self.device)
-            if levels is not None and tuple(levels) != tuple(self.net.config.levels):
-                raise ExemplarColorError(f"{model}: the model was trained with levels {list(self.net.config.levels)}, "
-                                         f"not {list(levels)}; leave levels unset to use the model's")
-            if self.net.config.variant != vgg_variant:
-                raise ExemplarColorError(f"{model}: the model was trained on {self.net.config.variant} VGG-19 "
-                                         f"features, not {vgg_variant}; pass vgg_variant="
-                                         f"{self.net.config.variant!r}")
-            levels = self.net.config.levels
+            self.net, meta, _ = load_checkpoint(path, map_location=self.device)
+            levels, vgg_variant = self._adopt(path, self.net.config, levels, vgg_variant)
         self.levels = tuple(levels or DEFAULT_LEVELS)
+        vgg_variant = vgg_variant or DEFAULT_VARIANT
         self.backbone = VGG19Features(self.levels, weights=vgg_weights, variant=vgg_variant).to(self.device)
         self.matcher = Matcher(self.backbone, self.levels, method=method)  # type: ignore[arg-type]
         self.head = AnalogyHead()
@@ -169,6 +171,22 @@ class Colorizer:
         if upsample not in ("joint-bilateral", "bilinear", "guided"):
             raise ValueError(f"upsample must be 'joint-bilateral', 'bilinear' or 'guided', got {upsample!r}")
         self.upsample = upsample
+        self.net_at_trained_size = True
+
+    @staticmethod
+    def _adopt(path: Path, config: Any, levels: Sequence[str] | None, variant: str | None,
+               ) -> tuple[tuple[str, ...], str]:
+        """The model's levels and backbone variant; an explicit choice that contradicts them is refused
+        (the network only understands similarity maps of the levels and backbone it was trained on)."""
+        if levels is not None and tuple(levels) != tuple(config.levels):
+            raise ConfigMismatchError(
+                f"{path}: the model was trained with levels {list(config.levels)}, but levels {list(levels)} "
+                f"were asked for; leave levels unset to use the model's, or use model='analogy'")
+        if variant is not None and variant != config.variant:
+            raise ConfigMismatchError(
+                f"{path}: the model was trained on {config.variant} VGG-19 features, but vgg_variant={variant!r} "
+                f"was asked for; leave vgg_variant unset to use the model's, or use model='analogy'")
+        return tuple(config.levels), config.variant
 
     @property
     def head_name(self) -> str:
@@ -225,11 +243,20 @@ class Colorizer:
         return {"forward": _np(fwd), "backward": _np(bwd)}
 
     # ----------------------------------------------------------------- colorizing
-    def _predict_ab(self, tl: torch.Tensor, corr: Correspondence) -> torch.Tensor:
-        if self.net is None:
+    def _predict_ab(self, tl: torch.Tensor, corr: Correspondence, head: str) -> torch.Tensor:
+        if head == "analogy":
             return self.head(tl, corr)
+        x = make_input(tl, corr.warped_ab, corr.similarity)
+        h, w = x.shape[-2:]
+        scale = self.net.config.size / min(h, w) if self.net_at_trained_size else 1.0
+        if scale < 1:  # the size the network learnt at: its receptive field spans the same share of the photo
+            x = F.interpolate(x, size=(max(8, round(h * scale)), max(8, round(w * scale))), mode="bilinear",
+                              antialias=True, align_corners=False)
         with torch.inference_mode():
-            return self.net.colorize(tl, corr.warped_ab, corr.similarity).float()
+            ab = self.net(x).float()
+        if ab.shape[-2:] != (h, w):
+            ab = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
+        return ab
 
     def _full_resolution(self, target: Photo, tl: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Full-size L (the input's own) and ab upsampled along it."""
@@ -248,11 +275,22 @@ class Colorizer:
         """Colorize ``target`` with ``reference`` (or, with an index and no reference, the best one found)."""
         return self.colorize_many([(target, reference)])[0]
 
+    def colorize_heads(self, target: ImageInput, reference: ImageInput | None = None,
+                       ) -> dict[str, ColorizationResult]:
+        """One correspondence, every head this Colorizer has (``network`` with a model, and ``analogy``):
+        how evaluations compare the heads on exactly the same matches."""
+        heads = ("network", "analogy") if self.net is not None else ("analogy",)
+        return self._colorize_pairs([(target, reference)], 1, heads)[0]
+
     def colorize_many(self, pairs: Iterable[tuple[ImageInput, ImageInput | None]], batch_size: int = 8,
                       ) -> list[ColorizationResult]:
         """Colorize many ``(target, reference)`` pairs; pairs whose working sizes agree share a device batch."""
+        return [r[self.head_name] for r in self._colorize_pairs(pairs, batch_size, (self.head_name,))]
+
+    def _colorize_pairs(self, pairs: Iterable[tuple[ImageInput, ImageInput | None]], batch_size: int,
+                        heads: Sequence[str]) -> list[dict[str, ColorizationResult]]:
         pairs = list(pairs)
-        results: list[ColorizationResult | None] = [None] * len(pairs)
+        results: list[dict[str, ColorizationResult] | None] = [None] * len(pairs)
         prepared = []
         for i, (target, reference) in enumerate(pairs):
             t0 = time.perf_counter()
@@ -269,11 +307,11 @@ class Colorizer:
         for items in groups.values():
             for s in range(0, len(items), batch_size):
                 chunk = items[s:s + batch_size]
-                for item, res in zip(chunk, self._colorize_batch(chunk)):
+                for item, res in zip(chunk, self._colorize_batch(chunk, heads)):
                     results[item[0]] = res
         return results  # type: ignore[return-value]
 
-    def _colorize_batch(self, items: list) -> list[ColorizationResult]:
+    def _colorize_batch(self, items: list, heads: Sequence[str]) -> list[dict[str, ColorizationResult]]:
         sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
         t0 = time.perf_counter()
         tl = torch.cat([it[3] for it in items])
@@ -281,25 +319,33 @@ class Colorizer:
         corr = self.matcher.match(tl, rlab)
         sync()
         t1 = time.perf_counter()
-        ab = self._predict_ab(tl, corr)
-        sync()
-        t2 = time.perf_counter()
+        ab: dict[str, torch.Tensor] = {}
+        head_s: dict[str, float] = {}
+        for head in heads:
+            h0 = time.perf_counter()
+            ab[head] = self._predict_ab(tl, corr, head)
+            sync()
+            head_s[head] = time.perf_counter() - h0
         out = []
+        n = len(items)
         for j, (i, t, r, _, _, recs, t_load) in enumerate(items):
             one = Correspondence(corr.forward[j:j + 1], corr.backward[j:j + 1], corr.similarity[j:j + 1],
                                  corr.warped_ab[j:j + 1], corr.confidence[j:j + 1], corr.levels)
-            t3 = time.perf_counter()
-            full_l, ab_full = self._full_resolution(t, tl[j:j + 1], ab[j:j + 1])
-            image = _to_pil(full_l, ab_full)
-            sync()
-            n = len(items)
-            timings = {"load_s": t_load, "match_s": (t1 - t0) / n, "head_s": (t2 - t1) / n,
-                       "full_resolution_s": time.perf_counter() - t3}
-            timings["total_s"] = sum(timings.values())
-            res = ColorizationResult(
-                image=image, ab=_np(ab_full), confidence=_np(one.confidence), warped_ab=_np(one.warped_ab),
-                similarity=one.similarity[0].cpu().numpy(), reference=r.name, head=self.head_name,
-                levels=self.levels, timings=timings, recommendations=recs, **self._full_fields(one, t, r))
-            res._working_l = tl[j:j + 1].cpu()
-            out.append(res)
+            fields = self._full_fields(one, t, r)
+            per_head = {}
+            for head in heads:
+                t3 = time.perf_counter()
+                full_l, ab_full = self._full_resolution(t, tl[j:j + 1], ab[head][j:j + 1])
+                image = _to_pil(full_l, ab_full)
+                sync()
+                timings = {"load_s": t_load, "match_s": (t1 - t0) / n, "head_s": head_s[head] / n,
+                           "full_resolution_s": time.perf_counter() - t3}
+                timings["total_s"] = sum(timings.values())
+                res = ColorizationResult(
+                    image=image, ab=_np(ab_full), confidence=_np(one.confidence), warped_ab=_np(one.warped_ab),
+                    similarity=one.similarity[0].cpu().numpy(), reference=r.name, head=head,
+                    levels=self.levels, timings=timings, recommendations=recs, **fields)
+                res._working_l = tl[j:j + 1].cpu()
+                per_head[head] = res
+            out.append(per_head)
         return out

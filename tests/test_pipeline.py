@@ -24,7 +24,8 @@ LEVELS = ["relu3_1", "relu2_1", "relu1_1"]
 
 @pytest.fixture(scope="module")
 def colorizer(tv_weights):
-    return Colorizer(device="cpu", vgg_weights=tv_weights, levels=LEVELS, size=128)
+    return Colorizer(device="cpu", vgg_weights=tv_weights, vgg_variant="torchvision", levels=LEVELS, size=128,
+                     model="analogy")
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +105,8 @@ def test_large_photo_memory_bound(tv_weights, data_dir, tmp_path):
     code = (
         "import resource, torch, sys; torch.set_num_threads(1)\n"
         "from exemplar_color import Colorizer\n"
-        f"c = Colorizer(device='cpu', vgg_weights={str(tv_weights)!r}, levels={LEVELS!r}, size=128)\n"
+        f"c = Colorizer(device='cpu', vgg_weights={str(tv_weights)!r}, vgg_variant='torchvision', "
+        f"levels={LEVELS!r}, size=128, model='analogy')\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         f"r = c.colorize({str(big)!r}, {str(data_dir / 'kodak' / 'kodim05.png')!r})\n"
         "assert r.image.size == (4000, 3000)\n"
@@ -126,7 +128,8 @@ def test_cli_colorize_folder_with_corrupt_file_and_resume(tv_weights, pair, tmp_
     (src / "good.jpg").write_bytes(pair[0].read_bytes())
     (src / "broken.jpg").write_bytes(pair[0].read_bytes()[:300])
     out = tmp_path / "out"
-    common = ["--vgg-weights", str(tv_weights), "--levels", *LEVELS, "--size", "128", "--device", "cpu"]
+    common = ["--vgg-weights", str(tv_weights), "--vgg-variant", "torchvision", "--model", "analogy", "--levels", *LEVELS,
+              "--size", "128", "--device", "cpu"]
     rc = _cli("colorize", str(src), "--reference", str(pair[1]), "-o", str(out), "--json", "--save-confidence",
               *common)
     report = json.loads(capsys.readouterr().out)
@@ -146,14 +149,15 @@ def test_cli_colorize_folder_with_corrupt_file_and_resume(tv_weights, pair, tmp_
 
 def test_cli_gray_reference_is_one_line_error(tv_weights, pair, data_dir, tmp_path, capsys):
     rc = _cli("colorize", str(pair[0]), "--reference", str(data_dir / "legacy-gray" / "einstein_1.jpg"),
-              "-o", str(tmp_path / "x.png"), "--vgg-weights", str(tv_weights), "--levels", *LEVELS, "--size", "128")
+              "-o", str(tmp_path / "x.png"), "--vgg-weights", str(tv_weights), "--vgg-variant", "torchvision",
+              "--model", "analogy", "--levels", *LEVELS, "--size", "128")
     assert rc == 1 and "no colour to transfer" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
 
 
 def test_cli_match_writes_fields_at_original_resolution(tv_weights, pair, tmp_path, capsys):
     out = tmp_path / "m.npz"
-    rc = _cli("match", str(pair[0]), str(pair[1]), "--out", str(out), "--vgg-weights", str(tv_weights),
+    rc = _cli("match", str(pair[0]), str(pair[1]), "--out", str(out), "--vgg-weights", str(tv_weights), "--vgg-variant", "torchvision",
               "--levels", *LEVELS, "--size", "128")
     assert rc == 0
     z = np.load(out)
@@ -196,17 +200,19 @@ def test_fully_automatic_mode_uses_the_index(tv_weights, data_dir, tmp_path, cap
     files = sorted((data_dir / "imagenet-sample").glob("*.JPEG"))[:12]
     for f in files:
         shutil.copy(f, gallery / f.name)
-    GalleryIndex.build(gallery, tmp_path / "g.index", config=DescriptorConfig(level="relu3_1", size=112),
+    GalleryIndex.build(gallery, tmp_path / "g.index", config=DescriptorConfig(level="relu3_1", size=112, variant="torchvision"),
                        weights=tv_weights, progress=False)
     target = tmp_path / "old.png"
     Image.open(files[5]).convert("L").save(target)
-    c = Colorizer(device="cpu", vgg_weights=tv_weights, levels=LEVELS, size=128, index=tmp_path / "g.index")
+    c = Colorizer(device="cpu", vgg_weights=tv_weights, vgg_variant="torchvision", levels=LEVELS, size=128,
+                  index=tmp_path / "g.index", model="analogy")
     recs = c.recommend(target, k=3)
     assert Path(recs[0].path).name == files[5].name  # its own colour original ranks first
     r = c.colorize(target)
     assert Path(r.reference).name == files[5].name and r.recommendations
     rc = main(["colorize", str(target), "--auto", "--index", str(tmp_path / "g.index"), "-o",
-               str(tmp_path / "auto.png"), "--json", "--vgg-weights", str(tv_weights), "--levels", *LEVELS,
+               str(tmp_path / "auto.png"), "--json", "--vgg-weights", str(tv_weights), "--vgg-variant", "torchvision",
+               "--model", "analogy", "--levels", *LEVELS,
                "--size", "128", "--device", "cpu"])
     report = json.loads(capsys.readouterr().out)
     assert rc == 0 and Path(report["outputs"][0]["reference"]).name == files[5].name

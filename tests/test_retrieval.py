@@ -48,7 +48,7 @@ def _gallery(data_dir: Path, dest: Path, n_sample: int, n_val: int) -> Path:
 
 
 def _config(size: int = SIZE) -> DescriptorConfig:
-    return DescriptorConfig(level=LEVEL, size=size)
+    return DescriptorConfig(level=LEVEL, size=size, variant="torchvision")
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +222,7 @@ _BUILD_SCRIPT = """
 import sys, torch
 torch.set_num_threads(1)
 from exemplar_color.retrieval import DescriptorConfig, GalleryIndex
-GalleryIndex.build(sys.argv[1], sys.argv[2], config=DescriptorConfig(level="relu3_1", size=64),
+GalleryIndex.build(sys.argv[1], sys.argv[2], config=DescriptorConfig(level="relu3_1", size=64, variant="torchvision"),
                    weights=sys.argv[3], batch=2, checkpoint=4, progress=False)
 """
 
@@ -288,7 +288,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_cli_end_to_end(tmp_path, data_dir, tv_weights, capsys):
     root = _gallery(data_dir, tmp_path / "g", 8, 4)
     out = tmp_path / "idx"
-    common = ["--vgg-weights", str(tv_weights), "--threads", "1"]
+    common = ["--vgg-weights", str(tv_weights), "--vgg-variant", "torchvision", "--threads", "1"]
     r = _cli("build", str(root), "--index", str(out), "--level", LEVEL, "--size", "64", "--workers", "1",
              "--kind", "ivf", "--nprobe", "4", "--json", *common)
     assert r.returncode == 0, r.stderr

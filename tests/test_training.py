@@ -62,7 +62,7 @@ def workdir(tmp_path_factory, data_dir, tv_weights):
     PairManifest(root, pairs).save(base / "pairs.csv")
     rc = cli(["cache", "build", "--pairs", str(base / "pairs.csv"), "--root", str(root), "--out", str(base / "cache"),
               "--size", str(SIZE), "--levels", ",".join(SLICE_LEVELS), "--vgg-weights", str(tv_weights),
-              "--shard-size", "4", "--batch-size", "4", "--device", "cpu", "--json"])
+              "--variant", "torchvision", "--shard-size", "4", "--batch-size", "4", "--device", "cpu", "--json"])
     assert rc == 0
     return base
 
@@ -188,7 +188,8 @@ class TestCache:
     def test_build_into_a_cache_of_another_config_refused(self, workdir, tv_weights):
         m = PairManifest.load(workdir / "pairs.csv", root=workdir / "images")
         with pytest.raises(ConfigMismatchError, match="size"):
-            build_cache(m, workdir / "cache", levels=SLICE_LEVELS, size=32, vgg_weights=tv_weights, shard_size=4)
+            build_cache(m, workdir / "cache", levels=SLICE_LEVELS, size=32, vgg_weights=tv_weights, shard_size=4,
+                        variant="torchvision")
 
     def test_resume_rebuilds_only_missing_shards(self, workdir, tv_weights, tmp_path):
         copy = tmp_path / "cache"
@@ -199,6 +200,7 @@ class TestCache:
         (copy / "shard-00002.h5").write_bytes(b"garbage")  # a damaged shard is rebuilt too
         m = PairManifest.load(workdir / "pairs.csv", root=workdir / "images")
         rep = build_cache(m, copy, levels=SLICE_LEVELS, size=SIZE, vgg_weights=tv_weights, shard_size=4,
+                          variant="torchvision",
                           batch_size=4, progress=False)
         assert (rep.shards_present, rep.shards_built) == (1, 2)
         a, b = PairCache(workdir / "cache"), PairCache(copy)

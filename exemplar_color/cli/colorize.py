@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ..errors import ExemplarColorError
 from ..io import IMAGE_EXTENSIONS, list_images, save_image
-from .options import add_pipeline_options, colorizer_from
+from .options import add_model_option, add_pipeline_options, colorizer_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,8 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--auto", action="store_true", help="pick each target's reference from --index")
     p.add_argument("--index", metavar="PATH", help="gallery index for --auto (see `exemplar-color index build`)")
     p.add_argument("-o", "--out", required=True, help="output file (one target) or folder")
-    p.add_argument("--model", default="none", metavar="PATH|none",
-                   help="trained colorization sub-net (.safetensors); none: the analogy head (default)")
+    add_model_option(p)
     add_pipeline_options(p)
     p.add_argument("--save-confidence", action="store_true", help="also write <name>_confidence.png")
     p.add_argument("--save-warped", action="store_true", help="also write <name>_warped.png (raw warped colours)")
@@ -68,8 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if not items:
         raise ExemplarColorError(f"no images found in {' '.join(args.targets)}")
     todo = [(t, o) for t, o in items if not (args.resume and o.exists())]
-    colorizer = colorizer_from(args, model=None if args.model.lower() == "none" else args.model,
-                               index=args.index if args.auto else None)
+    colorizer = colorizer_from(args, index=args.index if args.auto else None)
     report = {"outputs": [], "failed": [], "skipped": [str(o) for t, o in items if (t, o) not in todo],
               "head": colorizer.head_name, "device": str(colorizer.device)}
     start = time.perf_counter()

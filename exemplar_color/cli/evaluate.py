@@ -16,7 +16,7 @@ import sys
 from tqdm import tqdm
 
 from ..errors import ExemplarColorError
-from .options import add_pipeline_options, colorizer_from
+from .options import add_model_option, add_pipeline_options, colorizer_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,8 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", nargs="+", metavar="FILE",
                    help="pairs file(s) for given mode: lines 'target reference', relative to the file's folder")
     p.add_argument("--index", metavar="PATH", help="gallery index for auto mode")
-    p.add_argument("--model", default="none", metavar="PATH|none",
-                   help="trained colorization sub-net (.safetensors); none: the analogy head (default)")
+    add_model_option(p)
     p.add_argument("--out", "-o", required=True, metavar="REPORT_DIR", help="folder for the report")
     p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N images")
     p.add_argument("--seed", type=int, default=0, help="seed of the self-transform references (default 0)")
@@ -51,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..evaluation import METHOD_LABELS, METHODS, run_evaluation
+    from ..evaluation import METHOD_LABELS, methods_of, run_evaluation
 
     if args.reference_mode == "auto" and not args.index:
         raise ExemplarColorError("--reference-mode auto needs --index PATH "
@@ -60,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
         raise ExemplarColorError("--pairs is for --reference-mode given")
     if args.limit is not None and args.limit < 1:
         raise ExemplarColorError("--limit must be at least 1")
-    colorizer = colorizer_from(args, model=None if args.model.lower() == "none" else args.model,
-                               index=args.index if args.reference_mode == "auto" else None)
+    colorizer = colorizer_from(args, index=args.index if args.reference_mode == "auto" else None)
     config = {"model": args.model, "index": args.index, "method": args.method,
               "command": "exemplar-color " + " ".join(shlex.quote(a) for a in sys.argv[1:])
               if sys.argv and sys.argv[0].endswith("exemplar-color") else None}
@@ -78,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"summary": rep["summary"], "n_evaluated": rep["n_evaluated"],
                           "n_failed": rep["n_failed"], "out": args.out}, indent=2, default=str))
     else:
-        for m in METHODS:
+        for m in methods_of(rep):
             s = rep["summary"][m]
             fig = (f"PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}  ΔCF {s['delta_cf']:.2f}  "
                    f"ab error {s['ab_error']:.2f}") if s["psnr"] is not None else \
@@ -98,7 +96,7 @@ def _argv_of(args: argparse.Namespace) -> list[str]:
     for opt in ("index", "limit"):
         if getattr(args, opt) is not None:
             out += [f"--{opt}", str(getattr(args, opt))]
-    if args.model != "none":
+    if args.model != "default":
         out += ["--model", args.model]
     out += ["--out", args.out, "--size", str(args.size)]
     if args.levels:

@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--level", default="relu5_4", help="global-descriptor level: a conv level (default relu5_4) "
                                                       "or fc6 (needs the classifier layers)")
     b.add_argument("--grid-level", default="", help="re-ranking grid level (default: --level, or relu5_4)")
-    b.add_argument("--vgg-variant", default="torchvision", choices=("torchvision", "caffe"))
+    b.add_argument("--vgg-variant", default="caffe", choices=("torchvision", "caffe"))
     b.add_argument("--size", type=int, default=224, help="working size (images squashed to SIZE x SIZE gray)")
     b.add_argument("--classes", action="store_true", help="store the predicted ImageNet class (needs fc8)")
     b.add_argument("--batch", type=int, default=16, help="images per forward pass (default 16)")

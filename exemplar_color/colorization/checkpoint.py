@@ -117,7 +117,10 @@ def load_checkpoint(path: str | os.PathLike, expected: ColorizationNetConfig | N
         if diff:
             raise ConfigMismatchError(f"{p}: checkpoint was built for another configuration ({'; '.join(diff)}; "
                                       f"checkpoint != expected)")
-    tensors = load_file(str(p), device=str(map_location))
+    try:
+        tensors = load_file(str(p), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{p}: damaged checkpoint, its tensors cannot be read ({e})") from None
     state = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
     extra = {k: v for k, v in tensors.items() if not k.startswith(MODEL_PREFIX)}
     model = ColorizationNet(config)
@@ -139,3 +142,22 @@ def load_model(path: str | os.PathLike, expected: ColorizationNetConfig | None =
                map_location: str | torch.device = "cpu") -> ColorizationNet:
     """Just the network (eval mode); see :func:`load_checkpoint`."""
     return load_checkpoint(path, expected, map_location)[0]
+
+
+def export_release(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """A training checkpoint as a release file: the network only (no optimiser or RNG state), float16
+    tensors (half the size; the network runs in float32 after loading), and its training summary."""
+    model, meta, _ = load_checkpoint(src)
+    train = meta.get("train", {})
+    summary = {"step": train.get("step"), "val": train.get("val"), "source": Path(src).name}
+    if train.get("config"):
+        keep = ("epochs", "batch_size", "lr", "alpha", "perceptual_level", "augment", "seed", "max_steps")
+        summary["recipe"] = {k: train["config"].get(k) for k in keep}
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    p = Path(dst)
+    text = json.dumps({"kind": KIND, "config": model.config.to_dict(), "release": summary}, sort_keys=True)
+    with atomic_write(p) as tmp:
+        save_file({MODEL_PREFIX + k: v.contiguous() for k, v in half.items()}, str(tmp), metadata={META_KEY: text})
+    with atomic_write(p.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n")
+    return p

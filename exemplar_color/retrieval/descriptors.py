@@ -71,7 +71,7 @@ class DescriptorConfig:
 
     level: str = "relu5_4"
     grid_level: str = ""
-    variant: str = "torchvision"
+    variant: str = "caffe"
     size: int = 224
     grid: int = 7
     bins: int = 10

@@ -253,7 +253,7 @@ class GalleryIndex:
     @classmethod
     def build(cls, gallery: str | os.PathLike, path: str | os.PathLike, *, level: str = "relu5_4",
               config: DescriptorConfig | None = None, kind: str = "flat", params: dict[str, Any] | None = None,
-              weights: str | os.PathLike | None = None, variant: str = "torchvision",
+              weights: str | os.PathLike | None = None, variant: str = "caffe",
               device: str | torch.device = "cpu", batch: int = 16, workers: int = 0, resume: bool = False,
               overwrite: bool = False, checkpoint: int = 256, rank: int | None = None, world: int | None = None,
               progress: bool = True, threads: int | None = None) -> "GalleryIndex | None":
@@ -446,6 +446,13 @@ class GalleryIndex:
     def describe(self, images: Sequence[ImageInput]) -> Descriptors:
         """Descriptors of query images (paths, PIL images or arrays), computed like the gallery's."""
         return self.extractor.describe(list(images))
+
+    def stored_descriptors(self) -> Descriptors:
+        """Every gallery image's own descriptors, in store order: queries of the gallery against itself
+        (training references) without describing the images again."""
+        ids = np.arange(len(self.store))
+        return Descriptors(self.store.global_descriptors(), self.store._rows("grid", ids),
+                           self.store._rows("hist", ids).astype(np.float32), self.store.class_id.copy())
 
     def search(self, image: ImageInput, k: int = 5, candidates: int = 200, *,
                weights: RankWeights = RankWeights(), rerank: bool = True,

@@ -164,7 +164,7 @@ def _write_shard(path: Path, plan: dict[str, Any], index: int, rows: dict[str, l
 
 
 def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Sequence[str] = ("relu5_1", "relu4_1",
-                "relu3_1", "relu2_1", "relu1_1"), size: int = 256, variant: str = "torchvision",
+                "relu3_1", "relu2_1", "relu1_1"), size: int = 256, variant: str = "caffe",
                 vgg_weights: str | os.PathLike | None = None, method: str = "fast", shard_size: int = 256,
                 batch_size: int = 8, device: str | torch.device = "cpu", rank: int = 0, world: int = 1,
                 progress: bool = True) -> BuildReport:

@@ -40,6 +40,7 @@ from ..colorization.checkpoint import load_checkpoint, save_checkpoint
 from ..colorization.network import ColorizationNet, ColorizationNetConfig, make_input
 from ..errors import ConfigMismatchError, ExemplarColorError
 from ..io import atomic_write
+from .augment import augment
 from .cache import CacheDataset, PairCache, decode
 from .losses import ALPHA, PerceptualLoss, chrominance_loss
 from .pairs import PairManifest
@@ -83,6 +84,7 @@ class TrainConfig:
     device: str = "auto"
     resume: bool = True
     progress: bool = True
+    augment: bool = False
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -388,6 +390,8 @@ class Trainer:
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One optimiser step on one batch: first half chrominance branch, second half perceptual branch."""
         x = decode({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
+        if self.cfg.augment:
+            x = augment(x)
         n = x["l"].shape[0]
         nc = (n + 1) // 2
         ab_in = torch.cat([x["cycle_ab"][:nc], x["warped_ab"][nc:]])

@@ -1,0 +1,182 @@
+"""The recipe that trains the colorization sub-net shipped inside the package (``exemplar_color/models``).
+
+Every stage is resumable and skipped when its output exists, so the same command continues a killed run:
+
+1. ``gallery``: the training photos, and only those, as a folder of links mirroring ``../shared/data``
+   (imagenet-sample, imagenet-val-227, bsds500 train + val; grayscale originals left out). bsds500/test,
+   kodak, exemplar-pairs, legacy-gray and pf-willow are the evaluation sets and never enter.
+2. ``index``: the project's gallery index over those photos (two-stage retrieval, full Caffe VGG-19).
+3. ``pairs``: ``--refs`` references per target, mixed as the authors did (:mod:`exemplar_color.training.
+   references`: retrieval top-5 / same class / related class, itself and near-duplicates excluded);
+   ``--val-fraction`` of the targets held out for model selection (``best.safetensors``).
+4. ``cache``: the similarity sub-net's outputs for every pair at ``--size`` px, five levels, Caffe VGG-19.
+5. ``train``: both branches (alpha 0.005, relu5_1 perceptual loss), flip/crop/scale augmentation.
+6. ``export``: the best checkpoint as float16 safetensors + JSON, ready to copy into the package.
+
+    python recipes/default_model.py --work runs/default --stages all
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EXEMPLAR_COLOR_SHARED", ROOT.parent / "shared"))
+DATA = SHARED / "data"
+VGG = SHARED / "weights" / "vgg19-caffe-features-0-34-q8.pth"
+TRAIN_SETS = {"imagenet-sample": "imagenet-sample", "imagenet-val-227": "imagenet-val-227/images",
+              "bsds500-train": "bsds500/train", "bsds500-val": "bsds500/val"}
+STAGES = ("gallery", "index", "pairs", "cache", "train", "export")
+
+
+def _classes() -> dict[str, str]:
+    """``relative path -> ImageNet class index`` of the labelled training photos."""
+    out = {}
+    for rows, folder in ((DATA / "imagenet-sample" / "labels.csv", "imagenet-sample"),
+                         (DATA / "imagenet-val-227" / "labels.csv", "imagenet-val-227/images")):
+        with open(rows, newline="") as f:
+            for r in csv.DictReader(f):
+                if r.get("mode", "RGB") == "RGB":
+                    out[f"{folder}/{r['file']}"] = r["class_index"]
+    return out
+
+
+def stage_gallery(work: Path) -> Path:
+    from PIL import Image
+
+    gallery = work / "gallery"
+    if (gallery / ".done").is_file():
+        return gallery
+    n = 0
+    for folder in TRAIN_SETS.values():
+        for src in sorted((DATA / folder).iterdir()):
+            if src.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+                continue
+            with Image.open(src) as im:
+                if im.mode != "RGB":
+                    continue
+            dst = gallery / folder / src.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if not dst.exists():
+                dst.symlink_to(src.resolve())
+            n += 1
+    (gallery / ".done").write_text(f"{n}\n")
+    print(f"gallery: {n} colour training photos", file=sys.stderr)
+    return gallery
+
+
+def stage_index(work: Path, args: argparse.Namespace):
+    from exemplar_color.retrieval import GalleryIndex
+    from exemplar_color.retrieval.descriptors import DescriptorConfig
+
+    path = work / "index"
+    if (path / "manifest.json").is_file():
+        return GalleryIndex.open(path, weights=VGG)
+    config = DescriptorConfig(level="relu5_4", variant="caffe", size=args.index_size)
+    return GalleryIndex.build(work / "gallery", path, config=config, weights=VGG, variant="caffe", resume=True,
+                              batch=16)
+
+
+def stage_pairs(work: Path, args: argparse.Namespace) -> Path:
+    from exemplar_color.training.pairs import Pair, PairManifest
+    from exemplar_color.training.references import choose_references
+
+    out = work / "pairs.csv"
+    if out.is_file():
+        return out
+    index = stage_index(work, args)
+    desc = index.stored_descriptors()
+    found = index.search_descriptors(desc, k=12, candidates=100)
+    rel = list(index.store.paths)
+    pos = {r: i for i, r in enumerate(rel)}
+    retrieved = [[pos[rec.relpath] for rec in recs] for recs in found]
+    labels = _classes()
+    classes = [labels.get(r) for r in rel]
+    g = desc.global_ / np.maximum(np.linalg.norm(desc.global_, axis=1, keepdims=True), 1e-9)
+    refs = choose_references(classes, g, retrieved, per_target=args.refs, seed=args.seed)
+    rng = np.random.default_rng(args.seed)
+    val = set(rng.choice(len(rel), round(args.val_fraction * len(rel)), replace=False).tolist())
+    pairs, kinds = [], {}
+    for i, chosen in enumerate(refs):
+        for j, kind in chosen:
+            pairs.append(Pair(rel[i], rel[j], "val" if i in val else "train"))
+            kinds[kind] = kinds.get(kind, 0) + 1
+    PairManifest(DATA, pairs, source="recipe").save(out)
+    (work / "pairs-summary.json").write_text(json.dumps({"targets": len(rel), "pairs": len(pairs),
+                                                          "val_targets": len(val), "kinds": kinds}, indent=1))
+    print(f"pairs: {len(pairs)} for {len(rel)} targets, kinds {kinds}", file=sys.stderr)
+    return out
+
+
+def stage_cache(work: Path, args: argparse.Namespace) -> Path:
+    from exemplar_color.training.cache import build_cache
+    from exemplar_color.training.pairs import PairManifest
+
+    manifest = PairManifest.load(work / "pairs.csv", root=DATA)
+    build_cache(manifest, work / "cache", size=args.size, variant="caffe", vgg_weights=VGG, shard_size=256,
+                batch_size=8)
+    return work / "cache"
+
+
+def stage_train(work: Path, args: argparse.Namespace) -> dict:
+    from exemplar_color.training.trainer import TrainConfig, train
+
+    cfg = TrainConfig(pairs=str(work / "pairs.csv"), cache=str(work / "cache"), out=str(work / "run"),
+                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_step_epochs=args.lr_step_epochs,
+                      vgg_weights=str(VGG), width=args.width, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                      num_workers=0, log_every=10, augment=True, max_steps=args.max_steps,
+                      val_every=args.checkpoint_every)
+    return train(cfg)
+
+
+def stage_export(work: Path, args: argparse.Namespace) -> Path:
+    from exemplar_color.colorization.checkpoint import export_release
+
+    run = work / "run"
+    src = run / "best.safetensors" if (run / "best.safetensors").is_file() else run / "model.safetensors"
+    return export_release(src, work / "export" / "default.safetensors")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default="runs/default")
+    ap.add_argument("--stages", default="all", help=f"comma-separated among {','.join(STAGES)}, or all")
+    ap.add_argument("--index-size", type=int, default=160)
+    ap.add_argument("--refs", type=int, default=2, help="references per target")
+    ap.add_argument("--val-fraction", type=float, default=0.04)
+    ap.add_argument("--size", type=int, default=128, help="training size (square crops)")
+    ap.add_argument("--width", type=float, default=0.5)
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--lr-step-epochs", type=int, default=3)
+    ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--checkpoint-every", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    stages = STAGES if args.stages == "all" else tuple(args.stages.split(","))
+    for s in stages:
+        if s not in STAGES:
+            ap.error(f"unknown stage {s!r}")
+    for s in STAGES:
+        if s in stages:
+            print(f"== {s}", file=sys.stderr)
+            fn = globals()[f"stage_{s}"]
+            fn(work) if s == "gallery" else fn(work, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
