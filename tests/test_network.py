@@ -121,3 +121,21 @@ class TestCheckpoint:
             load_model(tmp_path / "pickle.pth")
         with pytest.raises(WeightsError, match="not found"):
             load_model(tmp_path / "absent.safetensors")
+
+
+def test_release_export_is_float16_network_only_and_loads(tmp_path):
+    from exemplar_color.colorization.checkpoint import export_release
+
+    net = small()
+    src = save_checkpoint(tmp_path / "run.safetensors", net, extra_tensors={"optim.0.exp_avg": torch.zeros(3)},
+                          extra_meta={"train": {"step": 7, "val": {"val_ab_l1": 9.5}, "config": {"lr": 1e-3}}})
+    dst = export_release(src, tmp_path / "release.safetensors")
+    tensors = load_file(str(dst))
+    assert all(k.startswith("model.") for k in tensors)
+    assert all(v.dtype == torch.float16 for v in tensors.values() if v.is_floating_point())
+    assert dst.stat().st_size < 0.6 * src.stat().st_size
+    model, meta, extra = load_checkpoint(dst)
+    assert not extra and meta["release"]["step"] == 7 and meta["release"]["recipe"]["lr"] == 1e-3
+    x = torch.randn(1, 9, 24, 24) * 20
+    with torch.no_grad():
+        assert torch.allclose(model(x), net(x), atol=0.5)  # float16 weights: the same network

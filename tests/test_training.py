@@ -310,3 +310,49 @@ def test_best_checkpoint_is_the_lowest_held_out_error(workdir, tv_weights, tmp_p
     assert abs(meta["train"]["val"]["val_ab_l1"] - best) < 1e-4 * max(1.0, best)  # the CSV rounds
     c = Colorizer(device="cpu", vgg_weights=tv_weights, model=out / "best.safetensors", size=64)
     assert c.head_name == "network"
+
+
+# ----------------------------------------------------------------------------- references and augmentation
+
+
+def test_references_mix_kinds_and_exclude_self_and_near_duplicates():
+    from exemplar_color.training.references import ReferenceMix, choose_references
+
+    rng = np.random.default_rng(0)
+    n = 60
+    g = rng.normal(size=(n, 16))
+    g[1] = g[0] + 1e-4  # image 1 is a near-duplicate of image 0
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    classes = [str(i // 6) for i in range(n - 6)] + [None] * 6  # ten classes of six, six unlabelled photos
+    retrieved = [list(np.argsort(-(g @ g[i]))) for i in range(n)]  # includes the image itself first
+    refs = choose_references(classes, g, retrieved, per_target=3, seed=1)
+    kinds = [k for chosen in refs for _, k in chosen]
+    assert all(len(chosen) == 3 and len({j for j, _ in chosen}) == 3 for chosen in refs)
+    assert all(j != i for i, chosen in enumerate(refs) for j, _ in chosen)
+    assert all(j != 1 for j, _ in refs[0]) and all(j != 0 for j, _ in refs[1])
+    assert {"retrieved", "same_class", "related_class"} == set(kinds)
+    assert all(k == "retrieved" for chosen in refs[-6:] for _, k in chosen)  # no class: retrieval only
+    for i, chosen in enumerate(refs[:-6]):
+        for j, k in chosen:
+            if k == "same_class":
+                assert classes[j] == classes[i]
+            if k == "related_class":
+                assert classes[j] not in (classes[i], None)
+            if k == "retrieved":
+                assert j in [x for x in retrieved[i] if x != i][:ReferenceMix().top_k + 1]
+    assert refs == choose_references(classes, g, retrieved, per_target=3, seed=1)  # seeded
+
+
+def test_augment_moves_every_field_together_and_identity_is_exact():
+    from exemplar_color.training.augment import augment
+
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 32, 32)
+    fields = {"a": x, "b": x.clone() * 2, "c": x[:, :1].clone()}
+    out = augment(fields)
+    assert torch.allclose(out["b"], out["a"] * 2, atol=1e-5) and torch.allclose(out["c"], out["a"][:, :1])
+    assert not torch.allclose(out["a"], x)
+    same = augment({"a": x}, min_scale=1.0, flip=0.0)["a"]
+    assert torch.allclose(same, x, atol=1e-5)
+    mirrored = augment({"a": x}, min_scale=1.0, flip=1.0)["a"]
+    assert torch.allclose(mirrored, x.flip(-1), atol=1e-5)

@@ -53,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name, (typ, help_) in _FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=help_)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting")
+    p.add_argument("--augment", action="store_true", default=None,
+                   help="random flip, crop and scale of every record (the shipped model's recipe)")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -79,7 +81,7 @@ def resolve_config(args: argparse.Namespace) -> "Any":
     settings: dict[str, Any] = {}
     if args.config:
         settings.update(json.loads(Path(args.config).read_text()))
-    settings.update({k: getattr(args, k) for k in _FLAGS if getattr(args, k) is not None})
+    settings.update({k: getattr(args, k) for k in (*_FLAGS, "augment") if getattr(args, k) is not None})
     types = {f.name: f.type for f in fields(TrainConfig)}
     for item in args.set:
         key, sep, value = item.partition("=")

@@ -27,6 +27,9 @@ class AnalogyHead:
         sharpness: confidence is raised to this power: higher lets only the best matches vote.
         keep: confidence from which a pixel starts keeping its own warped colour (fully at 1).
         support: weight density at which a finer scale's estimate counts as much as the coarser one.
+        semantic: how strongly the deep levels' bidirectional similarity (relu5_1, relu4_1: do the two
+            images agree on *what* is there?) lowers the trust in a match; 0 trusts the cycle alone, which
+            also holds for consistent matches between different things (a red fruit on green leaves).
     """
 
     radii: tuple[int, ...] = (2, 8, 32)
@@ -34,9 +37,19 @@ class AnalogyHead:
     sharpness: float = 2.0
     keep: float = 0.0
     support: float = 0.05
+    semantic: float = 1.0
 
     def __call__(self, target_l: torch.Tensor, corr: Correspondence) -> torch.Tensor:
-        return self.propagate(target_l, corr.warped_ab, corr.confidence)
+        return self.propagate(target_l, corr.warped_ab, self.trust(corr))
+
+    def trust(self, corr: Correspondence) -> torch.Tensor:
+        """``(B, 1, H, W)`` in [0, 1]: cycle confidence times the deep levels' bidirectional agreement,
+        relative to the image's best-agreeing matches (its 95th percentile) and raised to ``semantic``."""
+        if self.semantic <= 0:
+            return corr.confidence
+        deep = corr.bidirectional_similarity[:, : min(2, len(corr.levels))].mean(1, keepdim=True).clamp(0, 1)
+        top = torch.quantile(deep.flatten(1).float(), 0.95, dim=1).clamp_min(1e-3)[:, None, None, None]
+        return corr.confidence * (deep / top).clamp(0, 1).pow(self.semantic)
 
     def propagate(self, target_l: torch.Tensor, ab: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
         """``ab`` ``(B, 2, H, W)`` refined with weights ``confidence`` ``(B, 1, H, W)``, guided by L (0..100)."""
