@@ -56,7 +56,7 @@ def main() -> int:
     c = Colorizer(device="cpu", vgg_weights=VGG, model=args.model)
     base = AnalogyHead()
     variants = {"analogy (before)": replace(base, semantic=0.0), "analogy (default)": base,
-                **{f"semantic {s}": replace(base, semantic=s) for s in (0.5, 1.0, 2.0)}}
+                **{f"semantic {s}": replace(base, semantic=s) for s in (1.0, 4.0, 8.0)}}
     errors: dict[str, list[float]] = {k: [] for k in ("warped ab", "network", *variants)}
     t0 = time.perf_counter()
     for target, reference in _pairs(Path(args.pairs), args.limit):

@@ -250,6 +250,13 @@ class VGG19Features(nn.Module):
         self.register_buffer("mean", mean.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", scale.view(1, 3, 1, 1), persistent=False)
 
+    @property
+    def input_gain(self) -> float:
+        """How much larger this variant's inputs are than torchvision's (1; Caffe's 0..255 inputs: ~57.6).
+        Features grow about linearly with it, so a loss on features divides it out to weigh the same
+        whichever convention the backbone uses."""
+        return float(self.scale.mean() / (1.0 / torch.tensor(_TV_STD)).mean())
+
     def _load(self, path: Path) -> None:
         sd = load_state_dict(path)
         need = {k for k in self.state_dict() if not k.startswith(("mean", "scale"))}

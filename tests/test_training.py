@@ -233,6 +233,21 @@ def test_losses(vgg_slices):
         PerceptualLoss(vgg_slices, "relu5_1")
 
 
+def test_perceptual_loss_weighs_the_same_with_either_backbone_convention(tv_weights, caffe_weights):
+    """The real Caffe and torchvision VGG-19 slices give perceptual terms of the same order, so the
+    published alpha balances the branches with either (before: Caffe's was ~3000x larger)."""
+    from exemplar_color.backbone import VGG19Features
+
+    torch.manual_seed(0)
+    l = torch.rand(2, 1, 48, 48) * 60 + 20
+    ab, pred = torch.randn(2, 2, 48, 48) * 20, torch.randn(2, 2, 48, 48) * 20
+    tv = PerceptualLoss(VGG19Features(["relu3_1"], weights=tv_weights), "relu3_1")(l, pred, ab)
+    caffe_net = VGG19Features(["relu3_1"], weights=caffe_weights, variant="caffe")
+    assert 50 < caffe_net.input_gain < 65
+    caffe = PerceptualLoss(caffe_net, "relu3_1")(l, pred, ab)
+    assert 0.2 < float(caffe / tv) < 5, (float(caffe), float(tv))
+
+
 # ----------------------------------------------------------------------------- the trainer
 
 

@@ -37,7 +37,7 @@ class AnalogyHead:
     sharpness: float = 2.0
     keep: float = 0.0
     support: float = 0.05
-    semantic: float = 1.0
+    semantic: float = 2.0
 
     def __call__(self, target_l: torch.Tensor, corr: Correspondence) -> torch.Tensor:
         return self.propagate(target_l, corr.warped_ab, self.trust(corr))

@@ -12,6 +12,9 @@ averaged over positions and images. That reading is what makes the published alp
 mean per feature value as well, alpha = 0.005 scales the perceptual term to ~0.1% of the chrominance term
 (measured with relu3_1: ~6 x 0.005 = 0.03 against ~5-15), which switches the perceptual branch off; summed
 over channels it is of the same order (~1500 x 0.005 = 7.7). Neither term depends on batch or image size.
+Features are measured at torchvision's input scale whatever the backbone's convention: Caffe's 0..255
+inputs make relu5_1 features ~58x larger (measured: a perceptual term of 3e6, which at alpha = 0.005
+drowned the chrominance term a thousand times over), so the backbone's ``input_gain`` is divided out.
 """
 
 from __future__ import annotations
@@ -60,4 +63,4 @@ class PerceptualLoss(nn.Module):
         with torch.no_grad():
             want = self.backbone(target)[self.level]
         got = self.backbone(pred)[self.level]
-        return (got.float() - want.float()).pow(2).sum(1).mean()
+        return ((got.float() - want.float()) / self.backbone.input_gain).pow(2).sum(1).mean()
