@@ -26,6 +26,7 @@ from PIL import Image
 from .backbone import VGG19Features
 from .color import gray_to_l, lab_to_rgb, rgb_to_lab
 from .colorization.analogy import AnalogyHead
+from .colorization.exact import keep_exact_matches
 from .colorization.guided import guided_upsample, joint_bilateral_upsample
 from .colorization.network import make_input
 from .correspondence import DEFAULT_LEVELS, Correspondence, Matcher
@@ -256,7 +257,7 @@ class Colorizer:
             ab = self.net(x).float()
         if ab.shape[-2:] != (h, w):
             ab = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
-        return ab
+        return keep_exact_matches(ab, corr)
 
     def _full_resolution(self, target: Photo, tl: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Full-size L (the input's own) and ab upsampled along it."""
