@@ -62,10 +62,11 @@ def test_real_photos_match_skimage(data_dir):
 
 
 def test_batched_and_device_agnostic_shapes():
-    x = torch.rand(2, 4, 3, 5, 7)
+    x = torch.rand(2, 4, 3, 5, 7, generator=torch.Generator().manual_seed(0))
     lab = rgb_to_lab(x)
     assert lab.shape == x.shape
-    assert torch.allclose(lab[1, 2], rgb_to_lab(x[1, 2]), atol=1e-5)
+    # float32 values up to ~100: batched and single paths may round differently in the last bits
+    assert torch.allclose(lab[1, 2], rgb_to_lab(x[1, 2]), atol=1e-4)
     assert torch.allclose(lab_to_rgb(lab), x, atol=1e-4)
 
 

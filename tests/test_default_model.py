@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from exemplar_color import Colorizer
-from exemplar_color.colorization.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from exemplar_color.colorization.checkpoint import load_checkpoint, save_checkpoint
 from exemplar_color.colorization.network import ColorizationNet, ColorizationNetConfig
 from exemplar_color.errors import ConfigMismatchError, WeightsError
 from exemplar_color.models import DEFAULT_MODEL

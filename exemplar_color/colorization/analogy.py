@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..correspondence import Correspondence
-from .exact import SEMANTIC_LEVELS, certainty
+from .exact import certainty, deep_agreement
 from .guided import box, guided_filter
 
 
@@ -46,10 +46,10 @@ class AnalogyHead:
     def trust(self, corr: Correspondence) -> torch.Tensor:
         """``(B, 1, H, W)`` in [0, 1]: cycle confidence times the deep levels' bidirectional agreement,
         relative to the image's best-agreeing matches (its 95th percentile) and raised to ``semantic``."""
-        semantic = [i for i, lv in enumerate(corr.levels) if lv in SEMANTIC_LEVELS]
-        if self.semantic <= 0 or not semantic:  # shallow levels only: nothing says *what* matched
+        deep = deep_agreement(corr)
+        if self.semantic <= 0 or deep is None:  # shallow levels only: nothing says *what* matched
             return corr.confidence
-        deep = corr.bidirectional_similarity[:, semantic].mean(1, keepdim=True).clamp(0, 1)
+        deep = deep.clamp(0, 1)
         top = torch.quantile(deep.flatten(1).float(), 0.95, dim=1).clamp_min(1e-3)[:, None, None, None]
         relative = (deep / top).clamp(0, 1).pow(self.semantic)
         # a match whose deep levels agree in absolute terms is certain (exact.py): never distrust it

@@ -15,18 +15,23 @@ import torch
 
 from ..correspondence import Correspondence
 
-__all__ = ["SEMANTIC_LEVELS", "certainty", "keep_exact_matches"]
+__all__ = ["SEMANTIC_LEVELS", "certainty", "deep_agreement", "keep_exact_matches"]
 
 SEMANTIC_LEVELS = ("relu5_1", "relu4_1")
 LOW, HIGH = 0.3, 0.7  # deep bidirectional similarity: no trust below LOW, full trust (of the cycle) above HIGH
 
 
+def deep_agreement(corr: Correspondence) -> torch.Tensor | None:
+    """``(B, 1, H, W)``: mean bidirectional similarity of the semantic levels; ``None`` without any."""
+    semantic = [i for i, lv in enumerate(corr.levels) if lv in SEMANTIC_LEVELS]
+    return corr.bidirectional_similarity[:, semantic].mean(1, keepdim=True) if semantic else None
+
+
 def certainty(corr: Correspondence, low: float = LOW, high: float = HIGH) -> torch.Tensor:
     """``(B, 1, H, W)`` in [0, 1]: cycle confidence times how far the deep bidirectional similarity is above ``low``."""
-    semantic = [i for i, lv in enumerate(corr.levels) if lv in SEMANTIC_LEVELS]
-    if not semantic:  # shallow levels only: no semantic evidence that a match is certain
+    deep = deep_agreement(corr)
+    if deep is None:  # shallow levels only: no semantic evidence that a match is certain
         return torch.zeros_like(corr.confidence)
-    deep = corr.bidirectional_similarity[:, semantic].mean(1, keepdim=True)
     return corr.confidence * ((deep - low) / (high - low)).clamp(0, 1)
 
 
