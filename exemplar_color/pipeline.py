@@ -160,7 +160,7 @@ class Colorizer:
         if path is not None:
             from .colorization.checkpoint import load_checkpoint
 
-            self.net, meta, _ = load_checkpoint(path, map_location=self.device)
+            self.net = load_checkpoint(path, map_location=self.device)[0]
             levels, vgg_variant = self._adopt(path, self.net.config, levels, vgg_variant)
         self.levels = tuple(levels or DEFAULT_LEVELS)
         vgg_variant = vgg_variant or DEFAULT_VARIANT
@@ -259,18 +259,21 @@ class Colorizer:
             ab = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
         return keep_exact_matches(ab, corr)
 
-    def _full_resolution(self, target: Photo, tl: torch.Tensor, ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Full-size L (the input's own) and ab upsampled along it."""
+    def _full_l(self, target: Photo) -> torch.Tensor:
+        """The target's own L at full size (what the output keeps), in row chunks."""
         px = target.pixels.to(self.device)
-        full_l = gray_to_l(px) if px.shape[1] == 1 else torch.cat(
+        return gray_to_l(px) if px.shape[1] == 1 else torch.cat(
             [rgb_to_lab(px[..., r:r + 512, :])[:, :1] for r in range(0, px.shape[-2], 512)], -2)
+
+    def _full_resolution(self, full_l: torch.Tensor, tl: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+        """Working-size ab upsampled to full size along the full-resolution L."""
         if self.upsample == "guided":
             ab_full = guided_upsample(tl / 100, ab, full_l / 100)
         elif self.upsample == "joint-bilateral":
             ab_full = joint_bilateral_upsample(tl / 100, ab, full_l / 100)
         else:
             ab_full = F.interpolate(ab, size=full_l.shape[-2:], mode="bilinear", align_corners=False)
-        return full_l, ab_full
+        return ab_full
 
     def colorize(self, target: ImageInput, reference: ImageInput | None = None) -> ColorizationResult:
         """Colorize ``target`` with ``reference`` (or, with an index and no reference, the best one found)."""
@@ -333,10 +336,13 @@ class Colorizer:
             one = Correspondence(corr.forward[j:j + 1], corr.backward[j:j + 1], corr.similarity[j:j + 1],
                                  corr.warped_ab[j:j + 1], corr.confidence[j:j + 1], corr.levels)
             fields = self._full_fields(one, t, r)
+            t2 = time.perf_counter()
+            full_l = self._full_l(t)  # once per photo, shared by the heads
+            full_l_s = time.perf_counter() - t2
             per_head = {}
             for head in heads:
-                t3 = time.perf_counter()
-                full_l, ab_full = self._full_resolution(t, tl[j:j + 1], ab[head][j:j + 1])
+                t3 = time.perf_counter() - full_l_s
+                ab_full = self._full_resolution(full_l, tl[j:j + 1], ab[head][j:j + 1])
                 image = _to_pil(full_l, ab_full)
                 sync()
                 timings = {"load_s": t_load, "match_s": (t1 - t0) / n, "head_s": head_s[head] / n,
