@@ -129,20 +129,21 @@ def stage_cache(work: Path, args: argparse.Namespace) -> Path:
 def stage_train(work: Path, args: argparse.Namespace) -> dict:
     from exemplar_color.training.trainer import TrainConfig, train
 
-    cfg = TrainConfig(pairs=str(work / "pairs.csv"), cache=str(work / "cache"), out=str(work / "run"),
+    cfg = TrainConfig(pairs=str(work / "pairs.csv"), cache=str(work / "cache"), out=str(work / args.run),
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_step_epochs=args.lr_step_epochs,
                       vgg_weights=str(VGG), width=args.width, seed=args.seed, checkpoint_every=args.checkpoint_every,
                       num_workers=0, log_every=10, augment=True, max_steps=args.max_steps,
-                      val_every=args.checkpoint_every)
+                      val_every=args.checkpoint_every, reference_chroma=args.reference_chroma,
+                      saturation=args.saturation)
     return train(cfg)
 
 
 def stage_export(work: Path, args: argparse.Namespace) -> Path:
     from exemplar_color.colorization.checkpoint import export_release
 
-    run = work / "run"
+    run = work / args.run
     src = run / "best.safetensors" if (run / "best.safetensors").is_file() else run / "model.safetensors"
-    return export_release(src, work / "export" / "default.safetensors")
+    return export_release(src, work / "export" / args.run / "default.safetensors")
 
 
 def main() -> int:
@@ -158,6 +159,10 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--lr-step-epochs", type=int, default=3)
+    ap.add_argument("--reference-chroma", type=float, default=0.0,
+                    help="chrominance loss on the real-reference branch too (0: as published)")
+    ap.add_argument("--saturation", type=float, default=0.0, help="colourfulness-matching loss on that branch")
+    ap.add_argument("--run", default="run", help="folder of the training run inside --work")
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--checkpoint-every", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)

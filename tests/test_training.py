@@ -26,7 +26,7 @@ from exemplar_color.color import rgb_to_lab
 from exemplar_color.correspondence import Matcher
 from exemplar_color.errors import ConfigMismatchError, ExemplarColorError
 from exemplar_color.training.cache import CacheDataset, CacheError, PairCache, build_cache, decode
-from exemplar_color.training.losses import PerceptualLoss, chrominance_loss
+from exemplar_color.training.losses import PerceptualLoss, chrominance_loss, saturation_loss
 from exemplar_color.training.pairs import (FirstOf, ManifestError, NearestDescriptor, Pair, PairManifest, SameClass,
                                            make_pairs)
 from exemplar_color.training.images import load_square
@@ -248,6 +248,18 @@ def test_perceptual_loss_weighs_the_same_with_either_backbone_convention(tv_weig
     assert 0.2 < float(caffe / tv) < 5, (float(caffe), float(tv))
 
 
+def test_saturation_loss_pushes_washed_out_colours_outwards():
+    """Zero for the truth's own colourfulness wherever it sits; a washed-out prediction is pulled outwards."""
+    torch.manual_seed(0)
+    truth = torch.randn(2, 2, 16, 16) * 20
+    assert saturation_loss(truth.flip(-1), truth).item() < 1e-3  # same colours elsewhere: no penalty
+    pale = (truth * 0.5).requires_grad_()
+    loss = saturation_loss(pale, truth)
+    loss.backward()
+    assert loss.item() > 5
+    assert (pale.grad * pale.detach()).sum() < 0  # gradient descent increases |ab|
+
+
 # ----------------------------------------------------------------------------- the trainer
 
 
@@ -257,6 +269,19 @@ def test_loss_decreases(workdir, tv_weights, tmp_path):
                                                   batch_size=4)))
     losses = [trainer.train_step(batch)["loss"].item() for _ in range(12)]
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_reference_branch_terms_join_the_loss(workdir, tv_weights, tmp_path):
+    """The optional real-reference terms add to the published loss on the same batch; off by default."""
+    losses = {}
+    for name, extra in {"published": {}, "both": {"reference_chroma": 1.0, "saturation": 1.0}}.items():
+        torch.manual_seed(0)
+        trainer = Trainer(_cfg(workdir, tmp_path / name, tv_weights, batch_size=4, **extra))
+        batch = next(iter(torch.utils.data.DataLoader(CacheDataset(trainer.cache, trainer.train_records[:4]),
+                                                      batch_size=4)))
+        losses[name] = trainer.train_step(batch)
+    assert torch.isclose(losses["published"]["chroma"], losses["both"]["chroma"])
+    assert losses["both"]["loss"] > losses["published"]["loss"] + 1.0
 
 
 def _train_cmd(base: Path, out: Path, tv_weights: Path) -> list[str]:

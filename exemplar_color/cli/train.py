@@ -24,6 +24,8 @@ _FLAGS: dict[str, tuple[type, str]] = {
     "lr_step_epochs": (int, "decay the lr every N epochs (default 3)"),
     "lr_gamma": (float, "decay factor (default 0.1)"),
     "alpha": (float, "weight of the perceptual loss (default 0.005)"),
+    "reference_chroma": (float, "weight of a chrominance loss on the real-reference branch too (default 0)"),
+    "saturation": (float, "weight of the per-image colourfulness-matching loss on that branch (default 0)"),
     "perceptual_level": (str, "VGG-19 level of the perceptual loss (default relu5_1)"),
     "vgg_weights": (str, "VGG-19 weight file for the perceptual loss"),
     "width": (float, "network channel multiplier (default 1.0: ~34 M parameters)"),

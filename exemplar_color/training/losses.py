@@ -15,6 +15,12 @@ over channels it is of the same order (~1500 x 0.005 = 7.7). Neither term depend
 Features are measured at torchvision's input scale whatever the backbone's convention: Caffe's 0..255
 inputs make relu5_1 features ~58x larger (measured: a perceptual term of 3e6, which at alpha = 0.005
 drowned the chrominance term a thousand times over), so the backbone's ``input_gain`` is divided out.
+
+Two optional terms (off by default, so the published recipe is unchanged) act on the real-reference
+branch, the condition the network meets in use: the chrominance loss against the true ab there too
+(``reference_chroma``), and :func:`saturation_loss` (``saturation``), which asks each predicted image to be
+as colourful as its truth without saying where — a regression loss alone settles on cautious, washed-out
+colours wherever the reference leaves the answer open.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from torch import nn
 from ..backbone import VGG19Features
 from ..color import lab_to_rgb
 
-__all__ = ["chrominance_loss", "PerceptualLoss", "ALPHA", "SMOOTH_L1_BETA"]
+__all__ = ["chrominance_loss", "saturation_loss", "PerceptualLoss", "ALPHA", "SMOOTH_L1_BETA"]
 
 ALPHA = 0.005
 SMOOTH_L1_BETA = 1.0  # ab units: quadratic below one unit of ab, linear above
@@ -35,6 +41,14 @@ SMOOTH_L1_BETA = 1.0  # ab units: quadratic below one unit of ab, linear above
 def chrominance_loss(pred_ab: torch.Tensor, target_ab: torch.Tensor, beta: float = SMOOTH_L1_BETA) -> torch.Tensor:
     """Mean smooth-L1 between ``(B, 2, H, W)`` ab tensors (ab units)."""
     return F.smooth_l1_loss(pred_ab.float(), target_ab.float(), beta=beta)
+
+
+def saturation_loss(pred_ab: torch.Tensor, target_ab: torch.Tensor) -> torch.Tensor:
+    """Mean over images of ``|mean chroma(pred) - mean chroma(target)|`` (chroma = ``|ab|``, ab units)."""
+    def chroma(ab: torch.Tensor) -> torch.Tensor:
+        return (ab.float().pow(2).sum(1) + 1e-6).sqrt().flatten(1).mean(1)
+
+    return (chroma(pred_ab) - chroma(target_ab)).abs().mean()
 
 
 class PerceptualLoss(nn.Module):

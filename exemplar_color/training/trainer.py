@@ -42,7 +42,7 @@ from ..errors import ConfigMismatchError, ExemplarColorError
 from ..io import atomic_write
 from .augment import augment
 from .cache import CacheDataset, PairCache, decode
-from .losses import ALPHA, PerceptualLoss, chrominance_loss
+from .losses import ALPHA, PerceptualLoss, chrominance_loss, saturation_loss
 from .pairs import PairManifest
 
 __all__ = ["TrainConfig", "Trainer", "train", "evaluate", "latest_checkpoint"]
@@ -69,6 +69,8 @@ class TrainConfig:
     lr_step_epochs: int = 3
     lr_gamma: float = 0.1
     alpha: float = ALPHA
+    reference_chroma: float = 0.0
+    saturation: float = 0.0
     perceptual_level: str = "relu5_1"
     vgg_weights: str | None = None
     width: float = 1.0
@@ -403,6 +405,10 @@ class Trainer:
             perc = (self.perceptual(x["l"][nc:], pred[nc:], x["ab"][nc:]) if n > nc
                     else pred.new_zeros(()))
             loss = chroma + self.cfg.alpha * perc
+            if n > nc and self.cfg.reference_chroma:  # optional: supervise the real-reference branch directly
+                loss = loss + self.cfg.reference_chroma * chrominance_loss(pred[nc:], x["ab"][nc:])
+            if n > nc and self.cfg.saturation:
+                loss = loss + self.cfg.saturation * saturation_loss(pred[nc:], x["ab"][nc:])
         self.optim.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optim)
