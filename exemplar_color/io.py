@@ -5,6 +5,15 @@ CMYK, grayscale, EXIF-rotated) and returns a float32 array in [0, 1]: ``(H, W, 3
 Transparent pixels are composited on white by default (``alpha="white"``), because scanned or exported
 photos with an alpha channel are meant to be seen on paper; ``alpha="drop"`` ignores alpha instead.
 Every failure is an :class:`~exemplar_color.errors.ImageError` subclass naming the file and the problem.
+An animated image (first frame used) or an alpha channel (not kept) is said with a ``UserWarning``.
+
+Pixel limit: images above :func:`current_max_pixels` (default :data:`MAX_PIXELS`, 150 megapixels; set with the
+``EXEMPLAR_COLOR_MAX_PIXELS`` environment variable, the CLI's ``--max-pixels`` or the ``max_pixels=``
+argument) are refused from their header, before decoding. It replaces Pillow's own decompression-bomb
+limit (89.5 megapixels), which would otherwise refuse big scans under the project's limit.
+
+Temporary files of :class:`atomic_write` are named ``.NAME.XXXXXXXX.exemplar-tmp.EXT`` beside ``NAME``, so a
+killed run's leftovers are recognisable (:func:`temp_leftovers`) and removable.
 """
 
 from __future__ import annotations
@@ -37,11 +46,52 @@ __all__ = [
     "save_image",
     "atomic_write",
     "list_images",
+    "current_max_pixels",
+    "pixel_limit",
+    "temp_leftovers",
+    "TEMP_TAG",
+    "MAX_PIXELS_ENV",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".ppm", ".pgm")
 MAX_PIXELS = 150_000_000  # a 12000x12500 scan; far above real photos, far below a decompression bomb
+MAX_PIXELS_ENV = "EXEMPLAR_COLOR_MAX_PIXELS"
 MIN_SIDE = 16  # below this there is nothing for VGG-19 to see
+TEMP_TAG = ".exemplar-tmp"  # in the name of every temporary file atomic_write creates
+_limit_override: int | None = None
+
+
+def current_max_pixels() -> int:
+    """The pixel limit in force: :func:`pixel_limit`'s, else ``$EXEMPLAR_COLOR_MAX_PIXELS``, else MAX_PIXELS."""
+    if _limit_override is not None:
+        return _limit_override
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+    if not raw:
+        return MAX_PIXELS
+    try:
+        value = int(float(raw))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ImageError(None, f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r} is not a positive number of pixels")
+    return value
+
+
+class pixel_limit:
+    """Context manager: ``with pixel_limit(400_000_000): ...`` raises the limit (``None``: leave it)."""
+
+    def __init__(self, limit: int | None):
+        self.limit = limit
+
+    def __enter__(self) -> None:
+        global _limit_override
+        self.saved = _limit_override
+        if self.limit is not None:
+            _limit_override = int(self.limit)
+
+    def __exit__(self, *exc: object) -> None:
+        global _limit_override
+        _limit_override = self.saved
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 Mode = Literal["RGB", "L", "auto"]
@@ -82,7 +132,8 @@ def _check_size(path: object, size: tuple[int, int], max_pixels: int, min_side: 
         raise ImageTooSmallError(path, f"image has zero size ({w}x{h})")
     if w * h > max_pixels:
         raise ImageTooLargeError(
-            path, f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,} (max_pixels=)"
+            path, f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,} (raise it with "
+                  f"--max-pixels or {MAX_PIXELS_ENV})"
         )
     if min(w, h) < min_side:
         raise ImageTooSmallError(path, f"image is {w}x{h}; the short side must be at least {min_side} px")
@@ -105,7 +156,7 @@ def load_image(
     mode: Mode = "auto",
     *,
     alpha: Literal["white", "drop"] = "white",
-    max_pixels: int = MAX_PIXELS,
+    max_pixels: int | None = None,
     min_side: int = MIN_SIDE,
 ) -> np.ndarray:
     """Read an image file as float32 in [0, 1].
@@ -115,7 +166,8 @@ def load_image(
         mode: ``"RGB"`` -> ``(H, W, 3)``; ``"L"`` -> ``(H, W)``; ``"auto"`` keeps gray images gray and
             everything else RGB.
         alpha: ``"white"`` composites transparency on white; ``"drop"`` ignores the alpha channel.
-        max_pixels: refuse larger images (decompression-bomb guard) with :class:`ImageTooLargeError`.
+        max_pixels: refuse larger images (decompression-bomb guard) with :class:`ImageTooLargeError`;
+            ``None``: :func:`current_max_pixels` (the environment variable, else 150 megapixels).
         min_side: refuse images whose short side is smaller, with :class:`ImageTooSmallError`.
 
     EXIF orientation is applied, so the array is the photo as the camera meant it.
@@ -127,33 +179,49 @@ def load_image(
         raise ImageNotFoundError(p, "not a regular file")
     if p.stat().st_size == 0:
         raise NotAnImageError(p, "file is empty (0 bytes)")
+    limit = max_pixels if max_pixels is not None else current_max_pixels()
+    pil_limit = Image.MAX_IMAGE_PIXELS
     try:
+        # our limit replaces Pillow's (its warning at 89.5 MP, its error at twice that)
+        Image.MAX_IMAGE_PIXELS = max(limit, pil_limit or 0)
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(p) as img:
-                _check_size(p, img.size, max_pixels, min_side)
+                _check_size(p, img.size, limit, min_side)
+                frames = getattr(img, "n_frames", 1)
                 img.load()
                 img = ImageOps.exif_transpose(img) or img
+                had_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
                 img = _normalise_mode(img, alpha)
-                return _convert(img, mode)
+                arr = _convert(img, mode)
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except Image.DecompressionBombError as e:
         raise ImageTooLargeError(p, f"refused as a possible decompression bomb ({e})") from None
     except UnidentifiedImageError:
         raise NotAnImageError(p, "not an image file (format not recognised)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise CorruptImageError(p, f"image data is truncated or corrupt ({e})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pil_limit
+    if frames > 1:
+        warnings.warn(f"{p}: animated image ({frames} frames); only the first frame is used", stacklevel=2)
+    if had_alpha:
+        how = "ignored" if alpha == "drop" else "composited on white"
+        warnings.warn(f"{p}: the alpha channel is not kept (transparent areas {how})", stacklevel=2)
+    return arr
 
 
 def as_array(
-    image: ImageInput, mode: Mode = "auto", *, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE
+    image: ImageInput, mode: Mode = "auto", *, max_pixels: int | None = None, min_side: int = MIN_SIDE
 ) -> np.ndarray:
     """Any accepted input (path, PIL image, array) as the float32 array ``load_image`` would return.
 
     Arrays may be uint8 (0..255), uint16 (0..65535) or float (0..1), shaped ``(H, W)``, ``(H, W, 1)``,
     ``(H, W, 3)`` or ``(H, W, 4)`` (alpha composited on white).
     """
+    if max_pixels is None:
+        max_pixels = current_max_pixels()
     if isinstance(image, (str, os.PathLike)):
         return load_image(image, mode, max_pixels=max_pixels, min_side=min_side)
     if isinstance(image, Image.Image):
@@ -203,7 +271,7 @@ class atomic_write:
 
     def __enter__(self) -> Path:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp" + self.path.suffix,
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=TEMP_TAG + self.path.suffix,
                                    dir=self.path.parent)
         os.close(fd)
         self.tmp = Path(tmp)
@@ -217,6 +285,20 @@ class atomic_write:
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
+
+
+def temp_leftovers(path: str | os.PathLike) -> list[Path]:
+    """Temporary files a killed :class:`atomic_write` of ``path`` left beside it (also the older
+    ``.NAME.XXXX.tmp.EXT`` naming); removing them is always safe once no writer of ``path`` runs."""
+    p = Path(path)
+    if not p.parent.is_dir():
+        return []
+    ends = (TEMP_TAG + p.suffix, ".tmp" + p.suffix)
+    return sorted(f for f in p.parent.glob(f".{glob_escape(p.name)}.*") if f.name.endswith(ends) and f.is_file())
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 _LOSSLESS = {".png": {}, ".tif": {"compression": "tiff_deflate"}, ".tiff": {"compression": "tiff_deflate"},

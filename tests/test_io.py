@@ -67,9 +67,11 @@ def test_rgba_composites_on_white_or_drops_alpha(tmp_path):
     rgba[:, 16:, 3] = 255
     p = tmp_path / "a.png"
     Image.fromarray(rgba, "RGBA").save(p)
-    white = load_image(p)
+    with pytest.warns(UserWarning, match="alpha channel is not kept"):  # said, not silent
+        white = load_image(p)
     assert np.allclose(white[:, :16], 1.0) and np.allclose(white[:, 16:], [1, 0, 0])
-    dropped = load_image(p, alpha="drop")
+    with pytest.warns(UserWarning, match="alpha channel is not kept"):
+        dropped = load_image(p, alpha="drop")
     assert np.allclose(dropped, [1, 0, 0])
 
 
