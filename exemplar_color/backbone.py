@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import shutil
 import urllib.request
 from dataclasses import dataclass
@@ -162,7 +163,11 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         sd = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise WeightsError(f"{p}: not a readable PyTorch weight file ({type(e).__name__}: {e})") from None
+        if isinstance(e, pickle.UnpicklingError):  # torch's message advises unsafe loading: not repeated
+            raise WeightsError(f"{p}: not a readable PyTorch weight file (not a plain state dict of tensors; "
+                               f"refused unread, since loading it otherwise could run code)") from None
+        reason = str(e).split("\n")[0]
+        raise WeightsError(f"{p}: not a readable PyTorch weight file ({type(e).__name__}: {reason})") from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):

@@ -14,11 +14,27 @@ __all__ = [
     "ImageTooSmallError",
     "WeightsError",
     "ConfigMismatchError",
+    "UsageError",
+    "OutputError",
 ]
 
 
 class ExemplarColorError(Exception):
-    """Base class of every error this library raises on purpose; the CLI prints it as one line."""
+    """Base class of every error this library raises on purpose; the CLI prints it as one line and exits
+    with ``exit_code`` (1: the environment or the data; 2: a usage mistake)."""
+
+    exit_code = 1
+
+
+class UsageError(ExemplarColorError, ValueError):
+    """A mistake in what was asked (arguments, output names that collide or would overwrite an input):
+    found before any work starts; the CLI exits 2."""
+
+    exit_code = 2
+
+
+class OutputError(ExemplarColorError, OSError):
+    """An output location cannot be written (read-only, not creatable); the CLI exits 1."""
 
 
 class ImageError(ExemplarColorError, ValueError):

@@ -1,7 +1,9 @@
 """Entry point of ``exemplar-color``: results to stdout, progress and logs to stderr.
 
-Known errors (:class:`~exemplar_color.errors.ExemplarColorError`) print as one line and exit 1; usage
-errors exit 2; set ``EXEMPLAR_COLOR_DEBUG=1`` to see tracebacks.
+Every failure ends in ONE line on stderr, ``error: ...``: usage mistakes (bad arguments, outputs that would
+collide or overwrite an input) exit 2, before any model is loaded; the library's typed errors
+(:class:`~exemplar_color.errors.ExemplarColorError`), file-system errors and anything unexpected exit 1.
+Set ``EXEMPLAR_COLOR_DEBUG=1`` to get the traceback instead.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import importlib
 import importlib.util
 import os
+import re
 import sys
 
 from .. import __version__
@@ -19,8 +22,15 @@ from ..errors import ExemplarColorError
 COMMAND_MODULES = ("match", "colorize", "index", "cache", "train", "evaluate", "info")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line (``exemplar-color colorize: error: ...``), exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="exemplar-color",
         description="Exemplar-based colorization of black-and-white photos, with automatic reference retrieval.",
         epilog="Example: exemplar-color colorize old.jpg --reference colour.jpg -o old_colour.png",
@@ -34,22 +44,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def debug() -> bool:
+    return os.environ.get("EXEMPLAR_COLOR_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+# Advice some libraries attach to their errors that a user must not follow (torch: "re-run with
+# weights_only=False", i.e. unpickle an untrusted file): the message is cut where it starts.
+_UNSAFE_ADVICE = re.compile(r"(?i)weights.only|this file can still be loaded|arbitrary code")
+
+
+def one_line(message: object) -> str:
+    """An error message as one line, without unsafe advice."""
+    text = " ".join(str(message).split())
+    m = _UNSAFE_ADVICE.search(text)
+    if m:
+        text = text[:m.start()].rstrip(" ,;:.(")
+        text += ")" * max(0, text.count("(") - text.count(")"))
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from ..io import pixel_limit
+
     try:
-        return int(args.func(args) or 0)
-    except ExemplarColorError as e:
-        if os.environ.get("EXEMPLAR_COLOR_DEBUG"):
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        with pixel_limit(getattr(args, "max_pixels", None)):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if debug():
+            raise
+        if isinstance(e, ExemplarColorError):
+            print(f"error: {one_line(e)}", file=sys.stderr)
+            return e.exit_code
+        if isinstance(e, OSError):  # a file-system problem: which file and what, nothing more
+            what = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
+            print(f"error: {one_line(what)}", file=sys.stderr)
+            return 1
+        print(f"error: unexpected {type(e).__name__}: {one_line(e)} (set EXEMPLAR_COLOR_DEBUG=1 for the "
+              f"traceback, and please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
