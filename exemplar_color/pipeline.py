@@ -39,6 +39,7 @@ from .working import check_min_side, is_gray, resize, to_tensor, working_size
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
 DEFAULT_VARIANT = "caffe"  # the original Caffe VGG-19, as the paper used
+AUTO_CANDIDATES = 10  # automatic mode looks this far down the gallery's ranking for a usable reference
 
 
 class GrayReferenceError(ImageError):
@@ -86,6 +87,7 @@ class ColorizationResult:
     levels: tuple[str, ...]
     timings: dict[str, float] = field(default_factory=dict)
     recommendations: list[Any] = field(default_factory=list)
+    passed_over: list[tuple[str, str]] = field(default_factory=list)  # automatic mode: (path, why) before it
 
     @property
     def warped_image(self) -> Image.Image:
@@ -209,17 +211,57 @@ class Colorizer:
                                      "(build one with `exemplar-color index build`)")
         return self.index.search(target, k=k)
 
+    @staticmethod
+    def _auto_reference(source: ImageInput, target: Photo, recs: list[Any]) -> tuple[Photo, list[tuple[str, str]]]:
+        """The best-ranked recommendation that is a readable colour photo and not the target itself (same
+        file, same bytes, or the same pixels); ``(reference, [(path, why) passed over before it])``.
+        The colour original of a gray scan is a good reference, and is kept."""
+        import hashlib
+
+        same_file, digest = None, None
+        if isinstance(source, (str, os.PathLike)):
+            same_file = os.path.realpath(source)
+            digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
+        passed: list[tuple[str, str]] = []
+        for rec in recs:
+            if same_file is not None and os.path.realpath(rec.path) == same_file:
+                passed.append((rec.path, "the target itself"))
+                continue
+            if digest is not None and hashlib.sha256(Path(rec.path).read_bytes()).hexdigest() == digest:
+                passed.append((rec.path, "a copy of the target"))
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    photo = read_photo(rec.path)
+            except ExemplarColorError as e:
+                passed.append((rec.path, f"unreadable: {getattr(e, 'problem', e)}"))
+                continue
+            if not photo.colour:
+                passed.append((rec.path, "grayscale"))
+                continue
+            if photo.size == target.size and photo.pixels.shape == target.pixels.shape and \
+                    float((photo.pixels - target.pixels).abs().mean()) < 2 / 255:
+                passed.append((rec.path, "a near-duplicate of the target"))
+                continue
+            return photo, passed
+        why = "; ".join(f"{Path(p).name}: {w}" for p, w in passed[:3])
+        raise ExemplarColorError(f"{target.name}: none of the gallery's {len(recs)} best matches is a usable colour "
+                                 f"reference ({why}{'; ...' if len(passed) > 3 else ''}); give one with --reference")
+
     # ----------------------------------------------------------------- matching
     def _working(self, target: Photo, reference: Photo) -> tuple[torch.Tensor, torch.Tensor]:
         ht, wt = working_size(*target.size, self.size)
         hr, wr = working_size(*reference.size, self.size)
         t = resize(target.pixels.to(self.device), (ht, wt)).clamp(0, 1)
         tl = rgb_to_lab(t)[:, :1] if t.shape[1] == 3 else gray_to_l(t)
-        rlab = rgb_to_lab(resize(reference.pixels.to(self.device), (hr, wr)).clamp(0, 1))
+        rpx = reference.pixels if reference.pixels.shape[1] == 3 else reference.pixels.expand(-1, 3, -1, -1)
+        rlab = rgb_to_lab(resize(rpx.to(self.device), (hr, wr)).clamp(0, 1))  # a gray one: matched on L
         return tl, rlab
 
-    def _load_pair(self, target: ImageInput, reference: ImageInput) -> tuple[Photo, Photo]:
-        t, r = read_photo(target), read_photo(reference)
+    def _load_pair(self, target: ImageInput | Photo, reference: ImageInput | Photo) -> tuple[Photo, Photo]:
+        t = target if isinstance(target, Photo) else read_photo(target)
+        r = reference if isinstance(reference, Photo) else read_photo(reference)
         if not r.colour:
             raise GrayReferenceError(r.name, "the reference is grayscale: it has no colour to transfer; "
                                              "choose a colour photo of similar content")
@@ -299,12 +341,14 @@ class Colorizer:
         for i, (target, reference) in enumerate(pairs):
             t0 = time.perf_counter()
             recs: list[Any] = []
+            passed: list[tuple[str, str]] = []
             if reference is None:
-                recs = self.recommend(target, k=5)
-                reference = recs[0].path
+                target = read_photo(target)
+                recs = self.recommend(pairs[i][0], k=AUTO_CANDIDATES)
+                reference, passed = self._auto_reference(pairs[i][0], target, recs)
             t, r = self._load_pair(target, reference)
             tl, rlab = self._working(t, r)
-            prepared.append((i, t, r, tl, rlab, recs, time.perf_counter() - t0))
+            prepared.append((i, t, r, tl, rlab, (recs, passed), time.perf_counter() - t0))
         groups: dict[tuple, list] = {}
         for item in prepared:
             groups.setdefault((tuple(item[3].shape), tuple(item[4].shape)), []).append(item)
@@ -332,7 +376,7 @@ class Colorizer:
             head_s[head] = time.perf_counter() - h0
         out = []
         n = len(items)
-        for j, (i, t, r, _, _, recs, t_load) in enumerate(items):
+        for j, (i, t, r, _, _, (recs, passed), t_load) in enumerate(items):
             one = Correspondence(corr.forward[j:j + 1], corr.backward[j:j + 1], corr.similarity[j:j + 1],
                                  corr.warped_ab[j:j + 1], corr.confidence[j:j + 1], corr.levels)
             fields = self._full_fields(one, t, r)
@@ -351,7 +395,7 @@ class Colorizer:
                 res = ColorizationResult(
                     image=image, ab=_np(ab_full), confidence=_np(one.confidence), warped_ab=_np(one.warped_ab),
                     similarity=one.similarity[0].cpu().numpy(), reference=r.name, head=head,
-                    levels=self.levels, timings=timings, recommendations=recs, **fields)
+                    levels=self.levels, timings=timings, recommendations=recs, passed_over=passed, **fields)
                 res._working_l = tl[j:j + 1].cpu()
                 per_head[head] = res
             out.append(per_head)
