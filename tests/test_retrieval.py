@@ -42,9 +42,25 @@ def _gallery(data_dir: Path, dest: Path, n_sample: int, n_val: int) -> Path:
         (dest / sub).mkdir()
         files = list_images(data_dir / src)
         step = max(1, len(files) // max(n, 1))
-        for f in files[::step][:n]:
+        spread = files[::step]
+        spread += [f for f in files if f not in set(spread)]
+        picked = []
+        for f in spread:  # a gallery holds colour photos only
+            if len(picked) == n:
+                break
+            if _colour(f):
+                picked.append(f)
+        for f in picked:
             (dest / sub / f.name).symlink_to(f)
     return dest
+
+
+def _colour(path: Path) -> bool:
+    from exemplar_color.retrieval.gallery import is_gray_array
+
+    with Image.open(path) as im:
+        im.thumbnail((128, 128))
+        return not is_gray_array(np.asarray(im.convert("RGB"), np.float32) / 255 if im.mode != "L" else np.zeros((2, 2)))
 
 
 def _config(size: int = SIZE) -> DescriptorConfig:

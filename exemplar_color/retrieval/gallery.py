@@ -1,5 +1,8 @@
 """A gallery index: HDF5 feature store + FAISS index + JSON manifest in one folder, built resumably.
 
+A gallery holds colour photos only: grayscale files are skipped (and reported, like unreadable ones, in the
+build report's ``failures`` with a reason starting ``grayscale``), since they have no colour to give.
+
 Folder layout (``PATH``)::
 
     manifest.json          what the index is (backbone, levels, descriptor, dim, index kind, count, versions)
@@ -26,6 +29,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -120,6 +124,16 @@ def _check_config(where: str, have: DescriptorConfig, **want: Any) -> None:
                                  f"({'; '.join(diff)}); query it with the same settings or rebuild it")
 
 
+def is_gray_array(arr: np.ndarray) -> bool:
+    """A photo without colour (mode L, or RGB with almost no chroma), judged on at most ~250k pixels."""
+    if arr.ndim == 2 or arr.shape[-1] == 1:
+        return True
+    step = max(1, int(math.sqrt(arr.shape[0] * arr.shape[1] / 250_000)))
+    from ..working import is_gray
+
+    return is_gray(torch.from_numpy(np.ascontiguousarray(arr[::step, ::step])).permute(2, 0, 1)[None])
+
+
 class _ImageDataset(torch.utils.data.Dataset):
     """Decodes one gallery image per item (in DataLoader workers): gray + L at working size, size, hash."""
 
@@ -134,7 +148,11 @@ class _ImageDataset(torch.utils.data.Dataset):
         path = self.root / rel
         try:
             sha = hashlib.sha256(path.read_bytes()).hexdigest()
-            arr = load_image(path)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # an animated or transparent photo is still a reference
+                arr = load_image(path)
+            if is_gray_array(arr):
+                return {"i": i, "rel": rel, "ok": False, "reason": "grayscale: no colour to give as a reference"}
             gray, lum = prepare_gray(arr, self.size)
             return {"i": i, "rel": rel, "ok": True, "gray": gray, "lum": lum, "sha": sha,
                     "wh": (arr.shape[1], arr.shape[0])}

@@ -184,6 +184,12 @@ def load_faiss(path: str | os.PathLike, params: dict[str, Any] | None = None, mm
     """Read an index (optionally memory-mapped, for indexes larger than RAM) and set its search params."""
     faiss = _faiss()
     flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
-    index = faiss.read_index(str(path), flags)
+    try:
+        index = faiss.read_index(str(path), flags)
+    except RuntimeError as e:  # truncated or damaged: FAISS's message is a C++ trace
+        from .errors import GalleryIndexError
+
+        raise GalleryIndexError(f"{path}: FAISS index unreadable (truncated or damaged); rebuild the index "
+                                f"with `exemplar-color index build ... --overwrite`") from None
     set_search_params(index, params or {})
     return index
