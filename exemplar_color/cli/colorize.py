@@ -1,7 +1,11 @@
 """``exemplar-color colorize TARGET... --reference REF -o OUT``: colour black-and-white photos.
 
-One bad file is reported and skipped, the others go on; the exit code is 1 when any failed. Outputs are
-written atomically, so ``--resume`` can trust that an existing output is complete.
+Before any model is loaded, every output is planned (:mod:`.plan`): collisions, outputs that would replace
+an input, an ``-o`` of the wrong kind and unwritable places are refused in one line. A bad reference stops
+the run at once; one bad target is reported and skipped, the others go on (exit code 1 when any failed).
+Each output is written atomically, side outputs (``_confidence``, ``_warped``) first and the image last, so
+a target is done exactly when all its outputs exist: ``--resume`` skips those, and removes the temporary
+files (``.NAME.XXXX.exemplar-tmp.png``) a killed run left.
 """
 
 from __future__ import annotations
@@ -15,80 +19,125 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import ExemplarColorError
-from ..io import IMAGE_EXTENSIONS, list_images, save_image
-from .options import add_model_option, add_pipeline_options, colorizer_from
-
+from ..errors import ExemplarColorError, ImageError, UsageError
+from ..io import save_image
+from .options import add_model_option, add_pipeline_options, colorizer_from, existing_file, index_folder
+from .plan import Job, check_writable, plan_colorize, remove_leftovers
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("colorize", help="colorize black-and-white photos with a reference (or automatically)",
                        description="Colorize each TARGET (files or folders) with the colours of REFERENCE, or, "
-                                   "with --auto, of the best reference found in a gallery index.")
+                                   "with --auto, of the best colour reference found in a gallery index.",
+                       epilog="-o is a file (one target) or a folder (keeps each target folder's layout, as "
+                              "NAME.png). Inputs that would map to one output, or outputs that would replace an "
+                              "input, are refused before any work (exit 2); an unwritable -o exits 1.")
     p.add_argument("targets", nargs="+", metavar="TARGET")
-    p.add_argument("--reference", "-r", metavar="REF", help="colour reference photo")
+    p.add_argument("--reference", "-r", metavar="REF", type=existing_file, help="colour reference photo")
     p.add_argument("--auto", action="store_true", help="pick each target's reference from --index")
-    p.add_argument("--index", metavar="PATH", help="gallery index for --auto (see `exemplar-color index build`)")
+    p.add_argument("--index", metavar="PATH", type=index_folder,
+                   help="gallery index for --auto (see `exemplar-color index build`)")
     p.add_argument("-o", "--out", required=True, help="output file (one target) or folder")
     add_model_option(p)
     add_pipeline_options(p)
     p.add_argument("--save-confidence", action="store_true", help="also write <name>_confidence.png")
     p.add_argument("--save-warped", action="store_true", help="also write <name>_warped.png (raw warped colours)")
-    p.add_argument("--resume", action="store_true", help="skip targets whose output already exists")
+    p.add_argument("--resume", action="store_true",
+                   help="skip targets whose outputs all exist; remove a killed run's temporary files")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     p.set_defaults(func=run)
 
 
-def plan(targets: list[str], out: str) -> list[tuple[Path, Path]]:
-    """``(target, output)`` pairs: folders keep their layout under OUT; one file may name its output."""
-    items: list[tuple[Path, Path]] = []
-    out_path = Path(out)
-    single = len(targets) == 1 and not Path(targets[0]).is_dir() and out_path.suffix.lower() in IMAGE_EXTENSIONS
-    if single:
-        return [(Path(targets[0]), out_path)]
-    for t in targets:
-        tp = Path(t)
-        if tp.is_dir():
-            items += [(f, out_path / f.relative_to(tp).with_suffix(".png")) for f in list_images(tp)]
-        else:
-            items.append((tp, out_path / (tp.stem + ".png")))
-    return items
+def plan(args: argparse.Namespace) -> list[Job]:
+    """Every target's outputs, checked (see :mod:`.plan`); raises UsageError/OutputError."""
+    tags = [t for t, on in (("confidence", args.save_confidence), ("warped", args.save_warped)) if on]
+    jobs = plan_colorize(args.targets, args.out, tags, inputs=[args.reference] if args.reference else [])
+    if not jobs:
+        raise UsageError(f"no images found in {' '.join(args.targets)}")
+    check_writable({o.parent for j in jobs for o in j.outputs})
+    return jobs
 
 
-def _side_path(out: Path, tag: str) -> Path:
-    return out.with_name(f"{out.stem}_{tag}.png")
+def _check_reference(path: str, shown: set[str]) -> None:
+    """Read the reference once before the model: a bad one stops everything here, in one line."""
+    from ..pipeline import GrayReferenceError, read_photo
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ref = read_photo(path)
+    _show(caught, shown)
+    if not ref.colour:
+        raise GrayReferenceError(path, "the reference is grayscale: it has no colour to transfer; "
+                                       "choose a colour photo of similar content")
+
+
+def _show(caught: list, shown: set[str]) -> None:
+    for w in caught:
+        msg = str(w.message)
+        if msg not in shown:  # once per run, not once per target (a reference's warning)
+            shown.add(msg)
+            say(f"warning: {msg}")
+
+
+def say(line: str) -> None:
+    """One line on stderr, above the progress bar (never inside it)."""
+    tqdm.write(line, file=sys.stderr)
+
+
+def _write(job: Job, result) -> None:
+    """Side outputs first, the main image last: each atomically, so the image marks the job done."""
+    images = {"confidence": result.confidence_image, "warped": lambda: result.warped_image}
+    for side in job.sides:
+        tag = side.stem.rsplit("_", 1)[1]
+        save_image(side, images[tag]())
+    save_image(job.output, result.image)
 
 
 def run(args: argparse.Namespace) -> int:
     if not args.auto and not args.reference:
-        raise ExemplarColorError("give --reference REF, or --auto with --index PATH")
+        raise UsageError("give --reference REF, or --auto with --index PATH")
+    if args.auto and args.reference:
+        raise UsageError("give --reference REF or --auto, not both")
     if args.auto and not args.index:
-        raise ExemplarColorError("--auto needs --index PATH (build one with `exemplar-color index build`)")
-    items = plan(args.targets, args.out)
-    if not items:
-        raise ExemplarColorError(f"no images found in {' '.join(args.targets)}")
-    todo = [(t, o) for t, o in items if not (args.resume and o.exists())]
-    colorizer = colorizer_from(args, index=args.index if args.auto else None)
-    report = {"outputs": [], "failed": [], "skipped": [str(o) for t, o in items if (t, o) not in todo],
-              "head": colorizer.head_name, "device": str(colorizer.device)}
+        raise UsageError("--auto needs --index PATH (build one with `exemplar-color index build`)")
+    jobs = plan(args)
+    shown: set[str] = set()
+    if args.reference:
+        _check_reference(args.reference, shown)
+    else:
+        from ..retrieval.gallery import read_manifest
+
+        read_manifest(Path(args.index))  # missing or interrupted index: one line, before the model
+    remove_leftovers(jobs)
+    todo = [j for j in jobs if not (args.resume and j.done())]
+    report = {"outputs": [], "failed": [], "skipped": [str(j.output) for j in jobs if j not in todo]}
+    colorizer = colorizer_from(args, index=args.index if args.auto else None) if todo else None
+    if colorizer is not None:
+        report |= {"head": colorizer.head_name, "device": str(colorizer.device)}
     start = time.perf_counter()
     bar = tqdm(todo, desc="colorize", unit="img", disable=len(todo) < 2 or args.json, file=sys.stderr)
-    for target, out in bar:
+    for job in bar:
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                result = colorizer.colorize(target, None if args.auto else args.reference)
-            for w in caught:
-                print(f"warning: {w.message}", file=sys.stderr)
-            save_image(out, result.image)
-            if args.save_confidence:
-                save_image(_side_path(out, "confidence"), result.confidence_image())
-            if args.save_warped:
-                save_image(_side_path(out, "warped"), result.warped_image)
-            report["outputs"].append({"target": str(target), "output": str(out), "reference": result.reference,
+                result = colorizer.colorize(job.target, None if args.auto else args.reference)
+            _show(caught, shown)
+            if args.auto and not args.json:
+                say(f"{job.target}: reference {result.reference}" + "".join(
+                    f"; passed over {p} ({why})" for p, why in result.passed_over))
+            _write(job, result)
+            report["outputs"].append({"target": str(job.target), "output": str(job.output),
+                                      "reference": result.reference,
+                                      "passed_over": [{"path": p, "reason": why} for p, why in result.passed_over],
                                       "timings": {k: round(v, 4) for k, v in result.timings.items()}})
+        except ImageError as e:
+            if args.reference and e.path == str(args.reference):  # the reference broke: every target would fail
+                bar.close()
+                raise ExemplarColorError(f"stopped: {e}") from None
+            say(f"error: {e}")
+            report["failed"].append({"target": str(job.target), "error": str(e)})
         except (ExemplarColorError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            report["failed"].append({"target": str(target), "error": str(e)})
+            say(f"error: {e}")
+            report["failed"].append({"target": str(job.target), "error": str(e)})
     report["seconds"] = round(time.perf_counter() - start, 3)
     if args.json:
         print(json.dumps(report, indent=2))

@@ -15,8 +15,9 @@ import sys
 
 from tqdm import tqdm
 
-from ..errors import ExemplarColorError
-from .options import add_model_option, add_pipeline_options, colorizer_from
+from ..errors import UsageError
+from .options import add_model_option, add_pipeline_options, at_least, colorizer_from, index_folder
+from .plan import check_output_folder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,14 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "self-transform: a randomly rotated/scaled/shifted copy of the ground truth")
     p.add_argument("--pairs", nargs="+", metavar="FILE",
                    help="pairs file(s) for given mode: lines 'target reference', relative to the file's folder")
-    p.add_argument("--index", metavar="PATH", help="gallery index for auto mode")
+    p.add_argument("--index", metavar="PATH", type=index_folder, help="gallery index for auto mode")
     add_model_option(p)
     p.add_argument("--out", "-o", required=True, metavar="REPORT_DIR", help="folder for the report")
-    p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N images")
+    p.add_argument("--limit", type=at_least(1), metavar="N", help="evaluate only the first N images")
     p.add_argument("--seed", type=int, default=0, help="seed of the self-transform references (default 0)")
-    p.add_argument("--thumb-size", type=int, default=128, help="contact-sheet thumbnail size (default 128)")
-    p.add_argument("--sheet-columns", type=int, default=12, help="images per contact-sheet row block (default 12)")
-    p.add_argument("--sheet-max", type=int, metavar="N",
+    p.add_argument("--thumb-size", type=at_least(16), default=128, help="contact-sheet thumbnail size (default 128)")
+    p.add_argument("--sheet-columns", type=at_least(1), default=12, help="images per contact-sheet row block (default 12)")
+    p.add_argument("--sheet-max", type=at_least(1), metavar="N",
                    help="show at most N images (evenly spaced) on the contact sheet (default: all)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     add_pipeline_options(p)
@@ -53,12 +54,15 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import METHOD_LABELS, methods_of, run_evaluation
 
     if args.reference_mode == "auto" and not args.index:
-        raise ExemplarColorError("--reference-mode auto needs --index PATH "
+        raise UsageError("--reference-mode auto needs --index PATH "
                                  "(build one with `exemplar-color index build`)")
     if args.pairs and args.reference_mode != "given":
-        raise ExemplarColorError("--pairs is for --reference-mode given")
-    if args.limit is not None and args.limit < 1:
-        raise ExemplarColorError("--limit must be at least 1")
+        raise UsageError("--pairs is for --reference-mode given")
+    from pathlib import Path
+
+    if not Path(args.images).exists():
+        raise UsageError(f"{args.images}: no such file or folder")
+    check_output_folder(args.out, "--out", inputs=[args.images])  # before the model
     colorizer = colorizer_from(args, index=args.index if args.reference_mode == "auto" else None)
     config = {"model": args.model, "index": args.index, "method": args.method,
               "command": "exemplar-color " + " ".join(shlex.quote(a) for a in sys.argv[1:])

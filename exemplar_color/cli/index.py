@@ -1,6 +1,8 @@
 """``exemplar-color index build|add|query|info``: the reference gallery.
 
-Results go to stdout (``--json`` for machines), progress and logs to stderr.
+Results go to stdout (``--json`` for machines), progress and logs to stderr. A gallery holds colour photos
+only: ``build`` and ``add`` skip grayscale and unreadable files, name each on stderr, and exit 1 when they
+skipped any (the index is still built from the others).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import logging
 import os
 import sys
 from typing import Any
+
+from ..backbone import LEVELS
+from .options import at_least, existing_file, index_folder, level_of
 
 _EPILOG = """examples:
   exemplar-color index build ~/photos --index photos.index --kind hnsw --workers 4
@@ -27,9 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     isub = p.add_subparsers(dest="index_command", metavar="SUBCOMMAND")
 
     def backbone(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--vgg-weights", metavar="PATH", help="VGG-19 weight file (default: env var / cache)")
+        q.add_argument("--vgg-weights", metavar="PATH", type=existing_file,
+                       help="VGG-19 weight file (default: env var / cache)")
         q.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
-        q.add_argument("--threads", type=int, default=None, help="torch/FAISS CPU threads")
+        q.add_argument("--threads", type=at_least(1), default=None, help="torch/FAISS CPU threads")
 
     b = isub.add_parser("build", help="describe and index every image under a folder",
                         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,18 +43,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--index", required=True, metavar="PATH", help="index folder to create")
     b.add_argument("--kind", default="flat", help="flat (exact, default), ivf, hnsw, ivfpq, or a FAISS factory "
                                                   "string such as 'PCA256,IVF4096,Flat'")
-    b.add_argument("--nprobe", type=int, help="IVF lists probed per query (stored with the index)")
-    b.add_argument("--ef-search", type=int, help="HNSW efSearch (stored with the index)")
-    b.add_argument("--level", default="relu5_4", help="global-descriptor level: a conv level (default relu5_4) "
+    b.add_argument("--nprobe", type=at_least(1), help="IVF lists probed per query (stored with the index)")
+    b.add_argument("--ef-search", type=at_least(1), help="HNSW efSearch (stored with the index)")
+    b.add_argument("--level", default="relu5_4", type=level_of(LEVELS), help="global-descriptor level: a conv level (default relu5_4) "
                                                       "or fc6 (needs the classifier layers)")
     b.add_argument("--grid-level", default="", help="re-ranking grid level (default: --level, or relu5_4)")
     b.add_argument("--vgg-variant", default="caffe", choices=("torchvision", "caffe"))
-    b.add_argument("--size", type=int, default=224, help="working size (images squashed to SIZE x SIZE gray)")
+    b.add_argument("--size", type=at_least(16), default=224, help="working size (images squashed to SIZE x SIZE gray)")
     b.add_argument("--classes", action="store_true", help="store the predicted ImageNet class (needs fc8)")
-    b.add_argument("--batch", type=int, default=16, help="images per forward pass (default 16)")
-    b.add_argument("--workers", type=int, default=min(4, max(0, (os.cpu_count() or 1) - 1)),
+    b.add_argument("--batch", type=at_least(1), default=16, help="images per forward pass (default 16)")
+    b.add_argument("--workers", type=at_least(0), default=min(4, max(0, (os.cpu_count() or 1) - 1)),
                    help="JPEG-decoding processes (default: min(4, CPUs-1))")
-    b.add_argument("--checkpoint", type=int, default=256, help="images per resumable chunk (default 256)")
+    b.add_argument("--checkpoint", type=at_least(1), default=256, help="images per resumable chunk (default 256)")
     b.add_argument("--resume", action="store_true", help="continue an interrupted build")
     b.add_argument("--overwrite", action="store_true", help="replace an existing index or partial build")
     b.add_argument("--json", action="store_true", help="print the build report as JSON; no progress bar")
@@ -57,19 +63,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     a = isub.add_parser("add", help="add images (files or a folder) to an existing index")
     a.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
-    a.add_argument("--index", required=True, metavar="PATH")
-    a.add_argument("--batch", type=int, default=16)
-    a.add_argument("--workers", type=int, default=0)
+    a.add_argument("--index", required=True, metavar="PATH", type=index_folder)
+    a.add_argument("--batch", type=at_least(1), default=16)
+    a.add_argument("--workers", type=at_least(0), default=0)
     a.add_argument("--remove-missing", action="store_true", help="also drop entries whose file disappeared")
     a.add_argument("--json", action="store_true")
     backbone(a)
     a.set_defaults(func=run_add)
 
     q = isub.add_parser("query", help="recommend references for a target photo")
-    q.add_argument("target", metavar="TARGET")
-    q.add_argument("--index", required=True, metavar="PATH")
-    q.add_argument("-k", type=int, default=5, help="how many references (default 5)")
-    q.add_argument("--candidates", type=int, default=200, help="first-stage candidates re-ranked (default 200)")
+    q.add_argument("target", metavar="TARGET", type=existing_file)
+    q.add_argument("--index", required=True, metavar="PATH", type=index_folder)
+    q.add_argument("-k", type=at_least(1), default=5, help="how many references (default 5)")
+    q.add_argument("--candidates", type=at_least(1), default=200, help="first-stage candidates re-ranked (default 200)")
     q.add_argument("--no-rerank", action="store_true", help="first stage only")
     q.add_argument("--root", help="gallery folder, if it moved since the build")
     q.add_argument("--json", action="store_true")
@@ -77,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=run_query)
 
     i = isub.add_parser("info", help="show an index's manifest")
-    i.add_argument("--index", required=True, metavar="PATH")
+    i.add_argument("--index", required=True, metavar="PATH", type=index_folder)
     i.set_defaults(func=run_info)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -103,9 +109,24 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     return p
 
 
-def run_build(args: argparse.Namespace) -> int:
-    from ..retrieval import DescriptorConfig, GalleryIndex
+def _skipped(failures: list[dict[str, str]]) -> tuple[int, int]:
+    """(grayscale, unreadable) counts of a report's skipped files."""
+    gray = sum(f["reason"].startswith("grayscale") for f in failures)
+    return gray, len(failures) - gray
 
+
+def run_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import UsageError
+    from ..retrieval import DescriptorConfig, GalleryIndex
+    from .plan import check_output_folder
+
+    if args.grid_level and args.grid_level not in LEVELS:
+        raise UsageError(f"--grid-level {args.grid_level!r}: unknown VGG-19 level; choose from {', '.join(LEVELS)}")
+    if not Path(args.gallery).is_dir():
+        raise UsageError(f"{args.gallery}: no such folder")
+    check_output_folder(args.index, "--index")  # before VGG-19 is loaded
     device = _setup(args)
     config = DescriptorConfig(level=args.level, grid_level=args.grid_level, variant=args.vgg_variant,
                               size=args.size, classes=args.classes)
@@ -116,30 +137,38 @@ def run_build(args: argparse.Namespace) -> int:
     if index is None:  # a non-zero rank of a sharded build: its chunks are written
         return 0
     rep = index.build_report.to_dict() if index.build_report else {}
+    gray, bad = _skipped(rep.get("failures", []))
     if args.json:
-        print(json.dumps({"index": str(index.path), "count": len(index), "kind": index.spec.factory, **rep}))
+        print(json.dumps({"index": str(index.path), "count": len(index), "kind": index.spec.factory,
+                          "grayscale": gray, "unreadable": bad, **rep}))
     else:
         print(f"{index.path}: {len(index)} images indexed ({index.config.kind}, dim {index.config.dim}, "
               f"{index.spec.factory}); computed {rep.get('computed', 0)}, reused {rep.get('reused', 0)}, "
-              f"skipped {rep.get('failed', 0)} unreadable")
-    return 0
+              f"skipped {gray} grayscale, {bad} unreadable")
+    return 1 if gray or bad else 0  # built, but not from every file: say so
 
 
 def run_add(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..retrieval import GalleryIndex
 
+    from .plan import check_writable
+
+    check_writable([Path(args.index)])
     device = _setup(args)
     index = GalleryIndex.open(args.index, weights=args.vgg_weights, device=device, threads=args.threads)
     report = index.add(args.images if len(args.images) > 1 else args.images[0], batch=args.batch,
                        workers=args.workers, progress=not args.json)
     gone = index.remove_missing() if args.remove_missing else []
     out = {**report.to_dict(), "removed_missing": gone, "count": len(index)}
+    gray, bad = _skipped(out["failures"])
     if args.json:
-        print(json.dumps(out))
+        print(json.dumps({**out, "grayscale": gray, "unreadable": bad}))
     else:
         print(f"{index.path}: added {report.computed}, already present {report.reused}, skipped "
-              f"{len(report.failures)} unreadable, removed {len(gone)} missing; {len(index)} images")
-    return 0
+              f"{gray} grayscale, {bad} unreadable, removed {len(gone)} missing; {len(index)} images")
+    return 1 if gray or bad else 0
 
 
 def run_query(args: argparse.Namespace) -> int:

@@ -8,7 +8,8 @@ import json
 import numpy as np
 
 from ..io import atomic_write
-from .options import add_pipeline_options, colorizer_from
+from .options import add_pipeline_options, colorizer_from, existing_file
+from .plan import check_output_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(x, y) in the reference's original pixels; backward: the reverse; similarity "
                                    "(2 x levels, h, w) at the working size: forward maps deepest level first, "
                                    "then bidirectional maps.")
-    p.add_argument("target")
-    p.add_argument("reference")
+    p.add_argument("target", type=existing_file)
+    p.add_argument("reference", type=existing_file)
     p.add_argument("--out", "-o", required=True, metavar="FILE.npz")
     add_pipeline_options(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -27,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out", inputs=[args.target, args.reference])  # before the model
     colorizer = colorizer_from(args)
     corr, full = colorizer.match(args.target, args.reference)
     names = [f"forward:{lv}" for lv in corr.levels] + [f"bidirectional:{lv}" for lv in corr.levels]
