@@ -1,0 +1,329 @@
+"""The command line never loses or overwrites a file, refuses mistakes before any work in one line, and a
+killed run leaves nothing behind (issue 15). Real CLI, real photos, the real VGG-19 slice."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from exemplar_color.cli.main import main
+
+LEVELS = ["relu2_1", "relu1_1"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture
+def common(tv_weights):
+    return ["--vgg-weights", str(tv_weights), "--vgg-variant", "torchvision", "--model", "analogy",
+            "--levels", *LEVELS, "--size", "64", "--device", "cpu"]
+
+
+@pytest.fixture
+def photos(tmp_path, data_dir):
+    """in/ with two small gray scans (a.jpg, b.png) and a colour reference ref.jpg, copied from real photos."""
+    src = data_dir / "exemplar-pairs" / "example"
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.open(src / "in1.jpg").convert("L").resize((160, 120)).save(d / "a.jpg")
+    Image.open(src / "in2.JPEG").convert("L").resize((120, 160)).save(d / "b.png")
+    ref = tmp_path / "ref.jpg"
+    Image.open(src / "ref1.jpg").convert("RGB").resize((160, 120)).save(ref)
+    return d, ref
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Loading VGG-19 (every command's model) fails the test: usage refusals must come before it."""
+    from exemplar_color.backbone import VGG19Features
+
+    def refuse(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(VGG19Features, "__init__", refuse)
+
+
+def cli(capsys, *args) -> tuple[int, list[str], str]:
+    """(exit code, stderr lines without progress/warnings, stdout)."""
+    capsys.readouterr()
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as e:  # argparse's refusals
+        rc = e.code
+    out = capsys.readouterr()
+    lines = [part for ln in out.err.splitlines() for part in ln.split("\r")]
+    return rc, [ln for ln in lines if ln.strip() and not ln.startswith("colorize:")], out.out
+
+
+def snapshot(*folders: Path) -> dict[str, str]:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+            for d in folders for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def no_temp_files(*folders: Path) -> bool:
+    return not [p for d in folders if d.exists() for p in d.rglob(".*") if "tmp" in p.name]
+
+
+def one_error(rc: int, lines: list[str], code: int, *words: str) -> None:
+    assert rc == code, lines
+    assert len(lines) == 1 and "error:" in lines[0], lines
+    for w in words:
+        assert w in lines[0], lines
+
+
+# ---------------------------------------------------------------- 1. plan before work (usage: exit 2)
+def test_colliding_outputs_are_refused_before_any_model(photos, tmp_path, common, capsys, no_model):
+    d, ref = photos
+    shutil.copy(d / "a.jpg", d / "b.jpg")  # b.jpg and b.png -> out/b.png
+    before = snapshot(d)
+    rc, err, _ = cli(capsys, "colorize", d, "-r", ref, "-o", tmp_path / "out", *common)
+    one_error(rc, err, 2, "b.jpg", "b.png", "both be written")
+    (tmp_path / "other").mkdir()
+    shutil.copy(d / "a.jpg", tmp_path / "other" / "a.jpg")  # the same name in two input folders
+    (d / "b.jpg").unlink()
+    rc, err, _ = cli(capsys, "colorize", d, tmp_path / "other", "-r", ref, "-o", tmp_path / "out", *common)
+    one_error(rc, err, 2, "a.jpg", "both be written")
+    rc, err, _ = cli(capsys, "colorize", d, "-r", ref, "-o", tmp_path / "out", "--save-confidence", *common)
+    assert rc == 1 and "a model was loaded" in err[0]  # a clean plan goes on (to the model, refused here)
+    assert not (tmp_path / "out").exists() and snapshot(d) == {k: v for k, v in before.items() if "b.jpg" not in k}
+
+
+def test_outputs_that_would_replace_an_input_are_refused(photos, tmp_path, common, capsys, no_model):
+    d, ref = photos
+    before = snapshot(d) | snapshot(ref.parent)
+    cases = [
+        (["colorize", d / "b.png", "-r", ref, "-o", d / "b.png"], "would overwrite the input"),
+        (["colorize", d / "a.jpg", "-r", ref, "-o", ref], "would overwrite the input"),
+        (["colorize", d, "-r", ref, "-o", d], "input folder itself"),
+        (["colorize", d / "a.jpg", "-r", ref, "-o", d], "folder of the input"),
+        (["colorize", d, "-r", ref, "-o", tmp_path / "x.png"], "give a folder"),
+        (["colorize", d / "a.jpg", d / "b.png", "-r", ref, "-o", tmp_path / "x.png"], "give a folder"),
+        (["colorize", d / "a.jpg", "-r", ref, "-o", tmp_path / "result.out"], "not an image extension"),
+        (["colorize", d / "a.jpg", "-r", ref, "-o", tmp_path / "x.gif"], "cannot write .gif"),
+        (["colorize", d / "a.jpg", "-r", ref, "-o", ref / "sub/"], "is a file"),
+        (["colorize", d / "nope.jpg", "-r", ref, "-o", tmp_path / "o"], "no such file"),
+        (["match", d / "a.jpg", ref, "--out", ref], "would overwrite the input"),
+        (["match", d / "a.jpg", ref, "--out", tmp_path], "is a folder"),
+        (["evaluate", d, "--reference-mode", "self-transform", "--out", d / "report"], "inside the input folder"),
+        (["evaluate", d, "--reference-mode", "self-transform", "--out", ref], "existing file"),
+        (["index", "build", d, "--index", ref, "--vgg-variant", "torchvision"], "existing file"),
+    ]
+    extra = {"colorize": common, "evaluate": common, "match": common[:4] + common[6:], "index": []}
+    for args, words in cases:
+        rc, err, _ = cli(capsys, *args, *extra[args[0]])
+        one_error(rc, err, 2, words)
+    assert snapshot(d) | snapshot(ref.parent) == before
+    assert not (tmp_path / "result.out").exists() and not (tmp_path / "x.png").exists()
+    assert not (d / "report").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["colorize", "{a}", "-r", "{ref}", "-o", "{o}", "--size", "0"], "--size: must be at least 16"),
+    (["colorize", "{a}", "-r", "{ref}", "-o", "{o}", "--size", "-5"], "--size: must be at least 16"),
+    (["colorize", "{a}", "-r", "{ref}", "-o", "{o}", "--levels", "relu9_1"], "unknown VGG-19 level"),
+    (["colorize", "{a}", "-r", "{o}/missing.jpg", "-o", "{o}"], "no such file"),
+    (["colorize", "{a}", "--auto", "--index", "{ref}", "-o", "{o}"], "is a file, not a gallery index"),
+    (["colorize", "{a}", "-r", "{ref}", "-o", "{o}", "--vgg-weights", "{o}/none.pth"], "no such file"),
+    (["colorize", "{a}", "-r", "{ref}", "-o", "{o}", "--max-pixels", "0"], "--max-pixels"),
+    (["colorize", "{a}", "-o", "{o}"], "give --reference"),
+    (["index", "query", "{a}", "--index", "{tmp}", "-k", "0"], "-k: must be at least 1"),
+    (["index", "query", "{a}", "--index", "{tmp}/none"], "no such gallery index"),
+    (["match", "{a}", "{o}/missing.jpg", "--out", "{o}/m.npz"], "no such file"),
+])
+def test_argument_mistakes_are_one_line_exit_2(photos, tmp_path, capsys, no_model, args, words):
+    d, ref = photos
+    fill = {"a": d / "a.jpg", "ref": ref, "o": tmp_path / "out", "tmp": tmp_path}
+    rc, err, _ = cli(capsys, *[a.format(**fill) for a in args])
+    assert rc == 2 and len(err) == 1 and words in err[0], err
+
+
+def test_unwritable_output_is_found_before_the_work(photos, tmp_path, common, capsys, no_model):
+    """An output place that cannot be written (here under /proc, which nobody can write; as a non-root
+    user also a read-only folder) is refused in one line, exit 1, before any model."""
+    d, ref = photos
+    places = [Path("/proc/exemplar-color-test/out")]
+    if os.geteuid() != 0:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        places.append(ro)
+    for place in places:
+        for args in (["colorize", d, "-r", ref, "-o", place, *common],
+                     ["match", d / "a.jpg", ref, "--out", place / "m.npz", *common[:4]],
+                     ["evaluate", d, "--reference-mode", "self-transform", "--out", place, *common[:4]],
+                     ["index", "build", d, "--index", place, "--vgg-weights", common[1]]):
+            rc, err, _ = cli(capsys, *args)
+            one_error(rc, err, 1, "cannot write here")
+
+
+# ---------------------------------------------------------------- 2. one line for library errors
+def test_library_errors_are_one_line_and_never_advise_unpickling(photos, tmp_path, common, capsys, monkeypatch):
+    import torch
+
+    d, ref = photos
+    bad = tmp_path / "bad.pth"
+    torch.save({"x": Path("not-a-tensor")}, bad)  # a pickle with more than tensors
+    rc, err, _ = cli(capsys, "colorize", d / "a.jpg", "-r", ref, "-o", tmp_path / "o.png", *common[2:],
+                     "--vgg-weights", bad)
+    one_error(rc, err, 1, "bad.pth")
+    assert "weights_only" not in err[0] and "Traceback" not in err[0]
+    truncated = tmp_path / "trunc.pth"
+    truncated.write_bytes(Path(common[1]).read_bytes()[:5000])
+    rc, err, _ = cli(capsys, "colorize", d / "a.jpg", "-r", ref, "-o", tmp_path / "o.png", *common[2:],
+                     "--vgg-weights", truncated)
+    one_error(rc, err, 1, "trunc.pth")
+    monkeypatch.setenv("EXEMPLAR_COLOR_DEBUG", "1")  # the traceback, for whoever debugs
+    with pytest.raises(Exception, match="trunc.pth"):
+        main(["colorize", str(d / "a.jpg"), "-r", str(ref), "-o", str(tmp_path / "o.png"), *common[2:],
+              "--vgg-weights", str(truncated)])
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_gray_reference_to_match_works_on_luminance(photos, tmp_path, common, capsys):
+    d, _ = photos
+    rc, err, out = cli(capsys, "match", d / "a.jpg", d / "b.png", "--out", tmp_path / "m.npz", *common[:4],
+                       *common[6:])
+    assert rc == 0, err
+    assert np.load(tmp_path / "m.npz")["forward"].shape == (120, 160, 2)
+
+
+# ---------------------------------------------------------------- 6. a bad reference stops the run once
+def test_bad_reference_stops_a_folder_run_with_one_message(photos, tmp_path, common, capsys, data_dir, no_model):
+    d, _ = photos
+    for i in range(3):
+        shutil.copy(d / "a.jpg", d / f"c{i}.jpg")
+    gray_ref = d.parent / "gray_ref.png"
+    Image.open(d / "b.png").save(gray_ref)
+    rc, err, _ = cli(capsys, "colorize", d, "-r", gray_ref, "-o", tmp_path / "out", *common)
+    one_error(rc, err, 1, "gray_ref.png", "no colour")
+    broken = d.parent / "broken.jpg"
+    broken.write_bytes((data_dir / "exemplar-pairs" / "example" / "ref1.jpg").read_bytes()[:400])
+    rc, err, _ = cli(capsys, "colorize", d, "-r", broken, "-o", tmp_path / "out", *common)
+    one_error(rc, err, 1, "broken.jpg")
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- 3. crash-safe outputs
+def test_output_folder_inside_the_input_folder_is_never_an_input(photos, common, capsys):
+    d, ref = photos
+    rc, err, _ = cli(capsys, "colorize", d, "-r", ref, "-o", d / "out", "--save-confidence", *common)
+    assert rc == 0, err
+    assert sorted(p.name for p in (d / "out").iterdir()) == ["a.png", "a_confidence.png", "b.png",
+                                                             "b_confidence.png"]
+    rc, err, _ = cli(capsys, "colorize", d, "-r", ref, "-o", d / "out", "--save-confidence", "--resume", *common)
+    assert rc == 0 and "colorized 0, skipped 2" in err[-1], err
+    assert not (d / "out" / "out").exists()
+
+
+def test_resume_removes_leftovers_and_redoes_incomplete_targets(photos, tmp_path, common, capsys):
+    d, ref = photos
+    out = tmp_path / "out"
+    rc, err, _ = cli(capsys, "colorize", d, "-r", ref, "-o", out, "--save-confidence", *common)
+    assert rc == 0, err
+    full = snapshot(out)
+    (out / "a_confidence.png").unlink()  # killed between the side output and ... (main written last)
+    (out / "a.png").unlink()
+    (out / "b_confidence.png").unlink()  # ... or a side output lost: b is not done either
+    (out / ".a.png.k3j2x9.exemplar-tmp.png").write_bytes(b"\x89PNG half")
+    (out / ".b_confidence.png.abcd1234.tmp.png").write_bytes(b"\x89PNG half")  # the older naming
+    stamp = (out / "b.png").stat().st_mtime_ns
+    rc, err, _ = cli(capsys, "colorize", d, "-r", ref, "-o", out, "--save-confidence", "--resume", *common)
+    assert rc == 0 and "colorized 2, skipped 0" in err[-1], err
+    assert snapshot(out) == full and no_temp_files(out)
+    assert (out / "b.png").stat().st_mtime_ns != stamp  # b redone: its confidence map was missing
+
+
+def test_sigkill_during_a_folder_run_then_resume_gives_the_uninterrupted_outputs(photos, tmp_path, common,
+                                                                                    capsys):
+    d, ref = photos
+    for i in range(4):
+        Image.open(d / ("a.jpg" if i % 2 else "b.png")).rotate(90 * i, expand=True).save(d / f"r{i}.png")
+    reference = tmp_path / "clean"
+    rc, err, _ = cli(capsys, "colorize", d, "-r", ref, "-o", reference, "--save-confidence", *common)
+    assert rc == 0, err
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "exemplar_color.cli.main", "colorize", str(d), "-r", str(ref), "-o", str(out),
+           "--save-confidence", *map(str, common)]
+    rng = np.random.default_rng(int(time.time()))
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (out.exists() and any(out.iterdir())) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    time.sleep(float(rng.uniform(0, 0.3)))  # somewhere inside the run
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rc, err, _ = cli(capsys, "colorize", d, "-r", ref, "-o", out, "--save-confidence", "--resume", *common)
+    assert rc == 0, err
+    assert {Path(k).name: v for k, v in snapshot(out).items()} == \
+        {Path(k).name: v for k, v in snapshot(reference).items()}
+    assert no_temp_files(out)
+
+
+# ---------------------------------------------------------------- 4. the project's pixel limit
+def test_pixel_limit_is_the_projects_own_and_settable(photos, tmp_path, common, capsys, monkeypatch):
+    from exemplar_color.io import load_image
+
+    d, ref = photos
+    rc, err, _ = cli(capsys, "colorize", d / "a.jpg", "-r", ref, "-o", tmp_path / "o.png", "--max-pixels", "10000",
+                     *common)
+    assert rc == 1 and any("over the limit of 10,000" in ln and "--max-pixels" in ln for ln in err), err
+    monkeypatch.setenv("EXEMPLAR_COLOR_MAX_PIXELS", "10000")
+    with pytest.raises(Exception, match="over the limit of 10,000"):
+        load_image(d / "a.jpg")
+    monkeypatch.delenv("EXEMPLAR_COLOR_MAX_PIXELS")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow's bomb limit no longer decides
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_image(d / "a.jpg").shape == (120, 160)
+    assert Image.MAX_IMAGE_PIXELS == 1000
+
+
+# ---------------------------------------------------------------- 5. retrieval: colour references only
+def test_gallery_skips_grayscale_and_auto_takes_a_colour_reference_not_the_target(tmp_path, data_dir, tv_weights,
+                                                                                  common, capsys):
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+    sample = data_dir / "imagenet-sample"
+    colour = ["n01440764_tench.JPEG", "n01443537_goldfish.JPEG", "n01484850_great_white_shark.JPEG",
+              "n01491361_tiger_shark.JPEG", "n01494475_hammerhead.JPEG"]
+    for name in colour + ["n02096051_Airedale.JPEG", "n02676566_acoustic_guitar.JPEG"]:  # the last two: gray
+        shutil.copy(sample / name, gallery / name)
+    index = tmp_path / "g.index"
+    rc, err, out = cli(capsys, "index", "build", gallery, "--index", index, "--level", "relu3_1", "--size", "64",
+                       "--vgg-variant", "torchvision", "--vgg-weights", tv_weights, "--workers", "0")
+    assert rc == 1 and "5 images indexed" in out and "skipped 2 grayscale, 0 unreadable" in out, (out, err)
+    target = gallery / colour[0]  # a colour scan that is itself in the gallery
+    rc, _, out = cli(capsys, "index", "query", target, "--index", index, "-k", "3")
+    ranked = [ln.split("\t")[2] for ln in out.splitlines()]
+    assert Path(ranked[0]) == target
+    Image.open(ranked[1]).convert("L").convert("RGB").save(ranked[1], format="JPEG")  # now gray
+    rc, err, _ = cli(capsys, "colorize", target, "--auto", "--index", index, "-o", tmp_path / "auto.png", *common)
+    assert rc == 0, err
+    line = next(ln for ln in err if "reference" in ln and not ln.startswith("warning"))
+    assert f"reference {ranked[2]}" in line and "the target itself" in line and "grayscale" in line, line
+
+
+# ---------------------------------------------------------------- animated and transparent inputs
+def test_animated_gif_and_alpha_are_said(photos, tmp_path, common, capsys):
+    d, ref = photos
+    frame = Image.open(d / "a.jpg")
+    gif = tmp_path / "anim.gif"
+    frame.save(gif, save_all=True, append_images=[frame.rotate(180)], duration=100)
+    rgba = tmp_path / "scan.png"
+    im = frame.convert("RGBA")
+    im.putalpha(200)
+    im.save(rgba)
+    rc, err, _ = cli(capsys, "colorize", gif, rgba, "-r", ref, "-o", tmp_path / "out", *common)
+    assert rc == 0, err
+    assert any(ln.startswith("warning:") and "anim.gif" in ln and "first frame" in ln for ln in err), err
+    assert any(ln.startswith("warning:") and "scan.png" in ln and "alpha channel" in ln for ln in err), err
