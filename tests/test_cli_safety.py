@@ -311,6 +311,10 @@ def test_gallery_skips_grayscale_and_auto_takes_a_colour_reference_not_the_targe
     assert rc == 0, err
     line = next(ln for ln in err if "reference" in ln and not ln.startswith("warning"))
     assert f"reference {ranked[2]}" in line and "the target itself" in line and "grayscale" in line, line
+    faiss_file = next(index.glob("index-*.faiss"))
+    faiss_file.write_bytes(faiss_file.read_bytes()[:300])  # truncated: one line, not FAISS's C++ trace
+    rc, err, _ = cli(capsys, "index", "query", target, "--index", index)
+    one_error(rc, err, 1, "FAISS index unreadable")
 
 
 # ---------------------------------------------------------------- animated and transparent inputs
