@@ -229,6 +229,23 @@ def ab_error(pred: ImageLike, gt: ImageLike) -> torch.Tensor:
     return _out(d.pow(2).sum(1).sqrt().mean(dim=(1, 2)), batched)
 
 
+def edge_ab_error(pred: ImageLike, gt: ImageLike, share: float = 0.1, band: int = 2) -> torch.Tensor:
+    """:func:`ab_error` over the pixels beside the truth's strongest lightness edges, where bleeding shows.
+
+    A colour that crosses an edge it should stop at is wrong on the far side, close to the edge: the band
+    is the ``share`` of pixels with the largest L gradient (the truth's, central differences), widened by
+    ``band`` pixels on each side.
+    """
+    p, g, batched = _pair(pred, gt)
+    lab_p, lab_g = rgb_to_lab(p), rgb_to_lab(g)
+    lum = F.pad(lab_g[:, :1], (1, 1, 1, 1), mode="replicate")
+    grad = torch.hypot(lum[..., 1:-1, 2:] - lum[..., 1:-1, :-2], lum[..., 2:, 1:-1] - lum[..., :-2, 1:-1])
+    cut = torch.quantile(grad.flatten(1).float(), 1 - share, dim=1).to(grad.dtype)[:, None, None, None]
+    near = F.max_pool2d((grad >= cut.clamp_min(1e-6)).to(grad.dtype), 2 * band + 1, stride=1, padding=band)[:, 0]
+    d = (lab_p[:, 1:] - lab_g[:, 1:]).pow(2).sum(1).sqrt()
+    return _out((d * near).sum((1, 2)) / near.sum((1, 2)).clamp_min(1), batched)
+
+
 # ----------------------------------------------------------------------------------- VGG feature distance
 def vgg_distance(pred: ImageLike, gt: ImageLike, vgg: torch.nn.Module, levels: Sequence[str] | None = None,
                  batch_size: int = 8) -> torch.Tensor:
@@ -335,6 +352,7 @@ def image_metrics(pred: ImageLike, gt: ImageLike, vgg: torch.nn.Module | None = 
         "psnr": float(psnr(p, g)[0]),
         "ssim": float(ssim(p, g)[0]),
         "ab_error": float(ab_error(p, g)[0]),
+        "edge_ab_error": float(edge_ab_error(p, g)[0]),
         "colorfulness": float(colorfulness(p)[0]),
         "colorfulness_gt": float(colorfulness(g)[0]),
     }

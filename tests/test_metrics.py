@@ -15,7 +15,7 @@ from skimage.metrics import structural_similarity as sk_ssim
 
 from exemplar_color import metrics as M
 from exemplar_color.baselines import reinhard_transfer, reinhard_transfer_lab
-from exemplar_color.color import rgb_to_lab
+from exemplar_color.color import lab_to_rgb, rgb_to_lab
 from exemplar_color.io import load_image
 
 
@@ -177,7 +177,7 @@ def test_vgg_distance_is_perceptual_with_real_weights(photos, vgg_slices):
 def test_image_metrics_row(photos):
     gt = photos[1][:64, :64]
     row = M.image_metrics(_degrade(gt, 3), gt)
-    assert set(row) == {"psnr", "ssim", "ab_error", "colorfulness", "colorfulness_gt", "delta_cf"}
+    assert set(row) == {"psnr", "ssim", "ab_error", "edge_ab_error", "colorfulness", "colorfulness_gt", "delta_cf"}
     assert all(isinstance(v, float) for v in row.values())
     assert row["psnr"] == pytest.approx(sk_psnr(gt, _degrade(gt, 3), data_range=1.0))
 
@@ -225,3 +225,16 @@ def test_reinhard_on_a_gray_target_paints_the_reference_mean(photos):
     assert isinstance(out, torch.Tensor) and out.shape == t.shape
     with pytest.raises(ValueError, match="references for"):
         reinhard_transfer_lab(t, t[:1].repeat(3, 1, 1, 1))
+
+
+def test_edge_ab_error_sees_colour_that_crosses_edges(photos):
+    """Colours moved by a few pixels (bleeding over edges) weigh more at edges than over the whole image; a
+    uniform tint weighs the same everywhere; the truth scores 0."""
+    for img in photos[:2]:
+        lab = rgb_to_lab(torch.from_numpy(img).permute(2, 0, 1)[None])
+        bled = lab_to_rgb(torch.cat([lab[:, :1], lab[:, 1:].roll(4, -1)], 1))
+        tinted = lab_to_rgb(torch.cat([lab[:, :1], lab[:, 1:] + torch.tensor([6.0, -4.0]).view(1, 2, 1, 1)], 1))
+        truth = lab_to_rgb(lab)
+        assert float(M.edge_ab_error(truth, truth)) < 1e-6
+        assert float(M.edge_ab_error(bled, truth)) > 1.3 * float(M.ab_error(bled, truth))
+        assert float(M.edge_ab_error(tinted, truth)) == pytest.approx(float(M.ab_error(tinted, truth)), rel=0.15)
