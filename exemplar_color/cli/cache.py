@@ -16,9 +16,11 @@ import json
 import os
 import sys
 
-from ..backbone import WEIGHTS
-
-DEFAULT_LEVELS = "relu5_1,relu4_1,relu3_1,relu2_1,relu1_1"
+from ..backbone import LEVELS
+from ..correspondence import DEFAULT_LEVELS
+from ..errors import UsageError
+from .options import (add_device_option, add_json_option, add_levels_option, add_method_option, add_threads_option,
+                      add_vgg_options, at_least, level_of, variant_or_default)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,20 +31,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = cmds.add_parser(
         "build", help="compute the sub-net inputs of every pair (resumable)",
         epilog="Example: exemplar-color cache build --pairs pairs.csv --root ../shared/data/imagenet-sample "
-               "--out cache/ --size 128 --levels relu3_1,relu2_1,relu1_1 --vgg-weights vgg-slice.pth")
+               "--out cache/ --size 128 --levels relu3_1 relu2_1 relu1_1 --vgg-weights vgg-slice.pth")
     b.add_argument("--pairs", required=True, help="pair manifest (CSV or JSON)")
     b.add_argument("--root", help="folder the manifest's paths are relative to (default: the manifest's)")
     b.add_argument("--out", required=True, help="cache folder")
-    b.add_argument("--size", type=int, default=256, help="working size, square side in px (default 256)")
-    b.add_argument("--levels", default=DEFAULT_LEVELS, help=f"VGG-19 levels, comma-separated (default {DEFAULT_LEVELS})")
-    b.add_argument("--variant", choices=sorted(WEIGHTS), default="caffe", help="VGG-19 convention (default caffe)")
-    b.add_argument("--vgg-weights", help="VGG-19 weight file (default: env var, cache, download)")
-    b.add_argument("--method", choices=("fast", "patchmatch"), default="fast", help="correspondence search")
-    b.add_argument("--shard-size", type=int, default=256, help="pairs per shard (default 256)")
-    b.add_argument("--batch-size", type=int, default=8, help="pairs matched together (default 8)")
-    b.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    b.add_argument("--threads", type=int, help="CPU threads for torch")
-    b.add_argument("--json", action="store_true", help="print the report as JSON")
+    b.add_argument("--size", type=at_least(16), default=256, help="working size, square side in px (default 256)")
+    add_levels_option(b, default=DEFAULT_LEVELS)
+    add_vgg_options(b)
+    add_method_option(b)
+    b.add_argument("--shard-size", type=at_least(1), default=256, help="pairs per shard (default 256)")
+    b.add_argument("--batch-size", type=at_least(1), default=8, help="pairs matched together (default 8)")
+    add_device_option(b)
+    add_threads_option(b)
+    add_json_option(b, "print the report as JSON")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=run_build)
 
@@ -55,18 +56,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--rule", default="same-class,nearest",
                     help="rules tried in order: same-class (needs --labels), nearest (default: same-class,nearest)")
     pr.add_argument("--labels", help="labels.csv with columns file, class_index")
-    pr.add_argument("--limit", type=int, help="use only the first N images (sorted)")
+    pr.add_argument("--limit", type=at_least(1), help="use only the first N images (sorted)")
     pr.add_argument("--val-fraction", type=float, default=0.0, help="fraction of targets held out (split=val)")
     pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--vgg-weights", help="VGG-19 weight file for the nearest rule")
-    pr.add_argument("--variant", choices=sorted(WEIGHTS), default="caffe")
-    pr.add_argument("--level", default="relu3_1", help="descriptor level of the nearest rule (default relu3_1)")
-    pr.add_argument("--json", action="store_true", help="print a summary as JSON")
+    add_vgg_options(pr, weights_help="; for the nearest rule")
+    pr.add_argument("--level", default="relu3_1", type=level_of(LEVELS),
+                    help="descriptor level of the nearest rule (default relu3_1)")
+    add_json_option(pr, "print a summary as JSON")
     pr.set_defaults(func=run_pairs)
 
     i = cmds.add_parser("info", help="summarise a cache")
     i.add_argument("cache", help="cache folder")
-    i.add_argument("--json", action="store_true")
+    add_json_option(i)
     i.set_defaults(func=run_info)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
@@ -99,8 +100,8 @@ def run_build(args: argparse.Namespace) -> int:
     if device == "cuda" and world > 1:
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     manifest = PairManifest.load(args.pairs, root=args.root)
-    report = build_cache(manifest, args.out, levels=[s.strip() for s in args.levels.split(",") if s.strip()],
-                         size=args.size, variant=args.variant, vgg_weights=args.vgg_weights, method=args.method,
+    report = build_cache(manifest, args.out, levels=args.levels, size=args.size, variant=variant_or_default(args),
+                         vgg_weights=args.vgg_weights, method=args.method,
                          shard_size=args.shard_size, batch_size=args.batch_size, device=device, rank=rank,
                          world=world, progress=not (args.quiet or args.json))
     result = {"cache": args.out, "pairs": len(manifest), **report.to_dict()}
@@ -116,21 +117,22 @@ def run_pairs(args: argparse.Namespace) -> int:
     from ..io import list_images
     from ..training.pairs import FirstOf, NearestDescriptor, SameClass, make_pairs, read_labels
 
+    names = [r.strip() for r in args.rule.split(",") if r.strip()]
+    for name in names:  # all checked before any work
+        if name not in ("same-class", "nearest"):
+            raise UsageError(f"unknown rule {name!r}; use same-class and/or nearest")
+        if name == "same-class" and not args.labels:
+            raise UsageError("--rule same-class needs --labels")
     images = list_images(args.root)
     if args.limit:
         images = images[: args.limit]
     rules = []
-    for name in (r.strip() for r in args.rule.split(",") if r.strip()):
+    for name in names:
         if name == "same-class":
-            if not args.labels:
-                print("error: --rule same-class needs --labels", file=sys.stderr)
-                return 2
             rules.append(SameClass(read_labels(args.labels), seed=args.seed))
         elif name == "nearest":
-            rules.append(NearestDescriptor(VGG19Features([args.level], weights=args.vgg_weights, variant=args.variant)))
-        else:
-            print(f"error: unknown rule {name!r}; use same-class and/or nearest", file=sys.stderr)
-            return 2
+            rules.append(NearestDescriptor(VGG19Features([args.level], weights=args.vgg_weights,
+                                                         variant=variant_or_default(args))))
     manifest = make_pairs(args.root, images, FirstOf(rules), val_fraction=args.val_fraction, seed=args.seed)
     manifest.save(args.out)
     _emit({"manifest": args.out, "images": len(images), "pairs": len(manifest),

@@ -15,7 +15,8 @@ import sys
 from typing import Any
 
 from ..backbone import LEVELS
-from .options import at_least, existing_file, index_folder, level_of
+from .options import (add_device_option, add_json_option, add_threads_option, add_vgg_options, at_least,
+                      existing_file, index_folder, level_of, variant_or_default)
 
 _EPILOG = """examples:
   exemplar-color index build ~/photos --index photos.index --kind hnsw --workers 4
@@ -31,11 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     isub = p.add_subparsers(dest="index_command", metavar="SUBCOMMAND")
 
-    def backbone(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--vgg-weights", metavar="PATH", type=existing_file,
-                       help="VGG-19 weight file (default: env var / cache)")
-        q.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
-        q.add_argument("--threads", type=at_least(1), default=None, help="torch/FAISS CPU threads")
+    def backbone(q: argparse.ArgumentParser, variant: bool = False) -> None:
+        if variant:
+            add_vgg_options(q)
+        else:  # the index's own variant is used; only the weight file can be given again
+            q.add_argument("--vgg-weights", metavar="PATH", type=existing_file,
+                           help="VGG-19 weight file (default: $EXEMPLAR_COLOR_VGG_WEIGHTS, the cache, or a download)")
+        add_device_option(q)
+        add_threads_option(q)
 
     b = isub.add_parser("build", help="describe and index every image under a folder",
                         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,7 +52,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--level", default="relu5_4", type=level_of(LEVELS), help="global-descriptor level: a conv level (default relu5_4) "
                                                       "or fc6 (needs the classifier layers)")
     b.add_argument("--grid-level", default="", help="re-ranking grid level (default: --level, or relu5_4)")
-    b.add_argument("--vgg-variant", default="caffe", choices=("torchvision", "caffe"))
     b.add_argument("--size", type=at_least(16), default=224, help="working size (images squashed to SIZE x SIZE gray)")
     b.add_argument("--classes", action="store_true", help="store the predicted ImageNet class (needs fc8)")
     b.add_argument("--batch", type=at_least(1), default=16, help="images per forward pass (default 16)")
@@ -57,8 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--checkpoint", type=at_least(1), default=256, help="images per resumable chunk (default 256)")
     b.add_argument("--resume", action="store_true", help="continue an interrupted build")
     b.add_argument("--overwrite", action="store_true", help="replace an existing index or partial build")
-    b.add_argument("--json", action="store_true", help="print the build report as JSON; no progress bar")
-    backbone(b)
+    add_json_option(b, "print the build report as JSON; no progress bar")
+    backbone(b, variant=True)
     b.set_defaults(func=run_build)
 
     a = isub.add_parser("add", help="add images (files or a folder) to an existing index")
@@ -67,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--batch", type=at_least(1), default=16)
     a.add_argument("--workers", type=at_least(0), default=0)
     a.add_argument("--remove-missing", action="store_true", help="also drop entries whose file disappeared")
-    a.add_argument("--json", action="store_true")
+    add_json_option(a, "print the report as JSON; no progress bar")
     backbone(a)
     a.set_defaults(func=run_add)
 
@@ -78,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--candidates", type=at_least(1), default=200, help="first-stage candidates re-ranked (default 200)")
     q.add_argument("--no-rerank", action="store_true", help="first stage only")
     q.add_argument("--root", help="gallery folder, if it moved since the build")
-    q.add_argument("--json", action="store_true")
+    add_json_option(q)
     backbone(q)
     q.set_defaults(func=run_query)
 
@@ -95,6 +98,8 @@ def _setup(args: argparse.Namespace) -> str:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and "LOCAL_RANK" in os.environ:
         device = f"cuda:{os.environ['LOCAL_RANK']}"
     return device
@@ -128,7 +133,7 @@ def run_build(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.gallery}: no such folder")
     check_output_folder(args.index, "--index")  # before VGG-19 is loaded
     device = _setup(args)
-    config = DescriptorConfig(level=args.level, grid_level=args.grid_level, variant=args.vgg_variant,
+    config = DescriptorConfig(level=args.level, grid_level=args.grid_level, variant=variant_or_default(args),
                               size=args.size, classes=args.classes)
     index = GalleryIndex.build(args.gallery, args.index, config=config, kind=args.kind, params=_params(args),
                                weights=args.vgg_weights, device=device, batch=args.batch, workers=args.workers,

@@ -17,9 +17,10 @@ import sys
 
 from .. import __version__
 from ..errors import ExemplarColorError
+from .options import join_level_lists
 
 # Each module defines ``register(subparsers)`` that adds its command(s) with ``set_defaults(func=...)``.
-COMMAND_MODULES = ("match", "colorize", "index", "cache", "train", "evaluate", "info")
+COMMAND_MODULES = ("match", "colorize", "video", "index", "cache", "train", "evaluate", "info")
 
 
 class Parser(argparse.ArgumentParser):
@@ -27,6 +28,10 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        # ``--levels a b c`` becomes ``--levels a,b,c``: a positional argument after it is never eaten.
+        return super().parse_known_args(join_level_lists(sys.argv[1:] if args is None else args), namespace)
 
 
 def build_parser() -> argparse.ArgumentParser:

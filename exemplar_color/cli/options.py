@@ -1,13 +1,18 @@
 """Options shared by the commands, and the argument checks every command uses.
 
-Each check is an argparse ``type``: a bad value ends in one line and exit 2 before anything is loaded.
+Every flag two commands share is added here, so it has one name, one default and one help text everywhere:
+``--device`` (default ``auto``), ``--vgg-weights``, ``--vgg-variant`` (``--variant`` kept as a hidden
+alias), ``--levels`` (``a b c`` or ``a,b,c``), ``--threads``, ``--method``, ``--size``, ``--max-pixels``,
+``--model``, ``--json``. Each check is an argparse ``type``: a bad value ends in one line and exit 2 before
+anything is loaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from ..backbone import LEVELS
 from ..correspondence import DEFAULT_LEVELS
@@ -53,6 +58,58 @@ def level_of(known: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
+def level_list(known: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """A comma-separated list of levels (``relu3_1,relu2_1``); see :func:`join_level_lists` for ``a b c``."""
+    one = level_of(known)
+
+    def parse(text: str) -> list[str]:
+        names = [one(part.strip()) for part in text.split(",") if part.strip()]
+        if not names:
+            raise argparse.ArgumentTypeError("expected at least one VGG-19 level")
+        return names
+
+    parse.__name__ = "levels"
+    return parse
+
+
+# Options that take a list of levels, written ``--levels a b c`` or ``--levels a,b,c`` (or a mix).
+LEVEL_LIST_OPTIONS = ("--levels",)
+_LEVEL_WORD = re.compile(r"^(relu|conv|pool|fc)\d+(_\d+)?$")
+
+
+def _is_levels(token: str) -> bool:
+    parts = [p for p in token.split(",") if p]
+    return bool(parts) and all(_LEVEL_WORD.match(p) for p in parts)
+
+
+def join_level_lists(argv: Sequence[str]) -> list[str]:
+    """``--levels a b c`` rewritten as ``--levels a,b,c`` before argparse sees it.
+
+    Only the words that look like VGG-19 level names (``relu3_1``, ``conv1_2``, ``fc6``, or comma lists of
+    them) are taken, so a positional argument after the list (``--levels relu2_1 relu1_1 photo.jpg``) stays
+    a positional argument; a misspelt level (``relu9_1``) is still taken, and refused by :func:`level_list`.
+    Nothing after ``--`` is touched.
+    """
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        token = args[i]
+        out.append(token)
+        i += 1
+        if token == "--":
+            out.extend(args[i:])
+            break
+        if token in LEVEL_LIST_OPTIONS:
+            words = []
+            while i < len(args) and _is_levels(args[i]):
+                words.append(args[i].strip(","))
+                i += 1
+            if words:
+                out.append(",".join(words))
+    return out
+
+
 def existing_file(text: str) -> str:
     p = Path(text)
     if p.is_dir():
@@ -79,17 +136,63 @@ def model_choice(text: str) -> str:
     return existing_file(text)
 
 
-def add_pipeline_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--size", type=at_least(16), default=256, help="working size: short side in pixels (default 256)")
-    p.add_argument("--levels", nargs="+", metavar="LEVEL", default=None, type=level_of(MATCH_LEVELS),
-                   help=f"VGG-19 levels to match (default: {' '.join(DEFAULT_LEVELS)}, or the model's)")
+# ----------------------------------------------------------------------------- shared flags
+
+VARIANTS = ("caffe", "torchvision")
+DEVICE_HELP = "auto (CUDA when present; under torchrun this rank's GPU), cpu, cuda, cuda:1, ... (default auto)"
+
+
+def add_device_option(p: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    """``--device``; ``default=None`` only where a settings file may give it (``train``: auto otherwise)."""
+    p.add_argument("--device", default=default, metavar="DEVICE", help=DEVICE_HELP)
+
+
+def add_levels_option(p: argparse.ArgumentParser, default: Sequence[str] | None = None,
+                      default_help: str | None = None) -> None:
+    """``--levels a b c`` or ``--levels a,b,c`` (see :func:`join_level_lists`); a list, or ``default``."""
+    shown = default_help or " ".join(default or DEFAULT_LEVELS)
+    p.add_argument("--levels", metavar="LEVEL[,LEVEL...]", type=level_list(MATCH_LEVELS),
+                   default=list(default) if default else None,
+                   help=f"VGG-19 levels to match, deepest first, space- or comma-separated (default: {shown})")
+
+
+def add_vgg_options(p: argparse.ArgumentParser, weights_help: str = "") -> None:
+    """``--vgg-weights PATH`` and ``--vgg-variant caffe|torchvision`` (hidden alias ``--variant``)."""
     p.add_argument("--vgg-weights", metavar="PATH", type=existing_file,
-                   help="VGG-19 weight file (default: $EXEMPLAR_COLOR_VGG_WEIGHTS, the cache, or a download)")
-    p.add_argument("--vgg-variant", default=None, choices=("torchvision", "caffe"),
-                   help="preprocessing convention of the weights (default: the model's, else caffe)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+                   help="VGG-19 weight file (default: $EXEMPLAR_COLOR_VGG_WEIGHTS, the cache, or a download)"
+                        + weights_help)
+    p.add_argument("--vgg-variant", default=None, choices=VARIANTS,
+                   help="preprocessing convention of the weights (default: the model's where there is one, "
+                        "else caffe)")
+    p.add_argument("--variant", dest="vgg_variant", choices=VARIANTS, default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
+
+
+def add_threads_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=at_least(1), default=None, metavar="N",
+                   help="CPU threads for torch (and FAISS) (default: torch's)")
+
+
+def add_method_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="fast", choices=("fast", "patchmatch"),
                    help="correspondence search (patchmatch: the published schedule, ~100x slower)")
+
+
+def add_json_option(p: argparse.ArgumentParser, help: str = "print the result as JSON on stdout") -> None:
+    p.add_argument("--json", action="store_true", help=help)
+
+
+def variant_or_default(args: argparse.Namespace) -> str:
+    """The ``--vgg-variant`` asked for, else caffe (where no model can say)."""
+    return args.vgg_variant or "caffe"
+
+
+def add_pipeline_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size", type=at_least(16), default=256, help="working size: short side in pixels (default 256)")
+    add_levels_option(p, default_help=f"{' '.join(DEFAULT_LEVELS)}, or the model's")
+    add_vgg_options(p)
+    add_device_option(p)
+    add_method_option(p)
     add_max_pixels_option(p)
 
 
@@ -113,6 +216,8 @@ def colorizer_from(args: argparse.Namespace, **extra):
                      model=getattr(args, "model", "analogy"), **extra)
 
 
-__all__ = ["at_least", "pixel_count", "level_of", "existing_file", "index_folder", "model_choice",
-           "add_pipeline_options", "add_max_pixels_option", "add_model_option", "colorizer_from", "MATCH_LEVELS",
-           "LEVELS"]
+__all__ = ["at_least", "pixel_count", "level_of", "level_list", "join_level_lists", "existing_file", "index_folder",
+           "model_choice", "add_device_option", "add_levels_option", "add_vgg_options", "add_threads_option",
+           "add_method_option", "add_json_option", "variant_or_default", "add_pipeline_options",
+           "add_max_pixels_option", "add_model_option", "colorizer_from", "MATCH_LEVELS", "LEVELS", "VARIANTS",
+           "DEVICE_HELP"]

@@ -12,34 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, get_args, get_type_hints
 
-_FLAGS: dict[str, tuple[type, str]] = {
-    "epochs": (int, "epochs (default 10)"),
-    "batch_size": (int, "global batch, half per branch (default 256, the paper's 128 + 128)"),
-    "lr": (float, "Adam learning rate (default 1e-4)"),
-    "lr_step_epochs": (int, "decay the lr every N epochs (default 3)"),
-    "lr_gamma": (float, "decay factor (default 0.1)"),
-    "alpha": (float, "weight of the perceptual loss (default 0.005)"),
-    "reference_chroma": (float, "weight of a chrominance loss on the real-reference branch too (default 0)"),
-    "saturation": (float, "weight of the per-image colourfulness-matching loss on that branch (default 0)"),
-    "perceptual_level": (str, "VGG-19 level of the perceptual loss (default relu5_1)"),
-    "vgg_weights": (str, "VGG-19 weight file for the perceptual loss"),
-    "width": (float, "network channel multiplier (default 1.0: ~34 M parameters)"),
-    "seed": (int, "seed of initialisation and data order (default 0)"),
-    "checkpoint_every": (int, "steps between checkpoints (default 1000)"),
-    "keep_checkpoints": (int, "checkpoints kept (default 3)"),
-    "val_fraction": (float, "hold out this fraction of targets when the manifest has no val split"),
-    "val_every": (int, "validate every N steps (default 0: every epoch)"),
-    "log_every": (int, "steps between metric rows (default 10)"),
-    "max_steps": (int, "stop after N steps (smoke runs)"),
-    "num_workers": (int, "data-loading worker processes (default 2)"),
-    "amp": (str, "mixed precision on CUDA: auto, bf16, fp16, off (default auto)"),
-    "device": (str, "cpu, cuda, cuda:1 ... (default auto)"),
-}
+from ..backbone import LEVELS
+from ..errors import UsageError
+from .options import add_device_option, add_threads_option, existing_file, level_of
+
+# TrainConfig fields whose flag says the opposite (store_false): field -> (flag, help).
+_INVERTED = {"resume": ("--no-resume", "refuse to continue an existing run"), "progress": ("--quiet", "no progress bar")}
+_METAVARS = {int: "N", float: "X"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,19 +31,49 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Example: exemplar-color train --pairs pairs.csv --cache cache/ --out runs/r1 --width 0.25 "
                "--batch-size 16 --perceptual-level relu3_1 --vgg-weights vgg-slice.pth")
-    p.add_argument("--pairs", required=True, help="pair manifest (CSV or JSON); split=val rows are held out")
-    p.add_argument("--cache", required=True, help="cache folder built by `exemplar-color cache build`")
-    p.add_argument("--out", required=True, help="run folder (resumed if it holds a run)")
-    p.add_argument("--config", help="JSON file of settings")
-    for name, (typ, help_) in _FLAGS.items():
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=help_)
+    p.add_argument("--config", type=existing_file, help="JSON file of settings")
+    p.set_defaults(config_flags=add_config_flags(p))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting")
-    p.add_argument("--augment", action="store_true", default=None,
-                   help="random flip, crop and scale of every record (the shipped model's recipe)")
-    p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run")
-    p.add_argument("--threads", type=int, help="CPU threads for torch")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_threads_option(p)
     p.set_defaults(func=run)
+
+
+def _flag_type(name: str, hint: Any) -> Callable[[str], Any]:
+    """The argparse type of a TrainConfig field: its annotation without ``None`` (files and levels checked)."""
+    if name == "vgg_weights":
+        return existing_file
+    if name == "perceptual_level":
+        return level_of(LEVELS)
+    return next((a for a in get_args(hint) if a is not type(None)), hint)
+
+
+def add_config_flags(p: argparse.ArgumentParser) -> list[str]:
+    """One flag per :class:`~exemplar_color.training.trainer.TrainConfig` field, with the field's help text
+    and default (its ``metadata``); returns their dests.
+
+    Flags default to None, so that only the flags given override ``--config``; the defaults shown are
+    TrainConfig's. ``--device`` is the shared option; ``resume`` and ``progress`` are ``--no-resume`` and
+    ``--quiet``.
+    """
+    from ..training.trainer import TrainConfig
+
+    hints = get_type_hints(TrainConfig)
+    for f in fields(TrainConfig):
+        help_ = f.metadata["help"].format(default=f.default)
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "device":
+            add_device_option(p, default=None)
+        elif f.name in _INVERTED:
+            flag, help_ = _INVERTED[f.name]
+            p.add_argument(flag, dest=f.name, action="store_false", default=None, help=help_)
+        elif hints[f.name] is bool:
+            p.add_argument(flag, dest=f.name, action="store_true", default=None, help=help_)
+        else:
+            typ = _flag_type(f.name, hints[f.name])
+            p.add_argument(flag, dest=f.name, type=typ, default=None, required=f.default is MISSING,
+                           metavar=_METAVARS.get(typ, "PATH" if typ is existing_file else f.name.upper()),
+                           help=help_)
+    return [f.name for f in fields(TrainConfig)]
 
 
 def _coerce(name: str, value: str, types: dict[str, Any]) -> Any:
@@ -77,26 +90,30 @@ def _coerce(name: str, value: str, types: dict[str, Any]) -> Any:
 
 
 def resolve_config(args: argparse.Namespace) -> "Any":
-    """Defaults < --config file < flags given < --set overrides."""
+    """Defaults < --config file < flags given < --set overrides; a mistake is a :class:`UsageError`."""
     from ..training.trainer import TrainConfig
 
     settings: dict[str, Any] = {}
     if args.config:
-        settings.update(json.loads(Path(args.config).read_text()))
-    settings.update({k: getattr(args, k) for k in (*_FLAGS, "augment") if getattr(args, k) is not None})
+        try:
+            settings.update(json.loads(Path(args.config).read_text()))
+        except json.JSONDecodeError as e:
+            raise UsageError(f"--config {args.config}: not valid JSON ({e})") from None
+    settings.update({k: getattr(args, k) for k in args.config_flags if getattr(args, k) is not None})
     types = {f.name: f.type for f in fields(TrainConfig)}
     for item in args.set:
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or key not in types:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(types)}")
-        settings[key] = _coerce(key, value, types)
-    settings.update(pairs=args.pairs, cache=args.cache, out=args.out)
-    if args.no_resume:
-        settings["resume"] = False
-    if args.quiet:
-        settings["progress"] = False
-    return TrainConfig.from_dict(settings)
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(types)}")
+        try:
+            settings[key] = _coerce(key, value, types)
+        except ValueError:
+            raise UsageError(f"--set {item!r}: {value!r} is not a valid {types[key]}") from None
+    try:
+        return TrainConfig.from_dict(settings)
+    except ValueError as e:  # unknown settings in --config
+        raise UsageError(str(e)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,11 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        config = resolve_config(args)
-    except (ValueError, json.JSONDecodeError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    config = resolve_config(args)
     result = train(config)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(result, indent=2))

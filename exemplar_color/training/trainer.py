@@ -26,7 +26,7 @@ import random
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -51,42 +51,51 @@ METRIC_COLUMNS = ("step", "epoch", "lr", "loss", "chroma", "perceptual", "pairs_
                   "val_warped_l1", "val_cycle_input_l1", "wall_s")
 
 
+def _setting(default: Any, help: str) -> Any:
+    """A setting's default and its help text (``{default}`` filled in); ``exemplar-color train`` makes one flag
+    per field from these (see :mod:`exemplar_color.cli.train`)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a run; saved as ``config.json`` and in each checkpoint.
 
     ``batch_size`` is global (split over ranks; half per branch); the paper used 256 (128 + 128).
     ``val_fraction`` holds out that fraction of the targets when the manifest has no ``val`` split.
-    ``max_steps`` stops early (smoke runs); the schedule still counts epochs.
+    ``max_steps`` stops early (smoke runs); the schedule still counts epochs. Each field's help text (its
+    ``metadata``) is the help of its command-line flag.
     """
 
-    pairs: str
-    cache: str
-    out: str
-    epochs: int = 10
-    batch_size: int = 256
-    lr: float = 1e-4
-    lr_step_epochs: int = 3
-    lr_gamma: float = 0.1
-    alpha: float = ALPHA
-    reference_chroma: float = 0.0
-    saturation: float = 0.0
-    perceptual_level: str = "relu5_1"
-    vgg_weights: str | None = None
-    width: float = 1.0
-    seed: int = 0
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    val_fraction: float = 0.0
-    val_every: int = 0
-    log_every: int = 10
-    max_steps: int | None = None
-    num_workers: int = 2
-    amp: str = "auto"
-    device: str = "auto"
-    resume: bool = True
-    progress: bool = True
-    augment: bool = False
+    pairs: str = field(metadata={"help": "pair manifest (CSV or JSON); split=val rows are held out"})
+    cache: str = field(metadata={"help": "cache folder built by `exemplar-color cache build`"})
+    out: str = field(metadata={"help": "run folder (resumed if it holds a run)"})
+    epochs: int = _setting(10, "epochs (default {default})")
+    batch_size: int = _setting(256, "global batch, half per branch (default {default}, the paper's 128 + 128)")
+    lr: float = _setting(1e-4, "Adam learning rate (default {default:g})")
+    lr_step_epochs: int = _setting(3, "decay the lr every N epochs (default {default})")
+    lr_gamma: float = _setting(0.1, "decay factor (default {default})")
+    alpha: float = _setting(ALPHA, "weight of the perceptual loss (default {default})")
+    reference_chroma: float = _setting(0.0, "weight of a chrominance loss on the real-reference branch too "
+                                            "(default {default:g})")
+    saturation: float = _setting(0.0, "weight of the per-image colourfulness-matching loss on that branch "
+                                      "(default {default:g})")
+    perceptual_level: str = _setting("relu5_1", "VGG-19 level of the perceptual loss (default {default})")
+    vgg_weights: str | None = _setting(None, "VGG-19 weight file for the perceptual loss")
+    width: float = _setting(1.0, "network channel multiplier (default {default}: ~34 M parameters)")
+    seed: int = _setting(0, "seed of initialisation and data order (default {default})")
+    checkpoint_every: int = _setting(1000, "steps between checkpoints (default {default})")
+    keep_checkpoints: int = _setting(3, "checkpoints kept (default {default})")
+    val_fraction: float = _setting(0.0, "hold out this fraction of targets when the manifest has no val split")
+    val_every: int = _setting(0, "validate every N steps (default {default}: every epoch)")
+    log_every: int = _setting(10, "steps between metric rows (default {default})")
+    max_steps: int | None = _setting(None, "stop after N steps (smoke runs)")
+    num_workers: int = _setting(2, "data-loading worker processes (default {default})")
+    amp: str = _setting("auto", "mixed precision on CUDA: auto, bf16, fp16, off (default {default})")
+    device: str = _setting("auto", "torch device (default {default})")
+    resume: bool = _setting(True, "continue the run in ``out`` if it holds one")
+    progress: bool = _setting(True, "show a progress bar")
+    augment: bool = _setting(False, "random flip, crop and scale of every record (the shipped model's recipe)")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
