@@ -333,6 +333,16 @@ class Colorizer:
         """Colorize many ``(target, reference)`` pairs; pairs whose working sizes agree share a device batch."""
         return [r[self.head_name] for r in self._colorize_pairs(pairs, batch_size, (self.head_name,))]
 
+    def colorize_video(self, source: str | os.PathLike, reference: Any = None, output: str | os.PathLike | None = None,
+                       **options: Any):
+        """Colorize a video file or a folder of frames into ``output`` (a video file, or a folder of PNG
+        frames), streaming, with temporal consistency; ``reference``: a colour photo, several (each shot takes
+        the best-matching), or, with ``reference_frame=N``, frame N of a colour video. Options and result:
+        :func:`exemplar_color.video.colorize_video`."""
+        from .video import colorize_video
+
+        return colorize_video(self, source, reference, output, **options)
+
     def _colorize_pairs(self, pairs: Iterable[tuple[ImageInput, ImageInput | None]], batch_size: int,
                         heads: Sequence[str]) -> list[dict[str, ColorizationResult]]:
         pairs = list(pairs)

@@ -1,0 +1,113 @@
+"""``exemplar-color colorize-video IN --reference REF [REF ...] -o OUT``: colour a black-and-white film.
+
+IN is a video file (PyAV: ``pip install exemplar_color[video]``) or a folder of frames; OUT a video file
+(by its extension: .mp4, .mkv, .mov, .webm, .avi) or a folder of PNG frames. Frames stream through; the
+output keeps the size, frame rate, frame count, timestamps and the audio track (copied, not re-encoded),
+and appears under its name only when complete. Inputs and references are checked before any model loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from ..errors import UsageError
+from .options import (
+    add_model_option,
+    add_pipeline_options,
+    at_least,
+    colorizer_from,
+    index_folder,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("colorize-video", help="colorize a black-and-white video (or folder of frames)",
+                       description="Colorize IN (a video file or a folder of frames) with the colours of one or more "
+                                   "reference photos, or of frame N of a colour version (--reference-frame N), "
+                                   "keeping each frame's luminance, the frame rate, timestamps and audio.",
+                       epilog="Several references: each shot takes the one that matches it best. --reference-frame N "
+                              "takes frame N of --reference when that is a video, else of IN (which must then be "
+                              "in colour: the usual evaluation protocol).")
+    p.add_argument("input", metavar="IN", help="video file or folder of frames")
+    p.add_argument("--reference", "-r", nargs="+", metavar="REF", default=[],
+                   help="colour reference photo(s), or with --reference-frame a colour video")
+    p.add_argument("--reference-frame", type=at_least(0), metavar="N", default=None,
+                   help="use frame N (from 0) of the colour video --reference, or of IN, as the reference")
+    p.add_argument("--index", metavar="PATH", type=index_folder,
+                   help="no reference: retrieve one per shot from this gallery index")
+    p.add_argument("-o", "--out", required=True, help="output video file (.mp4, .mkv, ...) or folder of frames")
+    p.add_argument("--per-frame", action="store_true",
+                   help="colour each frame on its own (no temporal fusion; flickers more)")
+    p.add_argument("--no-cut-detection", action="store_true", help="treat the whole input as one shot")
+    p.add_argument("--fps", type=float, default=None, help="frame rate of a folder input (default 25)")
+    p.add_argument("--crf", type=at_least(0), default=16, help="x264 quality of a video output (default 16)")
+    p.add_argument("--max-frames", type=at_least(1), default=None, help="stop after this many frames")
+    add_model_option(p)
+    add_pipeline_options(p)
+    if not any("--json" in a.option_strings for a in p._actions):
+        p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+    p.set_defaults(func=run)
+
+
+def _precheck(args: argparse.Namespace) -> None:
+    """Everything that can be refused without a model: input, output, references."""
+    from ..pipeline import GrayReferenceError, read_photo
+    from ..video.io import is_video_path, open_source
+
+    src, out = Path(args.input), Path(args.out)
+    if out.exists() and src.exists() and out.resolve() == src.resolve():
+        raise UsageError(f"{out}: the output would replace the input")
+    if not is_video_path(out) and out.suffix and not out.is_dir():
+        raise UsageError(f"{out}: give a video file (.mp4, .mkv, .mov, .webm, .avi) or a folder for the output")
+    if out.is_dir() and any(out.iterdir()):
+        raise UsageError(f"{out}: output folder exists and is not empty; choose a new name")
+    if not args.reference and args.reference_frame is None and not args.index:
+        raise UsageError("give --reference REF [REF ...], --reference-frame N, or --index PATH")
+    with open_source(src, args.fps):  # missing, not a video, no video stream, no PyAV: one line, here
+        pass
+    if args.reference_frame is not None:
+        if len(args.reference) > 1:
+            raise UsageError("--reference-frame takes its frame from one colour video: give one --reference")
+        return
+    for r in args.reference:
+        if is_video_path(r):
+            raise UsageError(f"{r} is a video: add --reference-frame N to use its frame N")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            photo = read_photo(r)
+        if not photo.colour:
+            raise GrayReferenceError(r, "the reference is grayscale: it has no colour to transfer; "
+                                        "choose a colour photo of similar content")
+
+
+def run(args: argparse.Namespace) -> int:
+    _precheck(args)
+    colorizer = colorizer_from(args, index=args.index if not args.reference and args.reference_frame is None
+                               else None)
+    refs = args.reference or None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = colorizer.colorize_video(
+            args.input, refs if args.reference_frame is None else (refs[0] if refs else None), args.out,
+            reference_frame=args.reference_frame, temporal=not args.per_frame,
+            detect_cuts=not args.no_cut_detection, fps=args.fps, crf=args.crf, max_frames=args.max_frames,
+            progress=not getattr(args, "json", False))
+    for msg in dict.fromkeys(str(w.message) for w in caught):
+        print(f"warning: {msg}", file=sys.stderr)
+    summary = {"output": str(result.output), "frames": result.frames, "size": [result.width, result.height],
+               "fps": round(result.fps, 4), "temporal": result.temporal, "audio_copied": result.audio_copied,
+               "shots": [{"first_frame": i, "reference": r} for i, r in result.references],
+               "seconds": round(result.seconds, 2), "frames_per_s": round(result.frames_per_second, 3),
+               "head": colorizer.head_name, "device": str(colorizer.device)}
+    if getattr(args, "json", False):
+        print(json.dumps(summary, indent=2))
+    else:
+        refs_said = "; ".join(f"shot at frame {i}: {r}" for i, r in result.references[:5])
+        more = f"; ... ({len(result.references)} shots)" if len(result.references) > 5 else ""
+        print(f"colorized {result.frames} frames ({result.frames_per_second:.2f} frames/s) -> {result.output}; "
+              f"{refs_said}{more}", file=sys.stderr)
+    return 0

@@ -1,0 +1,37 @@
+"""Video colorization: streaming frames through the photo pipeline with temporal consistency.
+
+``Colorizer.colorize_video(source, reference, output)`` is the entry point; video files need PyAV
+(``pip install exemplar_color[video]``), folders of frames do not.
+"""
+
+from .colorize import (
+                 ColorizedFrame,
+                 VideoResult,
+                 colorize_video,
+                 iter_colorized,
+                 load_references,
+)
+from .io import (
+                 EmptyVideoError,
+                 NoVideoStreamError,
+                 VideoDependencyError,
+                 VideoError,
+                 open_source,
+                 read_frame,
+)
+from .temporal import ShotDetector
+
+__all__ = [
+                 "ColorizedFrame",
+                 "EmptyVideoError",
+                 "NoVideoStreamError",
+                 "ShotDetector",
+                 "VideoDependencyError",
+                 "VideoError",
+                 "VideoResult",
+                 "colorize_video",
+                 "iter_colorized",
+                 "load_references",
+                 "open_source",
+                 "read_frame",
+]
