@@ -1,0 +1,258 @@
+"""Video colorization on the shared real clips (a few frames each, VGG-19 slices, small working size):
+what the output keeps (frames, size, rate, timestamps, audio packets, each frame's L), frame folders,
+cut detection, the temporal path against the per-frame one, and bad inputs (one clear error, no output)."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+av = pytest.importorskip("av")
+
+from exemplar_color import Colorizer
+from exemplar_color.cli.main import main
+from exemplar_color.color import rgb_to_lab
+from exemplar_color.pipeline import GrayReferenceError
+from exemplar_color.video import (
+    ShotDetector,
+    VideoDependencyError,
+    VideoError,
+    iter_colorized,
+    open_source,
+    read_frame,
+)
+
+LEVELS = ["relu2_1", "relu1_1"]
+
+
+@pytest.fixture(scope="module")
+def colorizer(tv_weights):
+    return Colorizer(device="cpu", vgg_weights=tv_weights, vgg_variant="torchvision", levels=LEVELS, size=64,
+                     model="analogy")
+
+
+@pytest.fixture(scope="module")
+def clips(data_dir):
+    d = data_dir / "video"
+    if not d.is_dir():
+        pytest.skip(f"needs {d}")
+    return {n: d / f"{n}.mp4" for n in ("carphone_pristine", "bikes", "bigbuckbunny")}
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    return rgb_to_lab(torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+
+
+def _decode(path: Path) -> tuple[list[np.ndarray], list[float], Fraction, tuple[int, int]]:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        frames, times = [], []
+        for f in c.decode(s):
+            frames.append(f.to_ndarray(format="rgb24"))
+            times.append(float(f.pts * f.time_base))
+        return frames, times, Fraction(s.average_rate), (s.codec_context.width, s.codec_context.height)
+
+
+def _no_leftovers(folder: Path) -> bool:
+    return not [p for p in folder.iterdir() if "exemplar-tmp" in p.name]
+
+
+def test_video_keeps_frames_size_rate_timestamps_and_l(colorizer, clips, tmp_path):
+    src = clips["carphone_pristine"]
+    out = tmp_path / "out.mp4"
+    with pytest.warns(UserWarning, match="luminance"):
+        r = colorizer.colorize_video(src, None, out, reference_frame=0, max_frames=4)
+    assert r.output == out and r.frames == 4 and r.cuts == [0] and _no_leftovers(tmp_path)
+    frames, times, rate, size = _decode(out)
+    src_frames, src_times, src_rate, src_size = _decode(src)
+    assert len(frames) == 4 and size == src_size == (176, 144) and rate == src_rate == Fraction(30000, 1001)
+    np.testing.assert_allclose(times, src_times[:4], atol=1e-6)
+    for o, s in zip(frames, src_frames):
+        dl = np.abs(_lab(o)[..., 0] - _lab(s)[..., 0])
+        assert dl.mean() < 1.5  # x264 at crf 16, 4:2:0 chroma: L survives up to coding noise
+    chroma = np.hypot(*np.moveaxis(_lab(frames[2])[..., 1:], -1, 0))
+    assert chroma.mean() > 3  # it really got colour
+
+
+def test_folder_of_frames_in_and_out_keeps_l_exactly(colorizer, clips, tmp_path):
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    for i in range(3):
+        Image.fromarray(read_frame(clips["carphone_pristine"], i * 5)).convert("L").save(frames_dir / f"f{i:03d}.png")
+    ref = tmp_path / "ref.png"
+    Image.fromarray(read_frame(clips["carphone_pristine"], 0)).save(ref)
+    out = tmp_path / "colour"
+    r = colorizer.colorize_video(frames_dir, ref, out)
+    assert r.frames == 3 and sorted(p.name for p in out.iterdir()) == ["f000.png", "f001.png", "f002.png"]
+    for i in range(3):
+        gray = np.asarray(Image.open(frames_dir / f"f{i:03d}.png").convert("RGB"))
+        col = np.asarray(Image.open(out / f"f{i:03d}.png"))
+        dl = np.abs(_lab(col)[..., 0] - _lab(gray)[..., 0])
+        assert dl.mean() < 0.5 and np.percentile(dl, 99) < 1.5
+    # folder -> video at a given frame rate
+    vid = tmp_path / "from_folder.mkv"
+    colorizer.colorize_video(frames_dir, ref, vid, fps=10)
+    frames, times, rate, size = _decode(vid)
+    assert len(frames) == 3 and rate == 10 and size == (176, 144)
+    np.testing.assert_allclose(times, [0, 0.1, 0.2], atol=1e-3)
+    assert _no_leftovers(tmp_path)
+
+
+def _segment_with_audio(src: Path, dst: Path, n: int = 3) -> list[bytes]:
+    """The first ``n`` frames of the real clip (halved) and its audio packets over the same time, copied."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        vs, aus = inp.streams.video[0], inp.streams.audio[0]
+        o = out.add_stream("libx264", rate=vs.average_rate)
+        o.width, o.height, o.pix_fmt = 640, 360, "yuv420p"
+        o.time_base = vs.time_base
+        oa = out.add_stream_from_template(aus)
+        end = None
+        copied = []
+        done = 0
+        for packet in inp.demux(vs, aus):
+            if packet.stream.type == "audio":
+                if packet.dts is None or (end is not None and packet.pts * packet.time_base >= end):
+                    continue
+                copied.append(bytes(packet))
+                packet.stream = oa
+                out.mux(packet)
+                continue
+            for f in packet.decode():
+                if done < n:
+                    g = av.VideoFrame.from_ndarray(np.asarray(Image.fromarray(f.to_ndarray(format="rgb24"))
+                                                               .resize((640, 360))), format="rgb24")
+                    g.pts, g.time_base = f.pts, f.time_base
+                    out.mux(o.encode(g))
+                    done += 1
+                    if done == n:
+                        end = (f.pts + 512) * f.time_base
+        out.mux(o.encode(None))
+        return copied
+
+
+@pytest.mark.filterwarnings("ignore:.*only its luminance")
+def test_audio_track_copied_not_reencoded(colorizer, clips, tmp_path):
+    seg = tmp_path / "segment.mp4"
+    _segment_with_audio(clips["bigbuckbunny"], seg)
+    with av.open(str(seg)) as c:
+        want = [bytes(p) for p in c.demux(c.streams.audio[0]) if p.dts is not None]
+        rate = c.streams.audio[0].codec_context.sample_rate
+    out = tmp_path / "out.mp4"
+    ref = tmp_path / "ref.png"
+    Image.fromarray(read_frame(clips["bigbuckbunny"], 0)).resize((320, 180)).save(ref)
+    r = colorizer.colorize_video(seg, ref, out)
+    assert r.audio_copied and r.frames == 3
+    with av.open(str(out)) as c:
+        a = c.streams.audio[0]
+        assert a.codec_context.name == "aac" and a.codec_context.sample_rate == rate
+        got = [bytes(p) for p in c.demux(a) if p.dts is not None]
+    assert len(want) > 3 and got == want  # the same packets, byte for byte
+
+
+def test_cut_detection_on_a_real_concatenation(colorizer, clips, tmp_path):
+    """carphone frames, then bikes frames (resized to the same size): one cut, state reset, and with two
+    references each shot takes the one that matches it."""
+    folder = tmp_path / "concat"
+    folder.mkdir()
+    with open_source(clips["carphone_pristine"]) as s:
+        a = [f.rgb for f in s.frames() if f.index < 5][:5]
+    with open_source(clips["bikes"]) as s:
+        b = [np.asarray(Image.fromarray(f.rgb).resize((176, 144))) for f in s.frames() if f.index < 4][:4]
+    for i, rgb in enumerate(a + b):
+        Image.fromarray(rgb).convert("L").save(folder / f"{i:03d}.png")
+    refs = [tmp_path / "ref_car.png", tmp_path / "ref_bikes.png"]
+    Image.fromarray(a[0]).save(refs[0])
+    Image.fromarray(b[0]).save(refs[1])
+    temporal = list(iter_colorized(colorizer, folder, refs))
+    assert [f.index for f in temporal if f.cut] == [0, 5]
+    assert temporal[0].reference == str(refs[0]) and temporal[5].reference == str(refs[1])
+    per_frame = list(iter_colorized(colorizer, folder, refs, temporal=False))
+    np.testing.assert_allclose(temporal[5].ab, per_frame[5].ab, atol=1e-4)  # the cut reset the temporal state
+    assert np.abs(temporal[6].ab - per_frame[6].ab).mean() > 0.01  # after it, the state is used again
+
+
+def test_shot_detector_no_false_cut_on_whole_real_clip(clips):
+    det = ShotDetector()
+    with open_source(clips["carphone_pristine"]) as s:
+        cuts = [f.index for f in s.frames() if det(torch.from_numpy(_lab(f.rgb)[..., 0])[None, None])]
+    assert cuts == [0]
+
+
+def _flicker(out: list[np.ndarray], truth: list[np.ndarray]) -> float:
+    """Mean |(ab_t - ab_t-1)_output - (ab_t - ab_t-1)_truth|: colour change the truth does not have."""
+    lo, lt = [_lab(o)[..., 1:] for o in out], [_lab(t)[..., 1:] for t in truth]
+    return float(np.mean([np.linalg.norm((lo[i] - lo[i - 1]) - (lt[i] - lt[i - 1]), axis=-1).mean()
+                          for i in range(1, len(out))]))
+
+
+def test_temporal_path_flickers_less_than_per_frame(colorizer, clips):
+    src = clips["bikes"]
+    ref = read_frame(src, 0)
+    with open_source(src) as s:
+        truth = [f.rgb for f in s.frames() if f.index < 6][:6]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        per_frame = [f.rgb for f in iter_colorized(colorizer, src, ref, temporal=False, max_frames=6)]
+        temporal = [f.rgb for f in iter_colorized(colorizer, src, ref, temporal=True, max_frames=6)]
+    assert _flicker(temporal, truth) < 0.97 * _flicker(per_frame, truth)
+
+
+@pytest.mark.parametrize("kind", ["missing", "not_video", "truncated", "no_video_stream", "gray_reference",
+                                  "no_pyav"])
+def test_bad_input_is_one_clear_error_and_no_output(colorizer, clips, tmp_path, monkeypatch, kind):
+    src = clips["carphone_pristine"]
+    ref = tmp_path / "ref.png"
+    Image.fromarray(read_frame(src, 0)).save(ref)
+    expected: type[Exception] = VideoError
+    if kind == "missing":
+        src = tmp_path / "nope.mp4"
+    elif kind == "not_video":
+        src = tmp_path / "text.mp4"
+        src.write_text("this is not a video\n" * 50)
+    elif kind == "truncated":
+        src = tmp_path / "cut.mp4"
+        src.write_bytes(clips["bikes"].read_bytes()[:150_000])
+    elif kind == "no_video_stream":
+        src = tmp_path / "audio_only.mp4"
+        with av.open(str(clips["bigbuckbunny"])) as inp, av.open(str(src), "w") as out:
+            oa = out.add_stream_from_template(inp.streams.audio[0])
+            for i, p in enumerate(inp.demux(inp.streams.audio[0])):
+                if p.dts is not None and i < 20:
+                    p.stream = oa
+                    out.mux(p)
+    elif kind == "gray_reference":
+        Image.open(ref).convert("L").save(ref)
+        expected = GrayReferenceError
+    elif kind == "no_pyav":
+        monkeypatch.setitem(sys.modules, "av", None)
+        expected = VideoDependencyError
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    with pytest.raises(expected) as e:
+        colorizer.colorize_video(src, ref, outdir / "film.mp4")
+    assert "\n" not in str(e.value)
+    assert list(outdir.iterdir()) == []
+    # the command line says it in one line, exit 1, nothing written
+    code = main(["colorize-video", str(src), "--reference", str(ref), "-o", str(outdir / "film.mp4"),
+                 "--levels", *LEVELS, "--model", "analogy", "--vgg-variant", "torchvision"])
+    assert code == 1 and list(outdir.iterdir()) == []
+
+
+def test_cli_colorize_video(clips, tv_weights, tmp_path, capsys):
+    out = tmp_path / "film.mp4"
+    code = main(["colorize-video", str(clips["carphone_pristine"]), "--reference-frame", "0", "-o", str(out),
+                 "--max-frames", "2", "--size", "48", "--levels", *LEVELS, "--model", "analogy",
+                 "--vgg-variant", "torchvision", "--vgg-weights", str(tv_weights), "--device", "cpu", "--json"])
+    assert code == 0
+    import json
+
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["frames"] == 2 and summary["size"] == [176, 144] and summary["shots"][0]["first_frame"] == 0
+    assert len(_decode(out)[0]) == 2
