@@ -6,13 +6,14 @@ head (``colorization``), a FAISS gallery that recommends references (``retrieval
 (``training``), and the public API (:class:`Colorizer`) and command line (``cli``).
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = ["__version__", "Colorizer", "ColorizationResult"]
 
 
 def __getattr__(name: str):
-    # Lazy: `import exemplar_color` stays light for the CLI's --help and for scripts that only need I/O.
+    # Lazy: `import exemplar_color` stays light (no torch) for the CLI's --help and for scripts that only need
+    # I/O. Modules of the package take the version from `._version`, never from here.
     if name in ("Colorizer", "ColorizationResult"):
         from . import pipeline
 

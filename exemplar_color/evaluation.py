@@ -361,7 +361,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------------ outputs
 def versions() -> dict[str, Any]:
-    from . import __version__
+    from ._version import __version__
     import PIL
 
     v = {"exemplar_color": __version__, "python": sys.version.split()[0], "torch": torch.__version__,

@@ -31,7 +31,7 @@ from .colorization.guided import guided_upsample, joint_bilateral_upsample
 from .colorization.network import make_input
 from .correspondence import DEFAULT_LEVELS, Correspondence, Matcher
 from .correspondence import fields as fl
-from .device import resolve_device
+from .runtime import resolve_device
 from .errors import ConfigMismatchError, ExemplarColorError, ImageError
 from .io import as_array
 from .models import resolve_model

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from ..backbone import LEVELS
@@ -72,13 +71,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
-def _threads(n: int | None) -> None:
-    if n:
-        import torch
-
-        torch.set_num_threads(n)
-
-
 def _emit(result: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(result, indent=2))
@@ -89,16 +81,13 @@ def _emit(result: dict, as_json: bool) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    import torch
-
+    from ..runtime import dist_env, resolve_device, set_threads
     from ..training.cache import build_cache
     from ..training.pairs import PairManifest
 
-    _threads(args.threads)
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    if device == "cuda" and world > 1:
-        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    set_threads(args.threads)
+    device = resolve_device(args.device)
+    rank, world, _ = dist_env()
     manifest = PairManifest.load(args.pairs, root=args.root)
     report = build_cache(manifest, args.out, levels=args.levels, size=args.size, variant=variant_or_default(args),
                          vgg_weights=args.vgg_weights, method=args.method,

@@ -91,18 +91,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
-def _setup(args: argparse.Namespace) -> str:
-    import torch
+def _setup(args: argparse.Namespace):
+    from ..runtime import resolve_device, set_threads
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and "LOCAL_RANK" in os.environ:
-        device = f"cuda:{os.environ['LOCAL_RANK']}"
-    return device
+    set_threads(args.threads)
+    return resolve_device(args.device)
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:

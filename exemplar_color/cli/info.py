@@ -7,7 +7,7 @@ import json
 import os
 import platform
 
-from .. import __version__
+from .._version import __version__
 from ..backbone import WEIGHTS, cache_dir
 
 

@@ -15,7 +15,7 @@ import os
 import re
 import sys
 
-from .. import __version__
+from .._version import __version__
 from ..errors import ExemplarColorError
 from .options import join_level_lists
 

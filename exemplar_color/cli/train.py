@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Callable, get_args, get_type_hints
@@ -117,14 +116,12 @@ def resolve_config(args: argparse.Namespace) -> "Any":
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
+    from ..runtime import is_main_process, set_threads
     from ..training.trainer import train
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     config = resolve_config(args)
     result = train(config)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_process():
         print(json.dumps(result, indent=2))
     return 0

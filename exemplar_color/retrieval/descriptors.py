@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from ..backbone import LEVEL_CHANNELS, LEVELS, VGG19Features, resolve_weights
 from ..color import l_to_gray, rgb_to_gray_lab_l
 from ..io import ImageInput, as_array
+from ..runtime import resolve_device
 
 __all__ = [
     "DescriptorConfig",
@@ -252,7 +253,7 @@ class DescriptorExtractor:
                 f"the index was built with VGG-19 weights sha256 {config.weights_sha256[:12]}..., but the weights "
                 f"given have sha256 {sha[:12]}...; pass the same --vgg-weights file or rebuild the index")
         self.config = DescriptorConfig.from_dict({**asdict(config), "weights_sha256": sha})
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.net = VGG19Features(self.config.levels, weights=weights,  # type: ignore[arg-type]
                                  variant=self.config.variant)  # type: ignore[arg-type]
         self.net.to(self.device)

@@ -37,12 +37,13 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from .. import __version__
+from .._version import __version__
 from ..io import ImageInput, atomic_write, list_images, load_image
 from .descriptors import DescriptorConfig, DescriptorExtractor, Descriptors, dequantise_unit, prepare_gray
 from .errors import (EmptyGalleryError, GalleryIndexError, IndexMismatchError, IndexNotFoundError,
                      PartialBuildError)
-from .index import IndexSpec, add_vectors, build_faiss, load_faiss, resolve_kind, save_faiss, set_threads
+from ..runtime import dist_env, set_threads
+from .index import IndexSpec, add_vectors, build_faiss, load_faiss, resolve_kind, save_faiss
 from .search import RankWeights, Recommendation, rerank_scores
 from .store import FeatureStore, ShardRows, read_shard, read_shard_meta, readable, write_shard
 
@@ -254,7 +255,7 @@ class GalleryIndex:
             level, variant, expect: what the caller expects; any difference raises
                 :class:`IndexMismatchError` instead of returning meaningless neighbours.
             root: the gallery folder, if it moved since the build (paths are stored relative to it).
-            mmap: memory-map the FAISS file (indexes larger than RAM). threads: FAISS OpenMP threads.
+            mmap: memory-map the FAISS file (indexes larger than RAM). threads: torch and FAISS CPU threads.
         """
         p = Path(path)
         m = read_manifest(p)
@@ -264,7 +265,7 @@ class GalleryIndex:
             want = expect.to_dict()
             want.pop("weights_sha256")
             _check_config(str(p), have, **want)
-        set_threads(threads)
+        set_threads(threads, faiss=True)
         return cls(p, m, root=root, weights=weights, device=device, extractor=extractor, mmap=mmap,
                    memory_bytes=memory_bytes)
 
@@ -297,8 +298,9 @@ class GalleryIndex:
             IndexMismatchError: ``resume`` with another configuration than the interrupted build's.
         """
         t0 = time.perf_counter()
-        rank = int(os.environ.get("RANK", 0)) if rank is None else rank
-        world = int(os.environ.get("WORLD_SIZE", 1)) if world is None else world
+        env = dist_env()
+        rank = env.rank if rank is None else rank
+        world = env.world if world is None else world
         root = Path(gallery).expanduser().resolve()
         out = Path(path)
         build_dir = out / _BUILD

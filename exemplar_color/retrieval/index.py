@@ -25,7 +25,7 @@ from ..io import atomic_write
 from .store import readable
 
 __all__ = ["IndexSpec", "resolve_kind", "build_faiss", "add_vectors", "set_search_params", "save_faiss",
-           "load_faiss", "set_threads", "KINDS"]
+           "load_faiss", "KINDS"]
 
 KINDS = ("flat", "ivf", "hnsw", "ivfpq")
 # defaults for factory strings; the ivf/ivfpq presets use nprobe = nlist/16 (see resolve_kind).
@@ -89,12 +89,6 @@ def resolve_kind(kind: str, dim: int, n: int, params: dict[str, Any] | None = No
         spec = IndexSpec("factory", k, p)
     spec.params.update(params or {})
     return spec
-
-
-def set_threads(n: int | None) -> None:
-    """FAISS's OpenMP threads (``None`` leaves the default)."""
-    if n:
-        _faiss().omp_set_num_threads(int(n))
 
 
 def set_search_params(index: Any, params: dict[str, Any]) -> None:

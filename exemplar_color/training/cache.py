@@ -37,6 +37,7 @@ from ..backbone import _sha256 as weights_digest  # SHA-256 of the weight file: 
 from ..color import rgb_to_lab
 from ..errors import ConfigMismatchError, ExemplarColorError, ImageError
 from ..io import atomic_write
+from ..runtime import resolve_device
 from .pairs import PairManifest
 
 __all__ = ["CacheConfig", "CacheError", "BuildReport", "PairCache", "CacheDataset", "build_cache", "decode",
@@ -178,6 +179,7 @@ def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Seque
         size: working size: images are resized (short side) and centre-cropped to ``size x size``.
         shard_size: pairs per shard file (the unit of resumption and of parallel building).
         batch_size: pairs matched together.
+        device: ``auto``, ``cpu``, ``cuda``, ... (:func:`~exemplar_color.runtime.resolve_device`).
         rank, world: build only shards ``i`` with ``i % world == rank`` (one process per rank).
 
     Raises:
@@ -190,6 +192,7 @@ def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Seque
     if size % 8:
         raise ValueError(f"size must be a multiple of 8, got {size}")
     root = Path(out)
+    device = resolve_device(device)
     weights = resolve_weights(vgg_weights, variant)  # type: ignore[arg-type]
     backbone = VGG19Features(levels, weights=weights, variant=variant).to(device)  # type: ignore[arg-type]
     matcher = Matcher(backbone, method=method)  # type: ignore[arg-type]

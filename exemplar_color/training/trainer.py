@@ -40,6 +40,7 @@ from ..colorization.checkpoint import load_checkpoint, save_checkpoint
 from ..colorization.network import ColorizationNet, ColorizationNetConfig, make_input
 from ..errors import ConfigMismatchError, ExemplarColorError
 from ..io import atomic_write
+from ..runtime import dist_env, resolve_device
 from .augment import augment
 from .cache import CacheDataset, PairCache, decode
 from .losses import ALPHA, PerceptualLoss, chrominance_loss, saturation_loss
@@ -104,26 +105,6 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training settings {unknown}")
         return cls(**d)
-
-
-# ----------------------------------------------------------------------------- distributed helpers
-
-
-def _dist_env() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0
-    return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def _pick_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device(f"cuda:{local_rank}")
-    return dev
 
 
 # ----------------------------------------------------------------------------- data order
@@ -252,9 +233,9 @@ class Trainer:
 
     def __init__(self, config: TrainConfig):
         self.cfg = config
-        self.rank, self.world, local_rank = _dist_env()
+        self.rank, self.world, _ = dist_env()
         self.distributed = self.world > 1
-        self.device = _pick_device(config.device, local_rank)
+        self.device = resolve_device(config.device)
         if self.distributed and not dist.is_initialized():
             if self.device.type == "cuda":
                 torch.cuda.set_device(self.device)
