@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 __all__ = [
@@ -16,7 +17,22 @@ __all__ = [
     "ConfigMismatchError",
     "UsageError",
     "OutputError",
+    "without_unsafe_advice",
 ]
+
+# Advice some libraries attach to their errors that a user must not follow (torch: "re-run with
+# weights_only=False", i.e. unpickle an untrusted file): a message is cut where it starts.
+_UNSAFE_ADVICE = re.compile(r"(?i)weights.only|this file can still be loaded|arbitrary code")
+
+
+def without_unsafe_advice(message: object) -> str:
+    """A message as one line, cut before any advice to load a file unsafely."""
+    text = " ".join(str(message).split())
+    m = _UNSAFE_ADVICE.search(text)
+    if m:
+        text = text[:m.start()].rstrip(" ,;:.(")
+        text += ")" * max(0, text.count("(") - text.count(")"))
+    return text
 
 
 class ExemplarColorError(Exception):

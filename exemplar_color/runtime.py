@@ -9,19 +9,21 @@ the pipeline, the gallery build, the pair cache, training and the command line.
   ``cuda:1``, ``mps``, ... are taken as given; an unknown or unavailable device is an
   :class:`~exemplar_color.errors.ExemplarColorError` (one line, exit 1 in the CLI).
 - :func:`dist_env` is ``(rank, world, local_rank)``: torchrun's variables, ``(0, 1, 0)`` outside it.
+- :func:`cache_dir` is where downloaded weights and remembered file hashes live (``$EXEMPLAR_COLOR_HOME``).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
 from .errors import ExemplarColorError
 
-__all__ = ["DistEnv", "dist_env", "is_main_process", "resolve_device", "set_threads"]
+__all__ = ["DistEnv", "dist_env", "is_main_process", "resolve_device", "set_threads", "cache_dir"]
 
 
 class DistEnv(NamedTuple):
@@ -91,3 +93,9 @@ def set_threads(n: int | None, faiss: bool = False) -> None:
         import faiss as _faiss
 
         _faiss.omp_set_num_threads(int(n))
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights and remembered hashes live: ``$EXEMPLAR_COLOR_HOME`` or
+    ``~/.cache/exemplar_color``."""
+    return Path(os.environ.get("EXEMPLAR_COLOR_HOME", Path.home() / ".cache" / "exemplar_color"))

@@ -5,17 +5,28 @@ the real weights give features random ones cannot."""
 from __future__ import annotations
 
 import copy
+import hashlib
+import os
 import re
+import typing
 
 import numpy as np
 import pytest
 import torch
 
+from exemplar_color import artifacts
 from exemplar_color.backbone import (
+    KNOWN_WEIGHTS,
     LEVEL_CHANNELS,
     LEVEL_STRIDE,
+    LEVELS,
+    PREPROCESSING,
+    VARIANTS,
     WEIGHTS,
+    Variant,
     VGG19Features,
+    choose_variant,
+    identify_weights,
     load_state_dict,
     resolve_weights,
 )
@@ -209,3 +220,97 @@ def test_half_precision_and_channels_last_agree_with_fp32(vgg_slices, gray_photo
     out = bf(x.to(torch.bfloat16))["relu3_1"].float()
     assert torch.nn.functional.cosine_similarity(out.flatten(), ref.flatten(), dim=0) > 0.999
     assert np.isfinite(out.numpy()).all()
+
+
+# ------------------------------------------------------------------------- published files by their hash
+SHARED_WEIGHTS = {  # file name -> (record name, variant, deepest level)
+    "vgg19-caffe-features-0-34-q8.pth": ("caffe-features-q8", "caffe", "relu5_4"),
+    "vgg19-caffe-features-0-16.pth": ("caffe-features-0-16", "caffe", "relu3_4"),
+    "vgg19-torchvision-features-0-10.pth": ("torchvision-features-0-10", "torchvision", "relu3_1"),
+}
+
+
+def test_weight_records_carry_hash_preprocessing_and_layers():
+    for r in KNOWN_WEIGHTS:
+        assert r.variant in VARIANTS and r.preprocessing is PREPROCESSING[r.variant]
+        assert r.layers and set(r.layers) <= set(LEVELS) and r.layers[0] == "relu1_1"
+        assert r.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", r.sha256), r.name
+        assert r.url or r.sha256, r.name  # a download is checked by its name's hash prefix, a file by its hash
+    assert WEIGHTS["torchvision"].hash_prefix == "dcbb9e9d" and WEIGHTS["caffe"].hash_prefix == "d01eb7cb"
+    caffe, tv = PREPROCESSING["caffe"], PREPROCESSING["torchvision"]
+    assert (caffe.channels, caffe.scale, caffe.mean, caffe.std) == ("BGR", 255.0, (103.939, 116.779, 123.68),
+                                                                     (1.0, 1.0, 1.0))
+    assert (tv.channels, tv.scale, tv.std) == ("RGB", 1.0, (0.229, 0.224, 0.225))
+    assert set(typing.get_args(Variant)) == set(VARIANTS) == {"caffe", "torchvision"}
+
+
+@pytest.mark.parametrize("name", sorted(SHARED_WEIGHTS))
+def test_published_files_are_recognised_by_their_hash(name, data_dir, tmp_path, monkeypatch):
+    path = data_dir.parent / "weights" / name
+    if not path.is_file():
+        pytest.skip(f"needs {path}")
+    monkeypatch.setenv("EXEMPLAR_COLOR_HOME", str(tmp_path))
+    record_name, variant, deepest = SHARED_WEIGHTS[name]
+    renamed = tmp_path / "renamed.pth"  # the name plays no part
+    renamed.write_bytes(path.read_bytes())
+    for p in (path, renamed):
+        r = identify_weights(p)
+        assert r is not None and (r.name, r.variant, r.layers[-1]) == (record_name, variant, deepest)
+        assert r.sha256 == hashlib.sha256(p.read_bytes()).hexdigest()
+        assert choose_variant(p, None) == variant == choose_variant(p, variant)
+        other = "caffe" if variant == "torchvision" else "torchvision"
+        with pytest.raises(WeightsError) as e:
+            choose_variant(p, other)
+        assert variant in str(e.value) and other in str(e.value) and str(p) in str(e.value)
+
+
+def test_variant_is_chosen_from_the_file_and_a_contradiction_refused(caffe_weights, tv_weights, tmp_path):
+    assert VGG19Features(["relu1_1"], weights=caffe_weights).variant == "caffe"  # no variant given
+    assert VGG19Features(["relu1_1"], weights=tv_weights).variant == "torchvision"
+    with pytest.raises(WeightsError, match="published caffe VGG-19 file.*torchvision convention was asked"):
+        VGG19Features(["relu1_1"], weights=caffe_weights, variant="torchvision")
+    with pytest.raises(WeightsError, match="published torchvision VGG-19 file.*caffe convention was asked"):
+        VGG19Features(["relu1_1"], weights=tv_weights, variant="caffe")
+    own = tmp_path / "own.pth"  # an unknown file: the caller's choice, else torchvision
+    torch.save({k: v + 0.01 for k, v in load_state_dict(tv_weights).items()}, own)
+    assert identify_weights(own) is None
+    assert VGG19Features(["relu1_1"], weights=own).variant == "torchvision"
+    assert VGG19Features(["relu1_1"], weights=own, variant="caffe").variant == "caffe"
+
+
+def test_a_file_is_hashed_once_and_remembered_across_runs(tv_weights, tmp_path, monkeypatch):
+    monkeypatch.setenv("EXEMPLAR_COLOR_HOME", str(tmp_path / "home"))
+    f = tmp_path / "w.pth"
+    f.write_bytes(tv_weights.read_bytes())
+    calls = []
+    real = artifacts.sha256_of
+    monkeypatch.setattr(artifacts, "sha256_of", lambda p: calls.append(p) or real(p))
+    monkeypatch.setattr(artifacts, "_memo", {})
+    digest = artifacts.file_sha256(f)
+    assert artifacts.file_sha256(f) == digest and len(calls) == 1
+    assert (tmp_path / "home" / artifacts.HASH_CACHE_NAME).is_file()
+    monkeypatch.setattr(artifacts, "_memo", {})  # a new process: read from the remembered file
+    assert artifacts.file_sha256(f) == digest and len(calls) == 1
+    os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))  # the file changed: hashed again
+    assert artifacts.file_sha256(f) == digest and len(calls) == 2
+    monkeypatch.setenv("EXEMPLAR_COLOR_HOME", "/proc/not-writable")  # nowhere to remember: still works
+    monkeypatch.setattr(artifacts, "_memo", {})
+    assert artifacts.file_sha256(f) == digest and len(calls) == 3
+
+
+def test_weight_file_errors_never_advise_unsafe_loading(tmp_path):
+    import argparse
+    import pickle
+
+    Thing = argparse.Namespace  # importable, but not a tensor: weights_only refuses it
+    cases = {"garbage.pth": b"\x80\x02garbage" * 10, "text.pth": b"not a pickle"}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    torch.save({"x": Thing(a=1)}, tmp_path / "object.pth")
+    (tmp_path / "pickle.pth").write_bytes(pickle.dumps(Thing()))
+    for f in sorted(tmp_path.glob("*.pth")):
+        with pytest.raises(WeightsError) as e:
+            VGG19Features(["relu1_1"], weights=f)
+        msg = str(e.value)
+        assert "not a readable PyTorch weight file" in msg and str(f) in msg, msg
+        assert not re.search(r"(?i)weights.only|arbitrary code|can still be loaded", msg), msg

@@ -177,3 +177,27 @@ def test_train_settings_precedence(tmp_path):
     assert c.progress is False and c.resume is False and c.saturation == 0.0
     c = resolve_config(parse("train", "--pairs", "p", "--cache", "c", "--out", "o"))
     assert (c.device, c.resume, c.progress, c.augment, c.epochs) == ("auto", True, True, False, 10)
+
+
+# ----------------------------------------------------------------------------- weights recognised by hash
+
+
+def test_published_weights_choose_the_variant_and_a_contradiction_is_one_line(tv_weights, caffe_weights, tmp_path,
+                                                                               capsys):
+    from exemplar_color.cli.options import variant_or_default
+
+    for weights, variant in ((tv_weights, "torchvision"), (caffe_weights, "caffe")):
+        args = parse("index", "build", str(tmp_path), "--index", str(tmp_path / "i"), "--vgg-weights", str(weights))
+        assert variant_or_default(args) == variant  # no --vgg-variant: the file's own convention
+    assert variant_or_default(parse("index", "build", str(tmp_path), "--index", "i")) == "caffe"
+    f = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("RGB", (40, 32), (120, 80, 40)).save(f)
+    argv = ["match", str(f), str(f), "--out", str(tmp_path / "m.npz"), "--vgg-weights", str(caffe_weights),
+            "--vgg-variant", "torchvision", "--levels", "relu2_1", "relu1_1", "--size", "32", "--device", "cpu"]
+    capsys.readouterr()
+    assert _exit_code(argv) == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "caffe" in err[0] and "torchvision" in err[0] and "weights_only" not in err[0], err
+    assert not (tmp_path / "m.npz").exists()

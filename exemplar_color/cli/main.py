@@ -12,11 +12,10 @@ import argparse
 import importlib
 import importlib.util
 import os
-import re
 import sys
 
 from .._version import __version__
-from ..errors import ExemplarColorError
+from ..errors import ExemplarColorError, without_unsafe_advice
 from .options import join_level_lists
 
 # Each module defines ``register(subparsers)`` that adds its command(s) with ``set_defaults(func=...)``.
@@ -53,19 +52,9 @@ def debug() -> bool:
     return os.environ.get("EXEMPLAR_COLOR_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
 
-# Advice some libraries attach to their errors that a user must not follow (torch: "re-run with
-# weights_only=False", i.e. unpickle an untrusted file): the message is cut where it starts.
-_UNSAFE_ADVICE = re.compile(r"(?i)weights.only|this file can still be loaded|arbitrary code")
-
-
 def one_line(message: object) -> str:
-    """An error message as one line, without unsafe advice."""
-    text = " ".join(str(message).split())
-    m = _UNSAFE_ADVICE.search(text)
-    if m:
-        text = text[:m.start()].rstrip(" ,;:.(")
-        text += ")" * max(0, text.count("(") - text.count(")"))
-    return text
+    """An error message as one line, without unsafe advice (:func:`~exemplar_color.errors.without_unsafe_advice`)."""
+    return without_unsafe_advice(message)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -162,8 +162,8 @@ def add_vgg_options(p: argparse.ArgumentParser, weights_help: str = "") -> None:
                    help="VGG-19 weight file (default: $EXEMPLAR_COLOR_VGG_WEIGHTS, the cache, or a download)"
                         + weights_help)
     p.add_argument("--vgg-variant", default=None, choices=VARIANTS,
-                   help="preprocessing convention of the weights (default: the model's where there is one, "
-                        "else caffe)")
+                   help="preprocessing convention of the weights (default: a published file's own, recognised "
+                        "by its SHA-256; else the model's where there is one; else caffe)")
     p.add_argument("--variant", dest="vgg_variant", choices=VARIANTS, default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
 
@@ -183,8 +183,11 @@ def add_json_option(p: argparse.ArgumentParser, help: str = "print the result as
 
 
 def variant_or_default(args: argparse.Namespace) -> str:
-    """The ``--vgg-variant`` asked for, else caffe (where no model can say)."""
-    return args.vgg_variant or "caffe"
+    """The convention of ``--vgg-weights``: a published file's own (recognised by its SHA-256; a contradicting
+    ``--vgg-variant`` is refused), else ``--vgg-variant``, else caffe (where no model can say)."""
+    from ..backbone import choose_variant
+
+    return choose_variant(args.vgg_weights, args.vgg_variant, default="caffe")  # type: ignore[return-value]
 
 
 def add_pipeline_options(p: argparse.ArgumentParser) -> None:
@@ -211,7 +214,11 @@ def add_model_option(p: argparse.ArgumentParser) -> None:
 def colorizer_from(args: argparse.Namespace, **extra):
     from ..pipeline import Colorizer
 
-    return Colorizer(device=args.device, vgg_weights=args.vgg_weights, vgg_variant=args.vgg_variant,
+    from ..backbone import choose_variant
+
+    # a published weight file says its own convention; otherwise the model's, else caffe (the pipeline's rule)
+    variant = choose_variant(args.vgg_weights, args.vgg_variant, default=None)
+    return Colorizer(device=args.device, vgg_weights=args.vgg_weights, vgg_variant=variant,
                      levels=args.levels, size=args.size, method=args.method,
                      model=getattr(args, "model", "analogy"), **extra)
 

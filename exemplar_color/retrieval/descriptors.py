@@ -20,10 +20,8 @@ as :func:`~exemplar_color.color.l_to_gray` defines). Each image gives:
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..backbone import LEVEL_CHANNELS, LEVELS, VGG19Features, resolve_weights
+from ..artifacts import file_sha256
+from ..backbone import LEVEL_CHANNELS, LEVELS, VARIANTS, Variant, VGG19Features, resolve_weights
 from ..color import l_to_gray, rgb_to_gray_lab_l
 from ..io import ImageInput, as_array
 from ..runtime import resolve_device
@@ -46,7 +45,6 @@ __all__ = [
     "grid_features",
     "quantise_unit",
     "dequantise_unit",
-    "weights_sha256",
 ]
 
 _FC = {"fc6": 4096, "fc7": 4096}
@@ -72,7 +70,7 @@ class DescriptorConfig:
 
     level: str = "relu5_4"
     grid_level: str = ""
-    variant: str = "caffe"
+    variant: Variant = "caffe"
     size: int = 224
     grid: int = 7
     bins: int = 10
@@ -82,6 +80,8 @@ class DescriptorConfig:
     weights_sha256: str = ""
 
     def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown VGG-19 variant {self.variant!r}; choose from {', '.join(VARIANTS)}")
         if self.level not in LEVELS or self.level in ("fc8",):
             raise ValueError(f"unknown descriptor level {self.level!r}; use a conv level or fc6/fc7")
         if not self.grid_level:
@@ -136,21 +136,6 @@ class Descriptors:
 
     def __len__(self) -> int:
         return len(self.global_)
-
-
-@lru_cache(maxsize=16)
-def _sha256_cached(path: str, size: int, mtime: float) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def weights_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a weight file (cached per path, size and mtime: the full VGG-19 is 548 MB)."""
-    st = os.stat(path)
-    return _sha256_cached(str(Path(path).resolve()), st.st_size, st.st_mtime)
 
 
 def prepare_gray(image: ImageInput | np.ndarray, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,8 +227,8 @@ class DescriptorExtractor:
         if weights == "random":
             sha = "random"
         else:
-            path = resolve_weights(weights, config.variant)  # type: ignore[arg-type]
-            sha = weights_sha256(path)
+            path = resolve_weights(weights, config.variant)
+            sha = file_sha256(path)
             weights = path
             self.weights_path = str(Path(path).resolve())
         if config.weights_sha256 and config.weights_sha256 != sha:
@@ -254,8 +239,7 @@ class DescriptorExtractor:
                 f"given have sha256 {sha[:12]}...; pass the same --vgg-weights file or rebuild the index")
         self.config = DescriptorConfig.from_dict({**asdict(config), "weights_sha256": sha})
         self.device = resolve_device(device)
-        self.net = VGG19Features(self.config.levels, weights=weights,  # type: ignore[arg-type]
-                                 variant=self.config.variant)  # type: ignore[arg-type]
+        self.net = VGG19Features(self.config.levels, weights=weights, variant=self.config.variant)
         self.net.to(self.device)
 
     @torch.inference_mode()

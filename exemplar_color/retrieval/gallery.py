@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from .._version import __version__
+from ..backbone import Variant
 from ..io import ImageInput, atomic_write, list_images, load_image
 from .descriptors import DescriptorConfig, DescriptorExtractor, Descriptors, dequantise_unit, prepare_gray
 from .errors import (EmptyGalleryError, GalleryIndexError, IndexMismatchError, IndexNotFoundError,
@@ -243,7 +244,7 @@ class GalleryIndex:
     # ------------------------------------------------------------------ construction
     @classmethod
     def open(cls, path: str | os.PathLike, *, weights: str | os.PathLike | None = None,
-             device: str | torch.device = "cpu", level: str | None = None, variant: str | None = None,
+             device: str | torch.device = "cpu", level: str | None = None, variant: Variant | None = None,
              expect: DescriptorConfig | None = None, extractor: DescriptorExtractor | None = None,
              root: str | os.PathLike | None = None, mmap: bool = False, threads: int | None = None,
              memory_bytes: int = 1 << 30) -> "GalleryIndex":
@@ -272,7 +273,7 @@ class GalleryIndex:
     @classmethod
     def build(cls, gallery: str | os.PathLike, path: str | os.PathLike, *, level: str = "relu5_4",
               config: DescriptorConfig | None = None, kind: str = "flat", params: dict[str, Any] | None = None,
-              weights: str | os.PathLike | None = None, variant: str = "caffe",
+              weights: str | os.PathLike | None = None, variant: Variant = "caffe",
               device: str | torch.device = "cpu", batch: int = 16, workers: int = 0, resume: bool = False,
               overwrite: bool = False, checkpoint: int = 256, rank: int | None = None, world: int | None = None,
               progress: bool = True, threads: int | None = None) -> "GalleryIndex | None":

@@ -32,8 +32,8 @@ import h5py
 import numpy as np
 import torch
 
-from ..backbone import VGG19Features, resolve_weights
-from ..backbone import _sha256 as weights_digest  # SHA-256 of the weight file: ties records to the backbone
+from ..artifacts import file_sha256
+from ..backbone import Variant, VGG19Features, resolve_weights
 from ..color import rgb_to_lab
 from ..errors import ConfigMismatchError, ExemplarColorError, ImageError
 from ..io import atomic_write
@@ -58,8 +58,8 @@ class CacheConfig:
     """What produced a cache's records; a cache is only used with exactly this configuration."""
 
     levels: tuple[str, ...]
-    variant: str
-    weights_sha256: str
+    variant: Variant
+    weights_sha256: str  # of the weight file: ties the records to the backbone
     size: int
     method: str = "fast"
 
@@ -165,7 +165,7 @@ def _write_shard(path: Path, plan: dict[str, Any], index: int, rows: dict[str, l
 
 
 def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Sequence[str] = ("relu5_1", "relu4_1",
-                "relu3_1", "relu2_1", "relu1_1"), size: int = 256, variant: str = "caffe",
+                "relu3_1", "relu2_1", "relu1_1"), size: int = 256, variant: Variant = "caffe",
                 vgg_weights: str | os.PathLike | None = None, method: str = "fast", shard_size: int = 256,
                 batch_size: int = 8, device: str | torch.device = "cpu", rank: int = 0, world: int = 1,
                 progress: bool = True) -> BuildReport:
@@ -193,10 +193,10 @@ def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Seque
         raise ValueError(f"size must be a multiple of 8, got {size}")
     root = Path(out)
     device = resolve_device(device)
-    weights = resolve_weights(vgg_weights, variant)  # type: ignore[arg-type]
-    backbone = VGG19Features(levels, weights=weights, variant=variant).to(device)  # type: ignore[arg-type]
+    weights = resolve_weights(vgg_weights, variant)
+    backbone = VGG19Features(levels, weights=weights, variant=variant).to(device)
     matcher = Matcher(backbone, method=method)  # type: ignore[arg-type]
-    config = CacheConfig(matcher.levels, variant, weights_digest(weights), size, method)
+    config = CacheConfig(matcher.levels, variant, file_sha256(weights), size, method)
     plan = _plan(manifest, config, shard_size)
     if (root / "cache.json").is_file():
         old = _read_plan(root)
@@ -261,7 +261,8 @@ class PairCache:
         allow_partial: read the shards that exist instead of refusing an unfinished build.
     """
 
-    def __init__(self, root: str | os.PathLike, *, levels: Sequence[str] | None = None, variant: str | None = None,
+    def __init__(self, root: str | os.PathLike, *, levels: Sequence[str] | None = None,
+                 variant: Variant | None = None,
                  size: int | None = None, weights_sha256: str | None = None, method: str | None = None,
                  allow_partial: bool = False):
         self.root = Path(root)

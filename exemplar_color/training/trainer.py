@@ -251,7 +251,7 @@ class Trainer:
         torch.manual_seed(config.seed)  # same initial weights on every rank
         self.model = ColorizationNet(self.net_config).to(self.device)
         backbone = VGG19Features([config.perceptual_level], weights=config.vgg_weights,
-                                 variant=self.cache.config.variant).to(self.device)  # type: ignore[arg-type]
+                                 variant=self.cache.config.variant).to(self.device)
         self.perceptual = PerceptualLoss(backbone, config.perceptual_level)
         self.optim = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.sched = torch.optim.lr_scheduler.StepLR(self.optim, config.lr_step_epochs, config.lr_gamma)
