@@ -391,7 +391,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Colorization evaluation: {cfg.get('source', '')}", "",
              f"Reference mode **{report['mode']}**; {report['n_evaluated']} of {report['n_images']} images "
              f"evaluated, {report['n_with_ground_truth']} with a colour ground truth, {report['n_failed']} failed. "
-             f"Head: {cfg.get('head', '?')}; working size {cfg.get('size', '?')}; levels "
+             f"Head: {cfg.get('head', '?')}"
+             + (f" (chroma gain {cfg['chroma_gain']:g})" if cfg.get("chroma_gain") else "")
+             + f"; working size {cfg.get('size', '?')}; levels "
              f"{' '.join(cfg.get('levels', []))}; device {cfg.get('device', '?')}.", ""]
     methods = methods_of(report)
     lines += ["| method | PSNR (dB) ↑ | SSIM ↑ | ΔCF ↓ | ab error ↓ | at edges ↓ | VGG distance ↓ | colourfulness |",
@@ -552,6 +554,8 @@ def run_evaluation(source: str | os.PathLike, mode: str, colorizer: Any, out_dir
            "device": str(getattr(colorizer, "device", "")),
            "vgg_weights": None if getattr(colorizer, "vgg_weights", None) is None else str(colorizer.vgg_weights),
            "vgg_variant": getattr(colorizer, "vgg_variant", None)}
+    if getattr(colorizer, "net", None) is not None:
+        cfg["chroma_gain"] = colorizer.chroma_gain
     cfg.update(configuration or {})
     ev.report = {"configuration": cfg, "versions": versions(), **ev.report}
     write_report(ev, out_dir, thumb_size=thumb_size, columns=columns, sheet_max=sheet_max)

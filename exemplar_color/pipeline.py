@@ -26,7 +26,7 @@ from PIL import Image
 from .backbone import VGG19Features
 from .color import gray_to_l, lab_to_rgb, rgb_to_lab
 from .colorization.analogy import AnalogyHead
-from .colorization.exact import keep_exact_matches
+from .colorization.exact import spread_certain_matches
 from .colorization.guided import guided_upsample, joint_bilateral_upsample
 from .colorization.network import make_input
 from .correspondence import DEFAULT_LEVELS, Correspondence, Matcher
@@ -144,6 +144,10 @@ class Colorizer:
             and backbone variant; contradicting them explicitly raises :class:`ConfigMismatchError`.
         size: working size (short side, pixels).
         index: a gallery index (path or :class:`~exemplar_color.retrieval.GalleryIndex`) for automatic references.
+        chroma_gain: how far the trained sub-net's colours are pushed out from gray (1: as predicted). A network
+            trained to minimise colour error under uncertainty predicts cautious, muted colours; ``None`` takes
+            the gain calibrated with the model (in its card; 1 for checkpoints without one). Certain matches
+            keep the reference's own colours whatever the gain.
         method: correspondence search, ``"fast"`` or ``"patchmatch"`` (the published schedule; slow).
         upsample: how predicted ab reach full size: ``"joint-bilateral"`` (default: bilinear taps weighted
             by how close their L is to the full-resolution L, so colours stop at the photo's edges),
@@ -154,16 +158,21 @@ class Colorizer:
     def __init__(self, device: str | torch.device = "auto", vgg_weights: str | os.PathLike | None = None,
                  vgg_variant: str | None = None, levels: Sequence[str] | None = None,
                  model: str | os.PathLike | None = "default", size: int = 256, index: Any = None,
-                 method: str = "fast", upsample: str = "joint-bilateral"):
+                 method: str = "fast", upsample: str = "joint-bilateral", chroma_gain: float | None = None):
         self.device = resolve_device(device)
         self.size = size
         self.net = None
+        if chroma_gain is not None and not 0 < chroma_gain <= 3:
+            raise ValueError(f"chroma_gain must be in (0, 3], got {chroma_gain}")
+        self.chroma_gain = chroma_gain or 1.0
         path = resolve_model(model)
         if path is not None:
             from .colorization.checkpoint import load_checkpoint
 
-            self.net = load_checkpoint(path, map_location=self.device)[0]
+            self.net, meta, _ = load_checkpoint(path, map_location=self.device)
             levels, vgg_variant = self._adopt(path, self.net.config, levels, vgg_variant)
+            if chroma_gain is None:
+                self.chroma_gain = float(meta.get("release", {}).get("chroma_gain") or 1.0)
         self.levels = tuple(levels or DEFAULT_LEVELS)
         vgg_variant = vgg_variant or DEFAULT_VARIANT
         self.backbone = VGG19Features(self.levels, weights=vgg_weights, variant=vgg_variant).to(self.device)
@@ -296,10 +305,10 @@ class Colorizer:
             x = F.interpolate(x, size=(max(8, round(h * scale)), max(8, round(w * scale))), mode="bilinear",
                               antialias=True, align_corners=False)
         with torch.inference_mode():
-            ab = self.net(x).float()
+            ab = self.net(x).float() * self.chroma_gain
         if ab.shape[-2:] != (h, w):
             ab = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
-        return keep_exact_matches(ab, corr)
+        return spread_certain_matches(ab, corr, tl)
 
     def _full_l(self, target: Photo) -> torch.Tensor:
         """The target's own L at full size (what the output keeps), in row chunks."""

@@ -10,8 +10,12 @@ Every stage is resumable and skipped when its output exists, so the same command
    references`: retrieval top-5 / same class / related class, itself and near-duplicates excluded);
    ``--val-fraction`` of the targets held out for model selection (``best.safetensors``).
 4. ``cache``: the similarity sub-net's outputs for every pair at ``--size`` px, five levels, Caffe VGG-19.
-5. ``train``: both branches (alpha 0.005, relu5_1 perceptual loss), flip/crop/scale augmentation.
-6. ``export``: the best checkpoint as float16 safetensors + JSON, ready to copy into the package.
+5. ``train``: both branches (alpha 0.005, relu5_1 perceptual loss), flip/crop/scale augmentation, plus a
+   chrominance loss and a colourfulness-matching loss on the real-reference branch.
+6. ``export``: the chosen checkpoint as float16 safetensors + JSON with its calibrated chroma gain, ready to
+   copy into the package.
+
+The defaults are the shipped model's recipe (see its model card).
 
     python recipes/default_model.py --work runs/default --stages all
 """
@@ -142,8 +146,9 @@ def stage_export(work: Path, args: argparse.Namespace) -> Path:
     from exemplar_color.colorization.checkpoint import export_release
 
     run = work / args.run
-    src = run / "best.safetensors" if (run / "best.safetensors").is_file() else run / "model.safetensors"
-    return export_release(src, work / "export" / args.run / "default.safetensors")
+    best = run / "best.safetensors"
+    src = best if args.export == "best" and best.is_file() else run / "model.safetensors"
+    return export_release(src, work / "export" / args.run / "default.safetensors", chroma_gain=args.chroma_gain)
 
 
 def main() -> int:
@@ -154,17 +159,20 @@ def main() -> int:
     ap.add_argument("--refs", type=int, default=2, help="references per target")
     ap.add_argument("--val-fraction", type=float, default=0.04)
     ap.add_argument("--size", type=int, default=128, help="training size (square crops)")
-    ap.add_argument("--width", type=float, default=0.5)
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--width", type=float, default=0.25)
+    ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--lr-step-epochs", type=int, default=3)
-    ap.add_argument("--reference-chroma", type=float, default=0.0,
+    ap.add_argument("--lr-step-epochs", type=int, default=1)
+    ap.add_argument("--reference-chroma", type=float, default=1.0,
                     help="chrominance loss on the real-reference branch too (0: as published)")
-    ap.add_argument("--saturation", type=float, default=0.0, help="colourfulness-matching loss on that branch")
-    ap.add_argument("--run", default="run", help="folder of the training run inside --work")
-    ap.add_argument("--max-steps", type=int, default=None)
-    ap.add_argument("--checkpoint-every", type=int, default=100)
+    ap.add_argument("--saturation", type=float, default=0.5, help="colourfulness-matching loss on that branch")
+    ap.add_argument("--run", default="run-refchroma-sat", help="folder of the training run inside --work")
+    ap.add_argument("--export", choices=("best", "final"), default="final",
+                    help="which checkpoint to ship: lowest held-out ab error, or the last step")
+    ap.add_argument("--chroma-gain", type=float, default=1.2, help="the shipped model's default chroma gain")
+    ap.add_argument("--max-steps", type=int, default=500)
+    ap.add_argument("--checkpoint-every", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

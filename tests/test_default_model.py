@@ -142,15 +142,17 @@ def test_shipped_model_beats_the_analogy_head_on_held_out_pairs(data_dir, full_v
     assert np.mean(cf["network"]) >= MIN_COLOURFULNESS * np.mean(cf["truth"]), cf
 
 
-# Measured with the shipped model (12 pairs): ab error 13.03 against 13.82, colourfulness 0.68x the truth's
-# (analogy head 0.82x). Both bounds fail for a model no better than the head, or one that only desaturates.
-MARGIN = 0.5  # ab units
-MIN_COLOURFULNESS = 0.6
+# Measured with the shipped model (12 pairs): ab error 12.17 against 13.82, colourfulness 0.73x the truth's
+# (analogy head 0.82x). Both bounds fail for a model no better than the head, or one that only desaturates
+# (the model shipped before, without its chroma gain: 0.68x).
+MARGIN = 1.0  # ab units
+MIN_COLOURFULNESS = 0.65
 
 
 def test_shipped_model_keeps_exact_matches_on_self_transform(data_dir, full_vgg):
     """With a moved copy of the photo itself as reference, the matches are exact: the network path must keep
-    them (it alone predicted cautious colours there: 8.7 dB below the analogy head on Kodak)."""
+    them (it alone predicted cautious colours there: 8.7 dB below the analogy head on Kodak). Measured:
+    33.96 dB against 33.78."""
     from exemplar_color.correspondence.synthetic import similarity_pair
     from exemplar_color.evaluation import _chw, _hwc, decolorize
     from exemplar_color.io import load_image
@@ -168,4 +170,33 @@ def test_shipped_model_keeps_exact_matches_on_self_transform(data_dir, full_vgg)
             scores[head].append(float(psnr(np.asarray(res.image), truth)))
     net, ana = np.mean(scores["network"]), np.mean(scores["analogy"])
     print(f"self-transform PSNR network {net:.2f} analogy {ana:.2f}")
-    assert net > ana - 1.0 and net > 30, scores
+    assert net > ana - 0.5 and net > 30, scores
+
+
+def test_chroma_gain_makes_uncertain_colours_vivid_and_keeps_certain_matches(data_dir, full_vgg):
+    """The calibrated gain comes with the model; it scales the network's muted colours, never exact matches."""
+    from exemplar_color.colorization.checkpoint import read_metadata
+    from exemplar_color.correspondence.synthetic import similarity_pair
+    from exemplar_color.evaluation import _chw, _hwc, decolorize
+    from exemplar_color.io import load_image
+
+    shipped = read_metadata(DEFAULT_MODEL)["release"].get("chroma_gain", 1.0)
+    assert Colorizer(device="cpu", vgg_weights=full_vgg, size=128).chroma_gain == shipped
+    with pytest.raises(ValueError, match="chroma_gain"):
+        Colorizer(device="cpu", vgg_weights=full_vgg, chroma_gain=-1)
+    plain, vivid = (Colorizer(device="cpu", vgg_weights=full_vgg, size=128, chroma_gain=g) for g in (1.0, 1.5))
+    truth = load_image(data_dir / "kodak" / "kodim23.png", "RGB")
+    gray = decolorize(truth)
+    moved = _hwc(similarity_pair(_chw(truth), 6.0, 1.05, 0.03, -0.02).reference)
+    other = data_dir / "kodak" / "kodim03.png"  # another photo: few certain matches
+
+    def chroma(c: Colorizer, reference) -> float:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ab = c.colorize(gray, reference).ab
+        return float(np.linalg.norm(ab, axis=-1).mean())
+
+    cross = chroma(vivid, other) / chroma(plain, other)
+    exact = chroma(vivid, moved) / chroma(plain, moved)
+    assert 1.3 < cross <= 1.55, cross
+    assert exact < 1.15, exact

@@ -209,6 +209,9 @@ def add_model_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", metavar="default|analogy|PATH", type=model_choice,
                    help="default: the trained colorization sub-net shipped with the package; analogy (or none): "
                         "the analogy head, no network; PATH: your own checkpoint (.safetensors)")
+    p.add_argument("--chroma-gain", type=float, default=None, metavar="G",
+                   help="push the trained sub-net's colours out from gray by G (default: the model's calibrated "
+                        "gain; 1: as predicted; >1: more vivid, at some cost in colour error)")
 
 
 def colorizer_from(args: argparse.Namespace, **extra):
@@ -220,7 +223,8 @@ def colorizer_from(args: argparse.Namespace, **extra):
     variant = choose_variant(args.vgg_weights, args.vgg_variant, default=None)
     return Colorizer(device=args.device, vgg_weights=args.vgg_weights, vgg_variant=variant,
                      levels=args.levels, size=args.size, method=args.method,
-                     model=getattr(args, "model", "analogy"), **extra)
+                     model=getattr(args, "model", "analogy"), chroma_gain=getattr(args, "chroma_gain", None),
+                     **extra)
 
 
 __all__ = ["at_least", "pixel_count", "level_of", "level_list", "join_level_lists", "existing_file", "index_folder",

@@ -144,14 +144,19 @@ def load_model(path: str | os.PathLike, expected: ColorizationNetConfig | None =
     return load_checkpoint(path, expected, map_location)[0]
 
 
-def export_release(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+def export_release(src: str | os.PathLike, dst: str | os.PathLike, chroma_gain: float = 1.0) -> Path:
     """A training checkpoint as a release file: the network only (no optimiser or RNG state), float16
-    tensors (half the size; the network runs in float32 after loading), and its training summary."""
+    tensors (half the size; the network runs in float32 after loading), its training summary and the
+    ``chroma_gain`` the Colorizer applies by default (calibrated on held-out training pairs)."""
+    if not 0 < chroma_gain <= 3:
+        raise ValueError(f"chroma_gain must be in (0, 3], got {chroma_gain}")
     model, meta, _ = load_checkpoint(src)
     train = meta.get("train", {})
-    summary = {"step": train.get("step"), "val": train.get("val"), "source": Path(src).name}
+    summary = {"step": train.get("step"), "val": train.get("val"), "source": Path(src).name,
+               "chroma_gain": chroma_gain}
     if train.get("config"):
-        keep = ("epochs", "batch_size", "lr", "alpha", "perceptual_level", "augment", "seed", "max_steps")
+        keep = ("epochs", "batch_size", "lr", "alpha", "perceptual_level", "augment", "seed", "max_steps",
+                "lr_step_epochs", "width", "reference_chroma", "saturation")
         summary["recipe"] = {k: train["config"].get(k) for k in keep}
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     p = Path(dst)

@@ -7,6 +7,12 @@ match is certain when its cycle closes (``confidence``) *and* the deep levels ag
 (bidirectional similarity of relu5_1/relu4_1, absolute: median 0.84 for such copies, 0.11 for retrieved
 references). Gating on both keeps exact matches exact (error 1.6) and leaves cross-image predictions as
 they were (17.95 -> 18.01, 40 pairs). Thresholds were set on training photos, never on evaluation sets.
+
+Next to a certain match the network is still cautious, where the same surface continues beyond the pixels
+whose match is certain. :func:`spread_certain_matches` lets the colours of certain matches flow to nearby
+pixels of similar lightness (a guided filter on L) before the network's prediction is trusted: on 30
+held-out training targets, ab error with a moved copy of the photo 1.53 -> 1.22 (analogy head 1.09), with
+other photos as references 15.86 -> 15.96.
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ from __future__ import annotations
 import torch
 
 from ..correspondence import Correspondence
+from .guided import guided_filter
 
-__all__ = ["SEMANTIC_LEVELS", "certainty", "deep_agreement", "keep_exact_matches"]
+__all__ = ["SEMANTIC_LEVELS", "certainty", "deep_agreement", "keep_exact_matches", "spread_certain_matches"]
 
 SEMANTIC_LEVELS = ("relu5_1", "relu4_1")
 LOW, HIGH = 0.3, 0.7  # deep bidirectional similarity: no trust below LOW, full trust (of the cycle) above HIGH
@@ -39,3 +46,19 @@ def keep_exact_matches(pred_ab: torch.Tensor, corr: Correspondence) -> torch.Ten
     """``pred_ab`` where matches are doubtful, the warped reference ab where they are certain."""
     g = certainty(corr).to(pred_ab.dtype)
     return g * corr.warped_ab.to(pred_ab.dtype) + (1 - g) * pred_ab
+
+
+def spread_certain_matches(pred_ab: torch.Tensor, corr: Correspondence, target_l: torch.Tensor, radius: int = 16,
+                           support: float = 0.2, eps: float = 1e-3) -> torch.Tensor:
+    """``pred_ab`` where no certain match is near; the certain matches' colours, spread along the target's
+    L (0..100), where they are. ``support`` is the density of certain matches at which both count equally."""
+    g = certainty(corr).to(pred_ab.dtype)
+    warped = corr.warped_ab.to(pred_ab.dtype)
+    guide = target_l.to(pred_ab.dtype) / 100.0
+    density = guided_filter(guide, g, radius, eps).clamp_min(0)
+    spread = guided_filter(guide, warped * g, radius, eps) / density.clamp_min(1e-3)
+    # a guided filter is a local linear fit: keep the spread colours within the ones the reference offers
+    lo, hi = warped.flatten(2).amin(-1)[..., None, None], warped.flatten(2).amax(-1)[..., None, None]
+    spread = torch.maximum(torch.minimum(spread, hi), lo)
+    a = density / (density + support)
+    return keep_exact_matches(a * spread + (1 - a) * pred_ab, corr)
