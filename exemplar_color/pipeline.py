@@ -40,6 +40,9 @@ from .working import check_min_side, is_gray, resize, to_tensor, working_size
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
 DEFAULT_VARIANT = "caffe"  # the original Caffe VGG-19, as the paper used
 AUTO_CANDIDATES = 10  # automatic mode looks this far down the gallery's ranking for a usable reference
+# label map colours, one per reference (Okabe-Ito: told apart with any colour vision), cycled past eight
+LABEL_COLOURS = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
+                 (204, 121, 167), (0, 0, 0)] * 32
 
 
 class GrayReferenceError(ImageError):
@@ -73,6 +76,8 @@ class ColorizationResult:
 
     ``image``/``ab`` are at the target's original size; ``confidence``, ``warped_ab``, ``similarity`` at the
     working size; ``forward``/``backward`` in original pixel coordinates (see :meth:`Colorizer.match`).
+    With several references: ``references`` names them, ``labels`` (working size, uint8) says which one
+    coloured each pixel, ``forward`` points into that one, ``backward`` is the first one's.
     """
 
     image: Image.Image
@@ -88,6 +93,8 @@ class ColorizationResult:
     timings: dict[str, float] = field(default_factory=dict)
     recommendations: list[Any] = field(default_factory=list)
     passed_over: list[tuple[str, str]] = field(default_factory=list)  # automatic mode: (path, why) before it
+    labels: np.ndarray | None = None  # several references: index of the one that coloured each pixel
+    references: tuple[str, ...] = ()
 
     @property
     def warped_image(self) -> Image.Image:
@@ -98,6 +105,13 @@ class ColorizationResult:
 
     def confidence_image(self) -> Image.Image:
         return Image.fromarray((np.clip(self.confidence, 0, 1) * 255).round().astype(np.uint8), "L")
+
+    def label_image(self) -> Image.Image:
+        """The label map as a palette PNG: pixel value = reference index (0 = the first), shown in colours."""
+        labels = self.labels if self.labels is not None else np.zeros(self.confidence.shape, np.uint8)
+        img = Image.fromarray(labels.astype(np.uint8), "P")
+        img.putpalette([c for rgb in LABEL_COLOURS for c in rgb])
+        return img
 
 
 def _to_pil(l: torch.Tensor, ab: torch.Tensor, chunk_rows: int = 256) -> Image.Image:
@@ -225,6 +239,14 @@ class Colorizer:
         """The best-ranked recommendation that is a readable colour photo and not the target itself (same
         file, same bytes, or the same pixels); ``(reference, [(path, why) passed over before it])``.
         The colour original of a gray scan is a good reference, and is kept."""
+        refs, passed = Colorizer._auto_references(source, target, recs, 1)
+        return refs[0], passed
+
+    @staticmethod
+    def _auto_references(source: ImageInput, target: Photo, recs: list[Any], n: int,
+                         ) -> tuple[list[Photo], list[tuple[str, str]]]:
+        """The ``n`` best-ranked usable recommendations (see :meth:`_auto_reference`; fewer when the
+        ranking runs out, at least one or an error) and those passed over on the way."""
         import hashlib
 
         same_file, digest = None, None
@@ -232,6 +254,7 @@ class Colorizer:
             same_file = os.path.realpath(source)
             digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
         passed: list[tuple[str, str]] = []
+        found: list[Photo] = []
         for rec in recs:
             if same_file is not None and os.path.realpath(rec.path) == same_file:
                 passed.append((rec.path, "the target itself"))
@@ -253,7 +276,11 @@ class Colorizer:
                     float((photo.pixels - target.pixels).abs().mean()) < 2 / 255:
                 passed.append((rec.path, "a near-duplicate of the target"))
                 continue
-            return photo, passed
+            found.append(photo)
+            if len(found) == n:
+                break
+        if found:
+            return found, passed
         why = "; ".join(f"{Path(p).name}: {w}" for p, w in passed[:3])
         raise ExemplarColorError(f"{target.name}: none of the gallery's {len(recs)} best matches is a usable colour "
                                  f"reference ({why}{'; ...' if len(passed) > 3 else ''}); give one with --reference")
@@ -326,16 +353,37 @@ class Colorizer:
             ab_full = F.interpolate(ab, size=full_l.shape[-2:], mode="bilinear", align_corners=False)
         return ab_full
 
-    def colorize(self, target: ImageInput, reference: ImageInput | None = None) -> ColorizationResult:
-        """Colorize ``target`` with ``reference`` (or, with an index and no reference, the best one found)."""
-        return self.colorize_many([(target, reference)])[0]
+    def colorize(self, target: ImageInput, reference: ImageInput | Sequence[ImageInput] | None = None, *,
+                 top_k: int = 1) -> ColorizationResult:
+        """Colorize ``target`` with ``reference`` (or, with an index and no reference, the best one found).
 
-    def colorize_heads(self, target: ImageInput, reference: ImageInput | None = None,
-                       ) -> dict[str, ColorizationResult]:
+        ``reference`` may be a list: each pixel then takes its colours from the reference that matches it
+        best (:mod:`exemplar_color.multireference`; ``result.labels`` says which). In automatic mode,
+        ``top_k`` > 1 uses the ``top_k`` best usable references of the gallery that way."""
+        return self.colorize_heads(target, reference, top_k=top_k, heads=(self.head_name,))[self.head_name]
+
+    def colorize_heads(self, target: ImageInput, reference: ImageInput | Sequence[ImageInput] | None = None, *,
+                       top_k: int = 1, heads: Sequence[str] | None = None) -> dict[str, ColorizationResult]:
         """One correspondence, every head this Colorizer has (``network`` with a model, and ``analogy``):
-        how evaluations compare the heads on exactly the same matches."""
-        heads = ("network", "analogy") if self.net is not None else ("analogy",)
+        how evaluations compare the heads on exactly the same matches. ``reference``/``top_k``: as in
+        :meth:`colorize`."""
+        heads = heads or (("network", "analogy") if self.net is not None else ("analogy",))
+        if isinstance(reference, (list, tuple)) or (reference is None and top_k > 1):
+            return self._colorize_references(target, reference, top_k, heads)
         return self._colorize_pairs([(target, reference)], 1, heads)[0]
+
+    def _colorize_references(self, target: ImageInput, references: Sequence[ImageInput] | None, top_k: int,
+                             heads: Sequence[str]) -> dict[str, ColorizationResult]:
+        from .multireference import colorize_references
+
+        recs: list[Any] = []
+        passed: list[tuple[str, str]] = []
+        if references is None:
+            photo = read_photo(target)
+            recs = self.recommend(target, k=max(AUTO_CANDIDATES, 2 * top_k))
+            references, passed = self._auto_references(target, photo, recs, top_k)
+            target = photo
+        return colorize_references(self, target, list(references), heads, recommendations=recs, passed_over=passed)
 
     def colorize_many(self, pairs: Iterable[tuple[ImageInput, ImageInput | None]], batch_size: int = 8,
                       ) -> list[ColorizationResult]:

@@ -1,4 +1,8 @@
-"""``exemplar-color colorize TARGET... --reference REF -o OUT``: colour black-and-white photos.
+"""``exemplar-color colorize TARGET... --reference REF [REF ...] -o OUT``: colour black-and-white photos.
+
+Several references (``--reference A B C``, or ``--auto --top-k N``): each pixel takes its colours from the
+reference that matches it best; ``--save-confidence`` then also writes the label map (``_labels.png``, a
+palette PNG whose pixel values are the reference's position, 0 for the first).
 
 Before any model is loaded, every output is planned (:mod:`.plan`): collisions, outputs that would replace
 an input, an ``-o`` of the wrong kind and unwritable places are refused in one line. A bad reference stops
@@ -21,7 +25,7 @@ from tqdm import tqdm
 
 from ..errors import ExemplarColorError, ImageError, UsageError
 from ..io import save_image
-from .options import add_model_option, add_pipeline_options, colorizer_from, existing_file, index_folder
+from .options import add_model_option, add_pipeline_options, at_least, colorizer_from, existing_file, index_folder
 from .plan import Job, check_writable, plan_colorize, remove_leftovers
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,14 +36,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                               "NAME.png). Inputs that would map to one output, or outputs that would replace an "
                               "input, are refused before any work (exit 2); an unwritable -o exits 1.")
     p.add_argument("targets", nargs="+", metavar="TARGET")
-    p.add_argument("--reference", "-r", metavar="REF", type=existing_file, help="colour reference photo")
+    p.add_argument("--reference", "-r", metavar="REF", type=existing_file, nargs="+", action="extend", default=[],
+                   help="colour reference photo(s); with several, each pixel takes the best-matching one")
     p.add_argument("--auto", action="store_true", help="pick each target's reference from --index")
+    p.add_argument("--top-k", type=at_least(1), default=1, metavar="K",
+                   help="with --auto: use the K best usable references of the gallery together (default 1)")
     p.add_argument("--index", metavar="PATH", type=index_folder,
                    help="gallery index for --auto (see `exemplar-color index build`)")
     p.add_argument("-o", "--out", required=True, help="output file (one target) or folder")
     add_model_option(p)
     add_pipeline_options(p)
-    p.add_argument("--save-confidence", action="store_true", help="also write <name>_confidence.png")
+    p.add_argument("--save-confidence", action="store_true",
+                   help="also write <name>_confidence.png (and, with several references, <name>_labels.png)")
     p.add_argument("--save-warped", action="store_true", help="also write <name>_warped.png (raw warped colours)")
     p.add_argument("--resume", action="store_true",
                    help="skip targets whose outputs all exist; remove a killed run's temporary files")
@@ -49,8 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def plan(args: argparse.Namespace) -> list[Job]:
     """Every target's outputs, checked (see :mod:`.plan`); raises UsageError/OutputError."""
-    tags = [t for t, on in (("confidence", args.save_confidence), ("warped", args.save_warped)) if on]
-    jobs = plan_colorize(args.targets, args.out, tags, inputs=[args.reference] if args.reference else [])
+    several = len(args.reference) > 1 or (args.auto and args.top_k > 1)
+    tags = [t for t, on in (("confidence", args.save_confidence), ("labels", args.save_confidence and several),
+                            ("warped", args.save_warped)) if on]
+    jobs = plan_colorize(args.targets, args.out, tags, inputs=args.reference)
     if not jobs:
         raise UsageError(f"no images found in {' '.join(args.targets)}")
     check_writable({o.parent for j in jobs for o in j.outputs})
@@ -85,7 +95,8 @@ def say(line: str) -> None:
 
 def _write(job: Job, result) -> None:
     """Side outputs first, the main image last: each atomically, so the image marks the job done."""
-    images = {"confidence": result.confidence_image, "warped": lambda: result.warped_image}
+    images = {"confidence": result.confidence_image, "labels": result.label_image,
+              "warped": lambda: result.warped_image}
     for side in job.sides:
         tag = side.stem.rsplit("_", 1)[1]
         save_image(side, images[tag]())
@@ -99,11 +110,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give --reference REF or --auto, not both")
     if args.auto and not args.index:
         raise UsageError("--auto needs --index PATH (build one with `exemplar-color index build`)")
+    if args.top_k > 1 and not args.auto:
+        raise UsageError("--top-k is for --auto; give several references with --reference A B C")
     jobs = plan(args)
     shown: set[str] = set()
-    if args.reference:
-        _check_reference(args.reference, shown)
-    else:
+    for ref in args.reference:
+        _check_reference(ref, shown)
+    if args.auto:
         from ..retrieval.gallery import read_manifest
 
         read_manifest(Path(args.index))  # missing or interrupted index: one line, before the model
@@ -119,18 +132,20 @@ def run(args: argparse.Namespace) -> int:
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                result = colorizer.colorize(job.target, None if args.auto else args.reference)
+                refs = None if args.auto else (args.reference if len(args.reference) > 1 else args.reference[0])
+                result = colorizer.colorize(job.target, refs, top_k=args.top_k)
             _show(caught, shown)
             if args.auto and not args.json:
-                say(f"{job.target}: reference {result.reference}" + "".join(
+                say(f"{job.target}: reference {' + '.join(result.references or (result.reference,))}" + "".join(
                     f"; passed over {p} ({why})" for p, why in result.passed_over))
             _write(job, result)
             report["outputs"].append({"target": str(job.target), "output": str(job.output),
                                       "reference": result.reference,
+                                      "references": list(result.references or (result.reference,)),
                                       "passed_over": [{"path": p, "reason": why} for p, why in result.passed_over],
                                       "timings": {k: round(v, 4) for k, v in result.timings.items()}})
         except ImageError as e:
-            if args.reference and e.path == str(args.reference):  # the reference broke: every target would fail
+            if e.path in args.reference:  # the reference broke: every target would fail
                 bar.close()
                 raise ExemplarColorError(f"stopped: {e}") from None
             say(f"error: {e}")

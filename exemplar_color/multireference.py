@@ -1,0 +1,104 @@
+"""Colorize one photo from several references (``Colorizer.colorize(target, [ref1, ref2, ...])``).
+
+Each reference is matched to the target on its own (the target's VGG features computed once); the fusion
+(:mod:`exemplar_color.colorization.fusion`) chooses, per target pixel, the reference that matches it best,
+smoothed along the target's edges, and records the choice as a label map. With one reference this is exactly
+the single-reference path.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .colorization.fusion import fuse_ab, fuse_correspondences, match_scores, reference_weights
+from .correspondence import Correspondence
+
+FUSE_MODES = ("inputs", "outputs")
+
+
+def colorize_references(colorizer, target: Any, references: Sequence[Any], heads: Sequence[str],
+                        fuse: str = "inputs", recommendations: list[Any] | None = None,
+                        passed_over: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """``{head: ColorizationResult}`` for ``target`` coloured from ``references`` (images or Photos).
+
+    ``fuse="inputs"`` (default) fuses the correspondences before the head; ``"outputs"`` runs the head on
+    each reference and blends the predicted colours by the same weights."""
+    from .pipeline import ColorizationResult, Photo, _np, _to_pil, read_photo
+
+    if fuse not in FUSE_MODES:
+        raise ValueError(f"fuse must be one of {FUSE_MODES}, got {fuse!r}")
+    if not references:
+        raise ValueError("give at least one reference")
+    recs, passed = recommendations or [], passed_over or []
+    t0 = time.perf_counter()
+    t = target if isinstance(target, Photo) else read_photo(target)
+    photos = []
+    for i, ref in enumerate(references):
+        with warnings.catch_warnings():
+            if i:  # a colour target is said once, not once per reference
+                warnings.simplefilter("ignore")
+            photos.append(colorizer._load_pair(t, ref)[1])
+    if len(photos) == 1:  # exactly today's path
+        out = colorizer._colorize_pairs([(t, photos[0])], 1, heads)[0]
+        for res in out.values():
+            h, w = res.confidence.shape
+            res.labels = np.zeros((h, w), np.uint8)
+            res.references = (photos[0].name,)
+            res.recommendations, res.passed_over = recs, passed
+        return out
+
+    m = colorizer.matcher
+    tl = colorizer._working(t, photos[0])[0]
+    ft = m.features(tl)
+    corrs: list[Correspondence] = []
+    for r in photos:
+        rlab = colorizer._working(t, r)[1]
+        m._check_size(tl.shape[-2:], rlab.shape[-2:])
+        corrs.append(m.match_features(ft, m.features(rlab[:, :1]), rlab, tuple(tl.shape[-2:])))
+    weights, labels = reference_weights(match_scores(corrs), tl)
+    fused = fuse_correspondences(corrs, weights)
+    t_match = time.perf_counter()
+    ab = {}
+    head_s = {}
+    for head in heads:
+        h0 = time.perf_counter()
+        if fuse == "inputs":
+            ab[head] = colorizer._predict_ab(tl, fused, head)
+        else:
+            ab[head] = fuse_ab([colorizer._predict_ab(tl, c, head) for c in corrs], weights)
+        head_s[head] = time.perf_counter() - h0
+    fields = _chosen_fields(colorizer, corrs, photos, t, labels)
+    full_l = colorizer._full_l(t)
+    out = {}
+    for head in heads:
+        t3 = time.perf_counter()
+        ab_full = colorizer._full_resolution(full_l, tl, ab[head])
+        image = _to_pil(full_l, ab_full)
+        timings = {"load_s": 0.0, "match_s": t_match - t0, "head_s": head_s[head],
+                   "full_resolution_s": time.perf_counter() - t3}
+        timings["total_s"] = sum(timings.values())
+        res = ColorizationResult(
+            image=image, ab=_np(ab_full), confidence=_np(fused.confidence), warped_ab=_np(fused.warped_ab),
+            similarity=fused.similarity[0].cpu().numpy(), reference=photos[0].name, head=head,
+            levels=colorizer.levels, timings=timings, recommendations=recs, passed_over=passed,
+            labels=labels[0].cpu().numpy().astype(np.uint8), references=tuple(p.name for p in photos), **fields)
+        res._working_l = tl.cpu()
+        out[head] = res
+    return out
+
+
+def _chosen_fields(colorizer, corrs: list[Correspondence], photos: list, t, labels: torch.Tensor,
+                   ) -> dict[str, np.ndarray]:
+    """Full-size ``forward``: each target pixel's match in the reference its label names (that reference's
+    original pixels); ``backward``: the first reference's."""
+    full = [colorizer._full_fields(c, t, r) for c, r in zip(corrs, photos)]
+    h, w = full[0]["forward"].shape[:2]
+    lab = F.interpolate(labels[:, None].float(), size=(h, w), mode="nearest")[0, 0].long().cpu().numpy()
+    forward = np.take_along_axis(np.stack([f["forward"] for f in full]), lab[None, :, :, None], 0)[0]
+    return {"forward": forward, "backward": full[0]["backward"]}
