@@ -19,7 +19,7 @@ from ..errors import ExemplarColorError, without_unsafe_advice
 from .options import join_level_lists
 
 # Each module defines ``register(subparsers)`` that adds its command(s) with ``set_defaults(func=...)``.
-COMMAND_MODULES = ("match", "colorize", "video", "index", "cache", "train", "evaluate", "info")
+COMMAND_MODULES = ("match", "colorize", "video", "index", "cache", "train", "evaluate", "info", "app")
 
 
 class Parser(argparse.ArgumentParser):

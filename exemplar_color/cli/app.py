@@ -1,0 +1,56 @@
+"""``exemplar-color app [--index PATH] [--host 127.0.0.1] [--port 8765]``: the local web page.
+
+Needs the ``app`` extra (``pip install 'exemplar_color[app]'``: Starlette and uvicorn). Binds to 127.0.0.1
+unless ``--host`` says otherwise (then a warning: anyone who can reach that address can use the app).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+
+from ..errors import ExemplarColorError
+from .options import add_model_option, add_pipeline_options, at_least, colorizer_from, index_folder
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("app", help="local web page: upload a photo, choose references, compare, download",
+                       description="Serve the exemplar-color web page on this computer (offline; all files local).",
+                       epilog="Example: exemplar-color app --index gallery.index   then open http://127.0.0.1:8765")
+    p.add_argument("--index", metavar="PATH", type=index_folder, help="gallery index for recommended references")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer only)")
+    p.add_argument("--port", type=at_least(1), default=8765, help="port (default 8765)")
+    p.add_argument("--max-upload-mb", type=at_least(1), default=50, metavar="MB",
+                   help="largest upload accepted, in megabytes (default 50)")
+    add_model_option(p)
+    add_pipeline_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    missing = [m for m in ("starlette", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ExemplarColorError(f"the app needs {' and '.join(missing)}: pip install 'exemplar_color[app]'")
+    if args.port > 65535:
+        raise ExemplarColorError(f"--port {args.port}: ports go up to 65535")
+    import uvicorn
+
+    from ..app.server import create_app
+
+    if args.index:
+        from pathlib import Path
+
+        from ..retrieval.gallery import read_manifest
+
+        read_manifest(Path(args.index))  # a missing or interrupted index: one line, before serving
+    if args.host not in LOOPBACK_HOSTS:
+        print(f"warning: listening on {args.host}: anyone who can reach it can use this app", file=sys.stderr)
+    app = create_app(lambda: colorizer_from(args, index=args.index), index=args.index,
+                     max_upload_bytes=args.max_upload_mb * 2**20, host=args.host)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"exemplar-color app: http://{shown}:{args.port}  (Ctrl+C stops it)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
