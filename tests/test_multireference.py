@@ -164,3 +164,30 @@ def test_cli_several_references_writes_label_map(tv_weights, data_dir, tmp_path,
                "--size", "96", "--model", "analogy", "--device", "cpu"])
     assert rc == 0 and not (tmp_path / "one" / "old_labels.png").exists()
     assert main(["colorize", str(target), "-r", str(ra), "--top-k", "2", "-o", str(tmp_path / "x")]) == 2
+
+
+def test_automatic_top_k_uses_several_gallery_references(tv_weights, data_dir, tmp_path, capsys):
+    """--auto --top-k 2: the gallery's two best usable photos (here the two halves' own scenes) colour the
+    target together, and the label map is written."""
+    import shutil
+
+    from exemplar_color.retrieval import DescriptorConfig, GalleryIndex
+
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+    for name in ("kodim05.png", "kodim23.png", "kodim13.png", "kodim20.png"):
+        shutil.copy(data_dir / "kodak" / name, gallery / name)
+    index = tmp_path / "g.index"
+    GalleryIndex.build(gallery, index, config=DescriptorConfig(level="relu3_1", size=112, variant="torchvision"),
+                       weights=tv_weights, progress=False)
+    truth, _, _ = joined(data_dir, *SCENES[0])
+    target = tmp_path / "old.png"
+    truth.convert("L").save(target)
+    rc = main(["colorize", str(target), "--auto", "--top-k", "2", "--index", str(index), "-o", str(tmp_path / "out"),
+               "--save-confidence", "--json", "--vgg-weights", str(tv_weights), "--vgg-variant", "torchvision",
+               "--levels", *LEVELS, "--size", "96", "--model", "analogy", "--device", "cpu"])
+    report = json.loads(capsys.readouterr().out)
+    used = sorted(p.rsplit("/", 1)[-1] for p in report["outputs"][0]["references"])
+    assert rc == 0 and used == ["kodim05.png", "kodim23.png"], report
+    labels = np.asarray(Image.open(tmp_path / "out" / "old_labels.png"))
+    assert set(np.unique(labels)) == {0, 1}
