@@ -157,8 +157,13 @@ def test_unwritable_output_is_found_before_the_work(photos, tmp_path, common, ca
         ro.mkdir()
         ro.chmod(0o500)
         places.append(ro)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("target,reference,split\na.jpg,b.jpg,train\n")
     for place in places:
-        for args in (["colorize", d, "-r", ref, "-o", place, *common],
+        for args in (["cache", "build", "--pairs", pairs, "--out", place, "--vgg-weights", common[1]],
+                     ["cache", "pairs", "--root", d, "--rule", "nearest", "--out", place / "pairs.csv", "--vgg-weights", common[1]],
+                     ["train", "--pairs", pairs, "--cache", tmp_path, "--out", place, "--vgg-weights", common[1]],
+                     ["colorize", d, "-r", ref, "-o", place, *common],
                      ["match", d / "a.jpg", ref, "--out", place / "m.npz", *common[:4]],
                      ["evaluate", d, "--reference-mode", "self-transform", "--out", place, *common[:4]],
                      ["index", "build", d, "--index", place, "--vgg-weights", common[1]]):

@@ -18,6 +18,7 @@ import sys
 from ..backbone import LEVELS
 from ..correspondence import DEFAULT_LEVELS
 from ..errors import UsageError
+from .plan import check_output_file, check_output_folder
 from .options import (add_device_option, add_json_option, add_levels_option, add_method_option, add_threads_option,
                       add_vgg_options, at_least, level_of, variant_or_default)
 
@@ -85,6 +86,7 @@ def run_build(args: argparse.Namespace) -> int:
     from ..training.cache import build_cache
     from ..training.pairs import PairManifest
 
+    check_output_folder(args.out, "--out")  # before any model loads
     set_threads(args.threads)
     device = resolve_device(args.device)
     rank, world, _ = dist_env()
@@ -112,6 +114,7 @@ def run_pairs(args: argparse.Namespace) -> int:
             raise UsageError(f"unknown rule {name!r}; use same-class and/or nearest")
         if name == "same-class" and not args.labels:
             raise UsageError("--rule same-class needs --labels")
+    check_output_file(args.out, "--out", [args.root])
     images = list_images(args.root)
     if args.limit:
         images = images[: args.limit]

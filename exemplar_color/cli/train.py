@@ -17,6 +17,7 @@ from typing import Any, Callable, get_args, get_type_hints
 
 from ..backbone import LEVELS
 from ..errors import UsageError
+from .plan import check_output_folder
 from .options import add_device_option, add_threads_option, existing_file, level_of
 
 # TrainConfig fields whose flag says the opposite (store_false): field -> (flag, help).
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     config = resolve_config(args)
+    check_output_folder(config.out, "--out", [config.cache])  # before any model loads
     result = train(config)
     if is_main_process():
         print(json.dumps(result, indent=2))
