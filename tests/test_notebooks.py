@@ -29,7 +29,8 @@ def _kernel_manager(tmp_path: Path):
     return km
 
 
-@pytest.mark.parametrize("name", ["colorize_historical_photo.ipynb", "automatic_colorization.ipynb"])
+@pytest.mark.parametrize("name", ["colorize_historical_photo.ipynb", "automatic_colorization.ipynb",
+                                  "colorize_film.ipynb"])
 def test_notebook_runs(name, tmp_path, monkeypatch):
     if not SHARED.exists():
         pytest.skip(f"needs {SHARED} (the project's ../shared folder with the photos and VGG-19 weights is absent)")
