@@ -45,7 +45,7 @@ BACKBONES = {
 }
 JOINED = [("kodim05", "kodim23"), ("kodim01", "kodim20"), ("kodim13", "kodim03"), ("kodim21", "kodim15"),
           ("kodim08", "kodim22"), ("kodim11", "kodim19")]
-HALVES = ["100007", "103006", "106005", "108004", "112056", "113009"]
+HALVES = ["100007", "103006", "106005", "108004", "100039", "101027"]
 HALF = (192, 128)
 HEADS = {True: ("network", "analogy"), False: ("analogy",)}  # with / without a trained model  # each photo of a joined target (width, height)
 
