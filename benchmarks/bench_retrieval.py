@@ -99,7 +99,7 @@ def bench_gallery(quick: bool = False, workers: int = 1, queries: int | None = N
             "gallery_images": len(index), "failed": len(rep.failures), "descriptor": cfg.kind, "size": 224,
             "queries": len(ids), "near_duplicate_top1": top1 / len(ids), "near_duplicate_top5": top5 / len(ids),
             "first_stage_top1": float(np.mean(first)), "first_stage_recall_at_200": in_cand / len(ids),
-            "build_images_per_second": round(rep.images_per_second, 2),
+            "build_images_per_second": round(rep.per_second, 2),
             "build_seconds": round(rep.seconds, 1),
             "query_describe_ms_median": round(1000 * float(np.median(t_desc)), 2),
             "query_search_ms_median": round(1000 * float(np.median(t_search)), 2),

@@ -108,8 +108,8 @@ def main() -> int:
         },
         "train_loss": {"first": float(steps[0]["loss"]), "last": float(steps[-1]["loss"])},
         "seconds": {"pairing": round(pairs_s, 1), "cache_build": round(cache_s, 1), "train": round(train_s, 1)},
-        "cache_reused": report.shards_built == 0,  # built by an earlier run in --out: no build timing
-        "cache_pairs_per_s": round(report.records / cache_s, 2) if report.shards_built else None,
+        "cache_reused": report.parts_built == 0,  # built by an earlier run in --out: no build timing
+        "cache_pairs_per_s": round(report.written / cache_s, 2) if report.parts_built else None,
         "train_steps_per_s": round(result["step"] / train_s, 3),
         "train_pairs_per_s": round(result["step"] * args.batch_size / train_s, 2),
     }

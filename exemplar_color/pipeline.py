@@ -32,7 +32,8 @@ from .colorization.network import make_input
 from .correspondence import DEFAULT_LEVELS, Correspondence, Matcher
 from .correspondence import fields as fl
 from .runtime import resolve_device
-from .errors import ConfigMismatchError, ExemplarColorError, ImageError
+from .artifacts import refuse_differences
+from .errors import ExemplarColorError, ImageError
 from .io import as_array
 from .models import resolve_model
 from .working import check_min_side, is_gray, resize, to_tensor, working_size
@@ -204,14 +205,11 @@ class Colorizer:
                ) -> tuple[tuple[str, ...], str]:
         """The model's levels and backbone variant; an explicit choice that contradicts them is refused
         (the network only understands similarity maps of the levels and backbone it was trained on)."""
-        if levels is not None and tuple(levels) != tuple(config.levels):
-            raise ConfigMismatchError(
-                f"{path}: the model was trained with levels {list(config.levels)}, but levels {list(levels)} "
-                f"were asked for; leave levels unset to use the model's, or use model='analogy'")
-        if variant is not None and variant != config.variant:
-            raise ConfigMismatchError(
-                f"{path}: the model was trained on {config.variant} VGG-19 features, but vgg_variant={variant!r} "
-                f"was asked for; leave vgg_variant unset to use the model's, or use model='analogy'")
+        refuse_differences(str(path), {"levels": config.levels, "vgg_variant": config.variant},
+                           {"levels": levels, "vgg_variant": variant}, have_name="the model was trained with",
+                           want_name="asked for", built="the model only understands the levels and VGG-19 "
+                           "features it was trained on", fix="leave them unset to use the model's, or use "
+                           "model='analogy'")
         return tuple(config.levels), config.variant
 
     @property

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
 import re
 import typing
 
@@ -14,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from exemplar_color import artifacts
 from exemplar_color.backbone import (
     KNOWN_WEIGHTS,
     LEVEL_CHANNELS,
@@ -276,26 +274,6 @@ def test_variant_is_chosen_from_the_file_and_a_contradiction_refused(caffe_weigh
     assert identify_weights(own) is None
     assert VGG19Features(["relu1_1"], weights=own).variant == "torchvision"
     assert VGG19Features(["relu1_1"], weights=own, variant="caffe").variant == "caffe"
-
-
-def test_a_file_is_hashed_once_and_remembered_across_runs(tv_weights, tmp_path, monkeypatch):
-    monkeypatch.setenv("EXEMPLAR_COLOR_HOME", str(tmp_path / "home"))
-    f = tmp_path / "w.pth"
-    f.write_bytes(tv_weights.read_bytes())
-    calls = []
-    real = artifacts.sha256_of
-    monkeypatch.setattr(artifacts, "sha256_of", lambda p: calls.append(p) or real(p))
-    monkeypatch.setattr(artifacts, "_memo", {})
-    digest = artifacts.file_sha256(f)
-    assert artifacts.file_sha256(f) == digest and len(calls) == 1
-    assert (tmp_path / "home" / artifacts.HASH_CACHE_NAME).is_file()
-    monkeypatch.setattr(artifacts, "_memo", {})  # a new process: read from the remembered file
-    assert artifacts.file_sha256(f) == digest and len(calls) == 1
-    os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))  # the file changed: hashed again
-    assert artifacts.file_sha256(f) == digest and len(calls) == 2
-    monkeypatch.setenv("EXEMPLAR_COLOR_HOME", "/proc/not-writable")  # nowhere to remember: still works
-    monkeypatch.setattr(artifacts, "_memo", {})
-    assert artifacts.file_sha256(f) == digest and len(calls) == 3
 
 
 def test_weight_file_errors_never_advise_unsafe_loading(tmp_path):

@@ -202,7 +202,7 @@ class TestCache:
         rep = build_cache(m, copy, levels=SLICE_LEVELS, size=SIZE, vgg_weights=tv_weights, shard_size=4,
                           variant="torchvision",
                           batch_size=4, progress=False)
-        assert (rep.shards_present, rep.shards_built) == (1, 2)
+        assert (rep.parts_present, rep.parts_built) == (1, 2)
         a, b = PairCache(workdir / "cache"), PairCache(copy)
         assert a.pair_index == b.pair_index
         for i in range(len(a)):

@@ -6,7 +6,7 @@
   same command again), one shard set per rank under ``torchrun``.
 - ``cache info``: what a cache holds and what it was built with.
 
-Results go to stdout (JSON with ``--json``), progress and skipped pairs to stderr.
+Results go to stdout (JSON with ``--json``), progress and skipped pairs (logged by the library) to stderr.
 """
 
 from __future__ import annotations

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import sys
 from typing import Any
 
 from ..backbone import LEVELS
@@ -94,7 +92,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _setup(args: argparse.Namespace):
     from ..runtime import resolve_device, set_threads
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     set_threads(args.threads)
     return resolve_device(args.device)
 

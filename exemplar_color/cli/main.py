@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import logging
 import os
 import sys
 
@@ -57,12 +58,37 @@ def one_line(message: object) -> str:
     return without_unsafe_advice(message)
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (tests and notebooks swap it)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def setup_logging(quiet: bool) -> None:
+    """The library logs through ``logging``; the CLI decides what reaches stderr: warnings (a skipped file)
+    always, notes of progress unless ``--json``/``--quiet``."""
+    logger = logging.getLogger("exemplar_color")
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    setup_logging(bool(getattr(args, "json", False) or getattr(args, "quiet", False)))
     from ..io import pixel_limit
 
     try:

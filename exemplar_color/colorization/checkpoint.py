@@ -22,6 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from ..artifacts import refuse_differences
 from ..errors import ConfigMismatchError, WeightsError
 from ..io import atomic_write
 from .network import ARCH, ColorizationNet, ColorizationNetConfig
@@ -112,11 +113,12 @@ def load_checkpoint(path: str | os.PathLike, expected: ColorizationNetConfig | N
     p = Path(path)
     meta = read_metadata(p)
     config = _config_of(p, meta)
-    if expected is not None:
-        diff = config.differences(expected)
-        if diff:
-            raise ConfigMismatchError(f"{p}: checkpoint was built for another configuration ({'; '.join(diff)}; "
-                                      f"checkpoint != expected)")
+    if expected is not None:  # what fixes the meaning of the inputs (a checkpoint brings its own width)
+        keys = ("arch", "arch_version", "levels", "variant")
+        have, want = config.to_dict(), expected.to_dict()
+        refuse_differences(str(p), {k: have[k] for k in keys}, {k: want[k] for k in keys},
+                           built="checkpoint was built for another configuration", have_name="checkpoint has",
+                           want_name="expected", fix="load it without an expected configuration, or use its own")
     try:
         tensors = load_file(str(p), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as e:

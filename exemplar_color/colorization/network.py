@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -90,13 +90,6 @@ class ColorizationNetConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
-
-    def differences(self, other: "ColorizationNetConfig",
-                    keys: Sequence[str] = ("arch", "arch_version", "levels", "variant")) -> list[str]:
-        """``key: mine != theirs`` for every key that differs; by default what fixes the meaning of the inputs
-        (width only changes the network's size, and a checkpoint brings its own)."""
-        a, b = self.to_dict(), other.to_dict()
-        return [f"{k}: {a[k]!r} != {b[k]!r}" for k in keys if a[k] != b[k]]
 
 
 def _ch(c: int, width: float) -> int:

@@ -13,7 +13,8 @@ re-ranking (7x7 grid features + luminance histograms, ``dist0 + 0.25 dist1``) of
 from .descriptors import DescriptorConfig, DescriptorExtractor, Descriptors, prepare_gray
 from .errors import (EmptyGalleryError, GalleryIndexError, IndexMismatchError, IndexNotFoundError,
                      PartialBuildError)
-from .gallery import BuildReport, GalleryIndex
+from ..artifacts import BuildReport
+from .gallery import GalleryIndex
 from .index import KINDS, resolve_kind
 from .search import RankWeights, Recommendation, rerank_scores
 

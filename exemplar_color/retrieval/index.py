@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from ..io import atomic_write
-from .store import readable
 
 __all__ = ["IndexSpec", "resolve_kind", "build_faiss", "add_vectors", "set_search_params", "save_faiss",
            "load_faiss", "KINDS"]
@@ -170,7 +169,6 @@ def save_faiss(index: Any, path: str | os.PathLike) -> Path:
     """Write atomically: readers see the old file or the new one, never half of one."""
     with atomic_write(path) as tmp:
         _faiss().write_index(index, str(tmp))
-        readable(tmp)
     return Path(path)
 
 

@@ -23,17 +23,10 @@ from ..io import atomic_write
 from .descriptors import DescriptorConfig, Descriptors, dequantise_unit
 from .errors import GalleryIndexError
 
-__all__ = ["ShardRows", "write_shard", "read_shard_meta", "FeatureStore", "STORE_FORMAT", "readable"]
+__all__ = ["ShardRows", "write_shard", "read_shard_meta", "FeatureStore", "STORE_FORMAT"]
 
 STORE_FORMAT = "exemplar_color-gallery-store"
 STORE_VERSION = 1
-
-
-def readable(tmp: Path) -> None:
-    """Give a temp file (created 0600 by mkstemp) the usual permissions, so other users can read the index."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
 
 
 @dataclass
@@ -83,7 +76,6 @@ def write_shard(path: str | os.PathLike, rows: ShardRows, config: DescriptorConf
             f.create_dataset("size", data=np.asarray(rows.sizes, np.int32).reshape(n, 2))
             f.create_dataset("sha256", data=np.array(rows.sha256, dtype="S64").reshape(n))
             f.create_dataset("class_id", data=np.asarray(rows.desc.class_id, np.int16).reshape(n))
-        readable(tmp)
     return Path(path)
 
 

@@ -22,9 +22,11 @@ parallel without coordination. Records are read at random, one chunk per record.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,7 +34,7 @@ import h5py
 import numpy as np
 import torch
 
-from ..artifacts import file_sha256
+from ..artifacts import BuildReport, ShardPlan, file_sha256, read_manifest, refuse_differences, write_manifest
 from ..backbone import Variant, VGG19Features, resolve_weights
 from ..color import rgb_to_lab
 from ..errors import ConfigMismatchError, ExemplarColorError, ImageError
@@ -40,8 +42,9 @@ from ..io import atomic_write
 from ..runtime import resolve_device
 from .pairs import PairManifest
 
-__all__ = ["CacheConfig", "CacheError", "BuildReport", "PairCache", "CacheDataset", "build_cache", "decode",
-           "weights_digest", "FIELDS"]
+__all__ = ["CacheConfig", "CacheError", "PairCache", "CacheDataset", "build_cache", "decode", "FIELDS"]
+
+log = logging.getLogger(__name__)
 
 FORMAT = "exemplar_color-pair-cache"
 VERSION = 1
@@ -74,35 +77,9 @@ class CacheConfig:
 
     def check(self, where: str, **expected: Any) -> None:
         """Raise :class:`ConfigMismatchError` naming every key of ``expected`` (not None) that differs."""
-        mine = self.to_dict()
-        diff = []
-        for k, v in expected.items():
-            if v is None:
-                continue
-            v = list(v) if isinstance(v, (tuple, list)) else v
-            if mine[k] != v:
-                diff.append(f"{k}: cache has {mine[k]!r}, requested {v!r}")
-        if diff:
-            raise ConfigMismatchError(f"{where}: cache was built with another configuration ({'; '.join(diff)}); "
-                                      f"build a new cache for this configuration")
-
-
-@dataclass
-class BuildReport:
-    """What a build did: records written, shards skipped because already built, pairs that failed."""
-
-    records: int = 0
-    shards_built: int = 0
-    shards_present: int = 0
-    failures: list[tuple[int, str]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"records": self.records, "shards_built": self.shards_built, "shards_present": self.shards_present,
-                "failed": len(self.failures), "failures": [{"pair": i, "reason": r} for i, r in self.failures]}
-
-
-def _shard_path(root: Path, i: int) -> Path:
-    return root / f"shard-{i:05d}.h5"
+        refuse_differences(where, self.to_dict(), expected, have_name="cache has",
+                           built="cache was built with another configuration",
+                           fix="build a new cache for this configuration")
 
 
 def _plan(manifest: PairManifest, config: CacheConfig, shard_size: int) -> dict[str, Any]:
@@ -111,28 +88,18 @@ def _plan(manifest: PairManifest, config: CacheConfig, shard_size: int) -> dict[
             "pairs": [[p.target, p.reference, p.split] for p in manifest.pairs]}
 
 
+def _shards(root: Path, plan: dict[str, Any], rank: int = 0, world: int = 1) -> ShardPlan:
+    """The plan's shards: shard ``i`` holds pairs ``[i * shard_size, (i + 1) * shard_size)``."""
+    stamp = {"pairs_digest": plan["pairs_digest"], "config": json.dumps(plan["config"], sort_keys=True)}
+    return ShardPlan(root, len(plan["pairs"]), int(plan["shard_size"]), "shard-{:05d}.h5",
+                     lambda i: {"shard": i, **stamp}, rank, world)
+
+
 def _read_plan(root: Path) -> dict[str, Any]:
     path = root / "cache.json"
     if not path.is_file():
         raise CacheError(f"{root}: not a pair cache (no cache.json); build one with `exemplar-color cache build`")
-    try:
-        plan = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CacheError(f"{path}: damaged cache manifest ({e})") from None
-    if plan.get("format") != FORMAT or plan.get("version") != VERSION:
-        raise ConfigMismatchError(f"{path}: format {plan.get('format')!r} v{plan.get('version')} is not "
-                                  f"{FORMAT!r} v{VERSION}")
-    return plan
-
-
-def _shard_ok(path: Path, plan: dict[str, Any], index: int) -> bool:
-    """A shard file that opens and belongs to this plan (else it is rebuilt)."""
-    try:
-        with h5py.File(path, "r") as f:
-            return (f.attrs.get("pairs_digest") == plan["pairs_digest"] and int(f.attrs.get("shard", -1)) == index
-                    and json.loads(f.attrs.get("config", "{}")) == plan["config"])
-    except (OSError, ValueError, KeyError):
-        return False
+    return read_manifest(path, format=FORMAT, version=VERSION, error=CacheError, what="cache manifest")
 
 
 def _load_pair(manifest: PairManifest, i: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,7 +114,7 @@ def _load_pair(manifest: PairManifest, i: int, size: int) -> tuple[torch.Tensor,
     return target, reference
 
 
-def _write_shard(path: Path, plan: dict[str, Any], index: int, rows: dict[str, list[np.ndarray]],
+def _write_shard(path: Path, stamp: dict[str, Any], rows: dict[str, list[np.ndarray]],
                  pair_index: list[int], failures: list[tuple[int, str]], nsim: int, size: int) -> None:
     shapes = {"l": 1, "ab": 2, "warped_ab": 2, "cycle_ab": 2, "similarity": nsim}
     with atomic_write(path) as tmp:
@@ -158,10 +125,42 @@ def _write_shard(path: Path, plan: dict[str, Any], index: int, rows: dict[str, l
                 data = np.stack(rows[name]) if n else np.zeros((0, ch, size, size), dtype)
                 f.create_dataset(name, data=data, dtype=dtype, chunks=(1, ch, size, size) if n else None)
             f.create_dataset("pair_index", data=np.asarray(pair_index, dtype=np.int64))
-            f.attrs["shard"] = index
-            f.attrs["pairs_digest"] = plan["pairs_digest"]
-            f.attrs["config"] = json.dumps(plan["config"], sort_keys=True)
+            f.attrs.update(stamp)
             f.attrs["failures"] = json.dumps([[i, r] for i, r in failures])
+
+
+def _describe(matcher: Any, manifest: PairManifest, ids: Sequence[int], size: int, batch_size: int,
+              device: torch.device, bar: Any) -> tuple[dict[str, list[np.ndarray]], list[int], list[tuple[int, str]]]:
+    """The sub-net inputs of the pairs ``ids`` (batch by batch) and the pairs that could not be read."""
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in FIELDS}
+    done: list[int] = []
+    failures: list[tuple[int, str]] = []
+    for b in range(0, len(ids), batch_size):
+        good, tgts, refs = [], [], []
+        for i in ids[b:b + batch_size]:
+            try:
+                t, r = _load_pair(manifest, i, size)
+            except ImageError as e:
+                failures.append((i, str(e)))
+                log.warning("skipped pair %d: %s", i + 1, e)
+                continue
+            good.append(i)
+            tgts.append(t)
+            refs.append(r)
+        if good:
+            t_lab = rgb_to_lab(torch.stack(tgts).to(device))
+            r_lab = rgb_to_lab(torch.stack(refs).to(device))
+            with torch.inference_mode():
+                c = matcher.match(t_lab[:, :1], r_lab)
+                cycle = c.cycle_warp(t_lab[:, 1:])
+            sim = (c.similarity.clamp(0, 1) * _SIM_LEVELS).round().to(torch.uint8)
+            for name, v in (("l", t_lab[:, :1]), ("ab", t_lab[:, 1:]), ("warped_ab", c.warped_ab),
+                            ("cycle_ab", cycle), ("similarity", sim)):
+                arr = v.cpu().numpy() if name == "similarity" else v.float().cpu().numpy().astype(np.float16)
+                rows[name].extend(arr)
+            done.extend(good)
+        bar.update(len(ids[b:b + batch_size]))
+    return rows, done, failures
 
 
 def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Sequence[str] = ("relu5_1", "relu4_1",
@@ -181,6 +180,11 @@ def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Seque
         batch_size: pairs matched together.
         device: ``auto``, ``cpu``, ``cuda``, ... (:func:`~exemplar_color.runtime.resolve_device`).
         rank, world: build only shards ``i`` with ``i % world == rank`` (one process per rank).
+        progress: a progress bar on stderr.
+
+    Returns:
+        A :class:`~exemplar_color.artifacts.BuildReport` in pairs (``written``: records stored now) and
+        shards.
 
     Raises:
         ConfigMismatchError: ``out`` already holds a cache of other pairs or another configuration.
@@ -191,6 +195,7 @@ def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Seque
 
     if size % 8:
         raise ValueError(f"size must be a multiple of 8, got {size}")
+    t0 = time.perf_counter()
     root = Path(out)
     device = resolve_device(device)
     weights = resolve_weights(vgg_weights, variant)
@@ -205,49 +210,24 @@ def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Seque
             raise ConfigMismatchError(f"{root}: holds a cache of other pairs (or another shard size); "
                                       f"use a new folder for this manifest")
     else:
-        with atomic_write(root / "cache.json") as tmp:
-            tmp.write_text(json.dumps(plan, indent=1) + "\n")
-    report = BuildReport()
-    mine = [i for i in range(plan["num_shards"]) if i % world == rank]
-    todo = [i for i in mine if not _shard_ok(_shard_path(root, i), plan, i)]
-    report.shards_present = len(mine) - len(todo)
-    bar = tqdm(total=sum(min(shard_size, len(manifest) - i * shard_size) for i in todo), unit="pair",
-               disable=not progress, file=sys.stderr, desc="cache")
-    for s in todo:
-        rows: dict[str, list[np.ndarray]] = {k: [] for k in FIELDS}
-        done: list[int] = []
-        failures: list[tuple[int, str]] = []
-        ids = list(range(s * shard_size, min((s + 1) * shard_size, len(manifest))))
-        for b in range(0, len(ids), batch_size):
-            good, tgts, refs = [], [], []
-            for i in ids[b:b + batch_size]:
-                try:
-                    t, r = _load_pair(manifest, i, size)
-                except ImageError as e:
-                    failures.append((i, str(e)))
-                    print(f"skipped pair {i + 1}: {e}", file=sys.stderr)
-                    continue
-                good.append(i)
-                tgts.append(t)
-                refs.append(r)
-            if good:
-                t_lab = rgb_to_lab(torch.stack(tgts).to(device))
-                r_lab = rgb_to_lab(torch.stack(refs).to(device))
-                with torch.inference_mode():
-                    c = matcher.match(t_lab[:, :1], r_lab)
-                    cycle = c.cycle_warp(t_lab[:, 1:])
-                sim = (c.similarity.clamp(0, 1) * _SIM_LEVELS).round().to(torch.uint8)
-                for name, v in (("l", t_lab[:, :1]), ("ab", t_lab[:, 1:]), ("warped_ab", c.warped_ab),
-                                ("cycle_ab", cycle), ("similarity", sim)):
-                    arr = v.cpu().numpy() if name == "similarity" else v.float().cpu().numpy().astype(np.float16)
-                    rows[name].extend(arr)
-                done.extend(good)
-            bar.update(len(ids[b:b + batch_size]))
-        _write_shard(_shard_path(root, s), plan, s, rows, done, failures, 2 * len(config.levels), size)
-        report.records += len(done)
-        report.shards_built += 1
-        report.failures.extend(failures)
-    bar.close()
+        write_manifest(root / "cache.json", plan)
+    shards = _shards(root, plan, rank, world)
+    todo = shards.todo()
+    report = BuildReport(item="pair", total=len(manifest), parts_present=len(shards.mine()) - len(todo))
+    report.reused = sum(len(shards.items(i)) for i in shards.mine() if i not in todo)
+    bar = tqdm(total=sum(len(shards.items(i)) for i in todo), unit="pair", disable=not progress, file=sys.stderr,
+               desc="cache")
+    try:
+        for s in todo:
+            rows, done, failures = _describe(matcher, manifest, list(shards.items(s)), size, batch_size, device, bar)
+            _write_shard(shards.path(s), shards.stamp(s), rows, done, failures, 2 * len(config.levels), size)
+            report.computed += len(done)
+            report.parts_built += 1
+            report.failures.extend(failures)
+    finally:
+        bar.close()
+    report.written = report.computed
+    report.seconds = report.extract_seconds = time.perf_counter() - t0
     return report
 
 
@@ -274,9 +254,10 @@ class PairCache:
         self.records: list[tuple[int, int]] = []  # (shard, row)
         self.pair_index: list[int] = []
         self.failures: list[tuple[int, str]] = []
+        self.shards = _shards(self.root, self.plan)
         missing = []
         for s in range(self.plan["num_shards"]):
-            path = _shard_path(self.root, s)
+            path = self.shards.path(s)
             if not path.is_file():
                 missing.append(s)
                 continue
@@ -296,7 +277,7 @@ class PairCache:
         self.missing_shards = missing
         if missing and not allow_partial:
             raise CacheError(f"{self.root}: cache incomplete ({len(missing)} of {self.plan['num_shards']} shards "
-                             f"missing, e.g. {_shard_path(self.root, missing[0]).name}); run "
+                             f"missing, e.g. {self.shards.path(missing[0]).name}); run "
                              f"`exemplar-color cache build` again to finish it")
         self._files: dict[int, h5py.File] = {}
         self._pid = os.getpid()
@@ -328,7 +309,7 @@ class PairCache:
             self._files, self._pid = {}, os.getpid()
         f = self._files.get(shard)
         if f is None:
-            f = self._files[shard] = h5py.File(_shard_path(self.root, shard), "r")
+            f = self._files[shard] = h5py.File(self.shards.path(shard), "r")
         return f
 
     def read(self, record: int) -> dict[str, np.ndarray]:

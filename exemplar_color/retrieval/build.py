@@ -1,0 +1,404 @@
+"""The build side of a gallery index: describe photos, write the folder, commit it (the query side is
+:mod:`.gallery`).
+
+A gallery holds colour photos only: grayscale files are skipped (and reported, like unreadable ones, in the
+build report's ``failures`` with a reason starting ``grayscale``), since they have no colour to give.
+
+Folder layout (``PATH``)::
+
+    manifest.json          what the index is (backbone, levels, descriptor, dim, index kind, count, versions)
+                           and which files make it up; written last, atomically: it *is* the commit point
+    store-000001.h5        feature store shards (see :mod:`.store`); ``index add`` appends a new shard
+    index-000003.faiss     FAISS index of generation 3 (ids = store rows); the previous generation is kept
+                           one step so that a reader holding the old manifest can still open its files
+    .build/plan.json       only while a build runs: the file list and configuration being built
+    .build/part-000012.h5  finished chunks of that build (``checkpoint`` images each)
+
+A build is a :class:`~exemplar_color.artifacts.ShardPlan`: chunk after chunk, each written whole; killed at
+any moment, it resumes at the first missing chunk and never recomputes a finished one. When all chunks
+exist the parts are merged into one store shard, the FAISS index is built, and the manifest is written.
+Under ``torchrun`` rank ``r`` extracts chunks ``c % WORLD_SIZE == r`` and rank 0 merges.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .._version import __version__
+from ..artifacts import (BuildReport, ShardPlan, content_digest, read_manifest as _read, refuse_differences,
+                         write_manifest)
+from ..io import list_images, load_image
+from ..runtime import dist_env
+from .descriptors import DescriptorConfig, DescriptorExtractor, Descriptors, prepare_gray
+from .errors import EmptyGalleryError, GalleryIndexError, IndexMismatchError, IndexNotFoundError, PartialBuildError
+from .index import add_vectors, build_faiss, resolve_kind, save_faiss
+from .store import ShardRows, read_shard, write_shard
+
+if TYPE_CHECKING:
+    from .gallery import GalleryIndex
+
+__all__ = ["build_gallery", "add_images", "remove_missing", "read_manifest", "check_config", "is_gray_array",
+           "MANIFEST", "FORMAT"]
+
+log = logging.getLogger("exemplar_color.retrieval")
+
+FORMAT = "exemplar_color-gallery-index"
+VERSION = 1
+MANIFEST = "manifest.json"
+_BUILD = ".build"
+
+
+def _versions() -> dict[str, str]:
+    import faiss
+    import h5py
+
+    return {"exemplar_color": __version__, "torch": torch.__version__, "faiss": faiss.__version__,
+            "h5py": h5py.__version__, "numpy": np.__version__, "format": str(VERSION)}
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of the index folder ``path``; a missing or interrupted index is said with what to run."""
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        if (path / _BUILD / "plan.json").is_file():
+            raise PartialBuildError(f"{path}: the index build was interrupted before it finished; continue it with "
+                                    f"`exemplar-color index build GALLERY --index {path} --resume`")
+        raise IndexNotFoundError(f"{path}: no gallery index here (no {MANIFEST}); build one with "
+                                 f"`exemplar-color index build GALLERY --index {path}`")
+    return _read(mpath, format=FORMAT, version=VERSION, error=GalleryIndexError, version_key="format_version")
+
+
+def check_config(where: str, have: DescriptorConfig, want: dict[str, Any]) -> None:
+    """Refuse (IndexMismatchError) when any requested setting (not None, not '') differs from the index's."""
+    refuse_differences(where, have.to_dict(), {k: v for k, v in want.items() if v != ""}, error=IndexMismatchError,
+                       have_name="index has", built="the index was built with another backbone/descriptor",
+                       fix="query it with the same settings or rebuild it")
+
+
+def is_gray_array(arr: np.ndarray) -> bool:
+    """A photo without colour (mode L, or RGB with almost no chroma), judged on at most ~250k pixels."""
+    if arr.ndim == 2 or arr.shape[-1] == 1:
+        return True
+    step = max(1, int(math.sqrt(arr.shape[0] * arr.shape[1] / 250_000)))
+    from ..working import is_gray
+
+    return is_gray(torch.from_numpy(np.ascontiguousarray(arr[::step, ::step])).permute(2, 0, 1)[None])
+
+
+class _ImageDataset(torch.utils.data.Dataset):
+    """Decodes one gallery image per item (in DataLoader workers): gray + L at working size, size, hash."""
+
+    def __init__(self, root: Path, rel: Sequence[str], size: int):
+        self.root, self.rel, self.size = root, list(rel), size
+
+    def __len__(self) -> int:
+        return len(self.rel)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        rel = self.rel[i]
+        path = self.root / rel
+        try:
+            sha = hashlib.sha256(path.read_bytes()).hexdigest()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # an animated or transparent photo is still a reference
+                arr = load_image(path)
+            if is_gray_array(arr):
+                return {"i": i, "rel": rel, "ok": False, "reason": "grayscale: no colour to give as a reference"}
+            gray, lum = prepare_gray(arr, self.size)
+            return {"i": i, "rel": rel, "ok": True, "gray": gray, "lum": lum, "sha": sha,
+                    "wh": (arr.shape[1], arr.shape[0])}
+        except Exception as e:  # a gallery of a million files has every kind of broken file: log, skip
+            reason = str(e) if isinstance(e, OSError | ValueError) else f"{type(e).__name__}: {e}"
+            return {"i": i, "rel": rel, "ok": False, "reason": reason.replace(str(path) + ": ", "")}
+
+
+Batch = tuple[list[dict[str, Any]], Descriptors | None]
+
+
+def _extract(extractor: DescriptorExtractor, root: Path, rel: Sequence[str], *, batch: int, workers: int,
+             progress: bool, desc: str = "describing", initial: int = 0, total: int | None = None
+             ) -> Iterable[Batch]:
+    """Yield ``(items, descriptors of the ok items)`` batch by batch, in order, with a progress bar."""
+    from tqdm import tqdm
+
+    ds = _ImageDataset(root, rel, extractor.config.size)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=list,
+                                         pin_memory=extractor.device.type == "cuda",
+                                         prefetch_factor=4 if workers else None, persistent_workers=False)
+    bar = tqdm(total=total if total is not None else len(rel), initial=initial, desc=desc, unit="img",
+               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    try:
+        for items in loader:
+            ok = [it for it in items if it["ok"]]
+            for it in items:
+                if not it["ok"]:
+                    log.warning("skipping %s: %s", it["rel"], it["reason"])
+            d = extractor(torch.stack([it["gray"] for it in ok]), torch.stack([it["lum"] for it in ok])) if ok else None
+            bar.update(len(items))
+            yield items, d
+    finally:
+        bar.close()
+
+
+def _rows_from(items: list[dict[str, Any]], d: Descriptors | None) -> ShardRows:
+    ok = [it for it in items if it["ok"]]
+    empty = Descriptors(np.zeros((0, 0), np.float32), np.zeros((0, 0, 0), np.uint8), np.zeros((0, 0, 0), np.float16),
+                        np.zeros(0, np.int16))
+    return ShardRows([it["rel"] for it in ok], d if d is not None else empty,
+                     np.array([it["wh"] for it in ok], np.int32).reshape(-1, 2), [it["sha"] for it in ok],
+                     [(it["rel"], it["reason"]) for it in items if not it["ok"]])
+
+
+def _split_pending(pending: list[Batch], size: int) -> tuple[list[Batch], list[Batch]]:
+    """Split buffered batches after ``size`` items, cutting a batch (and its descriptors) if needed."""
+    taken, rest, n = [], [], 0
+    for items, d in pending:
+        if n >= size:
+            rest.append((items, d))
+            continue
+        need = size - n
+        if len(items) <= need:
+            taken.append((items, d))
+            n += len(items)
+            continue
+        head, tail = items[:need], items[need:]
+        k = sum(it["ok"] for it in head)
+        dh = dt = None
+        if d is not None:
+            dh = Descriptors(d.global_[:k], d.grid[:k], d.hist[:k], d.class_id[:k]) if k else None
+            dt = Descriptors(d.global_[k:], d.grid[k:], d.hist[k:], d.class_id[k:]) if k < len(d) else None
+        taken.append((head, dh))
+        rest.append((tail, dt))
+        n = size
+    return taken, rest
+
+
+def clear(out: Path) -> None:
+    """Remove an index folder's own files (never anything else a user put there)."""
+    shutil.rmtree(out / _BUILD, ignore_errors=True)
+    for pat in (MANIFEST, "store-*.h5", "index-*.faiss", f".{MANIFEST}.*", ".store-*", ".index-*"):
+        for f in out.glob(pat):
+            f.unlink(missing_ok=True)
+
+
+def _plan(out: Path, root: Path, files: list[Path], config: DescriptorConfig, kind: str,
+          params: dict[str, Any] | None, checkpoint: int, rank: int, resume: bool) -> dict[str, Any]:
+    """The build's plan: the interrupted one at ``out`` (same configuration only), else a new one."""
+    plan_path = out / _BUILD / "plan.json"
+    if plan_path.is_file() and not resume and rank == 0:  # other ranks may start after rank 0 wrote it
+        done = len(list((out / _BUILD).glob("part-*.h5")))
+        raise PartialBuildError(f"{out}: an interrupted build is here ({done} chunk(s) finished); continue it "
+                                f"with --resume (resume=True) or start again with --overwrite")
+    if plan_path.is_file():
+        plan = json.loads(plan_path.read_text())
+        check_config(f"{out} (interrupted build)", DescriptorConfig.from_dict(plan["config"]), config.to_dict())
+        return plan
+    rel = [str(f.relative_to(root)) for f in files]
+    plan = {"format": FORMAT, "root": str(root), "config": config.to_dict(), "kind": kind, "params": params or {},
+            "checkpoint": int(checkpoint), "files": rel}
+    plan["digest"] = content_digest(plan)
+    if rank == 0:
+        write_manifest(plan_path, plan)
+    return plan
+
+
+def build_gallery(gallery: str | os.PathLike, path: str | os.PathLike, config: DescriptorConfig, *,
+                  kind: str = "flat", params: dict[str, Any] | None = None, weights: str | os.PathLike | None = None,
+                  device: str | torch.device = "cpu", batch: int = 16, workers: int = 0, resume: bool = False,
+                  overwrite: bool = False, checkpoint: int = 256, rank: int | None = None, world: int | None = None,
+                  progress: bool = True) -> tuple[BuildReport | None, DescriptorExtractor | None]:
+    """Describe every image under ``gallery`` and write the index folder ``path``
+    (:meth:`GalleryIndex.build <exemplar_color.retrieval.GalleryIndex.build>` documents the arguments).
+
+    Returns:
+        The report and the extractor used (``None`` when the index was complete already); ``(None, None)``
+        on ranks other than 0, which only write their chunks.
+    """
+    t0 = time.perf_counter()
+    env = dist_env()
+    rank = env.rank if rank is None else rank
+    world = env.world if world is None else world
+    root = Path(gallery).expanduser().resolve()
+    out = Path(path)
+    build_dir = out / _BUILD
+    if not root.is_dir():
+        raise EmptyGalleryError(f"{root}: gallery folder not found")
+    if overwrite and rank == 0:
+        clear(out)
+    if (out / MANIFEST).is_file():
+        if not resume:
+            raise GalleryIndexError(f"{out}: an index already exists; add images with `exemplar-color index "
+                                    f"add`, or rebuild with --overwrite")
+        shutil.rmtree(build_dir, ignore_errors=True)
+        n = int(read_manifest(out)["rows"])
+        return BuildReport(item="path", total=n, reused=n, written=n, seconds=time.perf_counter() - t0), None
+    files = [] if (build_dir / "plan.json").is_file() else list_images(root)
+    if not (build_dir / "plan.json").is_file() and not files:  # before loading VGG-19: fail fast
+        raise EmptyGalleryError(f"{root}: no images found (looked for files ending in .jpg, .jpeg, .png, "
+                                f".tif, .webp, .bmp, ...)")
+    extractor = DescriptorExtractor(config, weights=weights, device=device)
+    plan = _plan(out, root, files, extractor.config, kind, params, checkpoint, rank, resume)
+    rel, root = plan["files"], Path(plan["root"])
+    chunks = ShardPlan(build_dir, len(rel), int(plan["checkpoint"]), "part-{:06d}.h5",
+                       lambda c: {"plan": plan["digest"], "chunk": c}, rank, world)
+    todo = chunks.todo()
+    report = BuildReport(item="path", total=len(rel), parts_present=len(chunks.mine()) - len(todo))
+    report.reused = sum(len(chunks.items(c)) for c in chunks.mine() if c not in todo)
+    t_extract = time.perf_counter()
+    _extract_chunks(extractor, root, rel, chunks, todo, report, batch=batch, workers=workers, progress=progress)
+    report.extract_seconds = time.perf_counter() - t_extract
+    if rank != 0:
+        return None, None
+    if world > 1:
+        chunks.wait_for_all(GalleryIndexError)
+    # merge: one store shard, the FAISS index, then the manifest (the commit point)
+    rows = ShardRows.concat([read_shard(chunks.path(c), extractor.config) for c in range(chunks.parts)],
+                            extractor.config)
+    report.failures = rows.failures
+    if not rows.paths:
+        reasons = "; ".join(f"{p}: {r}" for p, r in rows.failures[:3])
+        raise EmptyGalleryError(f"{root}: none of the {len(rel)} images could be read ({reasons}...)")
+    _commit_new(out, root, extractor.config, plan["kind"], plan["params"], rows, extractor.weights_path)
+    report.written = len(rows.paths)
+    report.seconds = time.perf_counter() - t0
+    shutil.rmtree(build_dir, ignore_errors=True)
+    return report, extractor
+
+
+def _extract_chunks(extractor: DescriptorExtractor, root: Path, rel: Sequence[str], chunks: ShardPlan,
+                    todo: list[int], report: BuildReport, *, batch: int, workers: int, progress: bool) -> None:
+    """Describe the images of the chunks ``todo`` and write each chunk as soon as it is complete."""
+    flat = [rel[i] for c in todo for i in chunks.items(c)]
+    pending: list[Batch] = []
+    filled, cur = 0, 0
+    desc = f"indexing{'' if chunks.world == 1 else f' (rank {chunks.rank}/{chunks.world})'}"
+    for items, d in _extract(extractor, root, flat, batch=batch, workers=workers, progress=progress, desc=desc,
+                             initial=report.reused, total=report.reused + len(flat)):
+        pending.append((items, d))
+        filled += len(items)
+        report.computed += sum(it["ok"] for it in items)
+        # flush every chunk completed by this batch (batches may straddle chunks)
+        while cur < len(todo) and filled >= len(chunks.items(todo[cur])):
+            c = todo[cur]
+            size = len(chunks.items(c))
+            taken, rest = _split_pending(pending, size)
+            rows = ShardRows.concat([_rows_from(it, dd) for it, dd in taken], extractor.config)
+            write_shard(chunks.path(c), rows, extractor.config, attrs=chunks.stamp(c))
+            report.parts_built += 1
+            pending, filled, cur = rest, filled - size, cur + 1
+
+
+def _commit_new(out: Path, root: Path, config: DescriptorConfig, kind: str, params: dict[str, Any],
+                rows: ShardRows, weights_path: str | None) -> None:
+    spec = resolve_kind(kind, config.dim, len(rows.paths), params)
+    store_file = "store-000001.h5"
+    write_shard(out / store_file, rows, config)
+    log.info("building FAISS index %s over %d descriptors", spec.factory, len(rows.paths))
+    index = build_faiss(spec, rows.desc.global_)
+    index_file = "index-000001.faiss"
+    save_faiss(index, out / index_file)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    manifest = {
+        "format": FORMAT, "format_version": VERSION, "generation": 1, "created": now, "updated": now,
+        "backbone": {"name": "vgg19", "variant": config.variant, "levels": list(config.levels),
+                     "weights_sha256": config.weights_sha256, "weights_path": weights_path},
+        "descriptor": config.to_dict(),
+        "index": {**spec.to_dict(), "file": index_file},
+        "gallery_root": str(root), "count": len(rows.paths), "rows": len(rows.paths),
+        "shards": [{"file": store_file, "count": len(rows.paths)}], "removed": [],
+        "failures": [list(x) for x in rows.failures], "versions": _versions(),
+    }
+    write_manifest(out / MANIFEST, manifest)
+
+
+def commit(path: Path, m: dict[str, Any], gen: int) -> dict[str, Any]:
+    """Write ``m`` as generation ``gen`` of the index at ``path`` (counts and versions brought up to date)."""
+    m["generation"] = gen
+    m["count"] = int(sum(s["count"] for s in m["shards"]) - len(m["removed"]))
+    m["rows"] = int(sum(s["count"] for s in m["shards"]))
+    m["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    m["versions"] = _versions()
+    write_manifest(path / MANIFEST, m)
+    return m
+
+
+def add_images(index: "GalleryIndex", images: Sequence[str | os.PathLike] | str | os.PathLike, *, batch: int = 16,
+               workers: int = 0, progress: bool = True) -> BuildReport:
+    """:meth:`GalleryIndex.add <exemplar_color.retrieval.GalleryIndex.add>`: a new store shard, a new FAISS
+    generation and a new manifest, committed atomically."""
+    t0 = time.perf_counter()
+    if isinstance(images, (str, os.PathLike)) and Path(images).is_dir():
+        files = list_images(images)
+    elif isinstance(images, (str, os.PathLike)):
+        files = [Path(images)]
+    else:
+        files = [Path(f) for f in images]
+    files = [Path(os.path.abspath(f.expanduser())) for f in files]  # not resolve(): keep symlinked names
+    rel = [os.path.relpath(f, index.root) for f in files]
+    removed = set(index.removed.tolist())
+    known = {p: i for i, p in enumerate(index.store.paths) if i not in removed}
+    report = BuildReport(item="path", total=len(rel))
+    todo, replaced = [], []
+    for r in rel:
+        i = known.get(r)
+        if i is not None:
+            sha = hashlib.sha256((index.root / r).read_bytes()).hexdigest() if (index.root / r).is_file() else ""
+            if sha == index.store.sha256[i].decode():
+                report.reused += 1
+                continue
+            replaced.append(i)
+        todo.append(r)
+    if todo:
+        parts = [_rows_from(items, d) for items, d in _extract(index.extractor, index.root, todo, batch=batch,
+                                                               workers=workers, progress=progress, desc="adding")]
+        rows = ShardRows.concat(parts, index.config)
+        report.failures = rows.failures
+        report.computed = report.written = len(rows.paths)
+        if rows.paths:
+            m = json.loads(json.dumps(index.manifest))
+            gen = int(m["generation"]) + 1
+            store_file, index_file = f"store-{gen:06d}.h5", f"index-{gen:06d}.faiss"
+            write_shard(index.path / store_file, rows, index.config)
+            add_vectors(index.faiss, rows.desc.global_)
+            save_faiss(index.faiss, index.path / index_file)
+            old_index = m["index"]["file"]
+            m["shards"].append({"file": store_file, "count": len(rows.paths)})
+            m["index"]["file"] = index_file
+            m["removed"] = sorted(set(m.get("removed", [])) | set(replaced))
+            m["failures"] = m.get("failures", []) + [list(x) for x in rows.failures]
+            index._reload(commit(index.path, m, gen))
+            report.parts_built = 1
+            _prune_old_index(index.path, keep={index_file, old_index})
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def remove_missing(index: "GalleryIndex") -> list[str]:
+    """Drop entries whose file no longer exists under the gallery root; returns their relative paths."""
+    removed = set(index.removed.tolist())
+    gone = [i for i, p in enumerate(index.store.paths) if i not in removed and not (index.root / p).exists()]
+    if gone:
+        m = json.loads(json.dumps(index.manifest))
+        m["removed"] = sorted(removed | set(gone))
+        index._reload(commit(index.path, m, int(m["generation"]) + 1))
+    return [index.store.paths[i] for i in gone]
+
+
+def _prune_old_index(path: Path, keep: set[str]) -> None:
+    """Keep the current and the previous FAISS generation (a reader may hold the previous manifest)."""
+    for f in path.glob("index-*.faiss"):
+        if f.name not in keep:
+            f.unlink(missing_ok=True)
