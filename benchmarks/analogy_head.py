@@ -66,10 +66,11 @@ def main() -> int:
                                                            antialias=True, align_corners=False).clamp(0, 1))[:, 1:]
         corr = c.matcher.match(tl, rlab)
         errors["warped ab"].append(_ab_error(corr.warped_ab, truth))
-        if c.net is not None:
+        if "network" in c.heads:
+            net = c.heads["network"]
             for at_trained_size, name in ((True, "network"), (False, "network at the working size")):
-                c.net_at_trained_size = at_trained_size
-                errors.setdefault(name, []).append(_ab_error(c._predict_ab(tl, corr, "network"), truth))
+                net.at_trained_size = at_trained_size  # type: ignore[attr-defined]
+                errors.setdefault(name, []).append(_ab_error(net(tl, corr), truth))
         for name, head in variants.items():
             errors[name].append(_ab_error(head(tl, corr), truth))
     out = {"benchmark": "analogy_head", "pairs": len(errors["warped ab"]), "seconds": round(time.perf_counter() - t0),

@@ -30,7 +30,8 @@ REFERENCE = SHARED / "data" / "kodak" / "kodim23.png"
 def _pair(device: str, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     from exemplar_color.color import rgb_to_lab
     from exemplar_color.io import load_image
-    from exemplar_color.working import resize, to_tensor
+    from exemplar_color.layout import to_tensor
+    from exemplar_color.working import resize
 
     t = rgb_to_lab(resize(to_tensor(load_image(TARGET, mode="RGB")), (256, 256)))
     r = rgb_to_lab(resize(to_tensor(load_image(REFERENCE, mode="RGB")), (256, 256)))

@@ -98,7 +98,7 @@ def run_case(c, case: dict) -> tuple[dict, dict]:
         warnings.simplefilter("ignore")
         runs = {"A": c.colorize_heads(gray, a), "B": c.colorize_heads(gray, b),
                 "both": c.colorize_heads(gray, [a, b]),
-                "both_outputs": colorize_references(c, gray, [a, b], HEADS[c.net is not None], fuse="outputs")}
+                "both_outputs": colorize_references(c, gray, [a, b], HEADS["network" in c.heads], fuse="outputs")}
     fig = {"name": case["name"], "kind": case["kind"], "seconds": round(time.perf_counter() - t0, 1)}
     for run, heads in runs.items():
         for head, res in heads.items():
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = dict(BACKBONES[args.backbone])
     model = "analogy" if args.backbone == "slices" else "default"
     c = Colorizer(device="cpu", size=args.size, model=model, **spec)
-    heads = list(HEADS[c.net is not None])
+    heads = list(HEADS["network" in c.heads])
     rng = np.random.default_rng(args.seed)
     cases = [joined_case(l, r, rng) for l, r in JOINED[:args.cases]] + [halves_case(n) for n in HALVES[:args.cases]]
     figs = []

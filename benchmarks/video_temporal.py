@@ -134,7 +134,7 @@ def component_times(colorizer, clip: Path) -> dict:
     one real frame pair: steadier than frames/s on a shared machine."""
     from exemplar_color.pipeline import Photo
     from exemplar_color.video.temporal import block_flow, flow_confidence, fuse, warp
-    from exemplar_color.working import to_tensor
+    from exemplar_color.layout import to_tensor
 
     a, b = _truth(clip, 2)
     pa, pb = (Photo("f", to_tensor(x.astype(np.float32) / 255), False) for x in (a, b))
@@ -143,7 +143,7 @@ def component_times(colorizer, clip: Path) -> dict:
 
     def frame():
         corr = colorizer.matcher.match(tl, rlab)
-        ab = colorizer._predict_ab(tl, corr, colorizer.head_name)
+        ab = colorizer.head(tl, corr)
         full_l = colorizer._full_l(pb)
         colorizer._full_resolution(full_l, tl, ab)
         return ab, corr

@@ -23,7 +23,8 @@ PACKAGE = "exemplar_color"
 # (colour -> backbone -> correspondence -> colorization heads -> pipeline -> CLI) sit retrieval (on the
 # backbone), training (on correspondence and the heads), evaluation and video (on the pipeline).
 LAYERS = [
-    ("foundation", ("_version", "errors", "runtime", "artifacts", "device", "io", "color", "working", "metrics")),
+    ("foundation", ("_version", "errors", "runtime", "artifacts", "device", "io", "color", "layout", "working",
+                    "metrics")),
     ("backbone", ("backbone",)),
     ("correspondence, retrieval", ("correspondence", "retrieval")),
     ("colorization heads", ("colorization", "models")),

@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from .errors import ConfigMismatchError, ExemplarColorError
 from .io import atomic_write, temp_leftovers
@@ -106,18 +106,23 @@ def refuse_differences(where: str, have: Mapping[str, Any], want: Mapping[str, A
 class ShardPlan:
     """``count`` items cut into parts of ``part_size``, part ``i`` written whole to ``folder/pattern.format(i)``.
 
-    A part is done when its HDF5 file opens and carries ``stamp(i)`` among its attributes (the plan's
-    digest and the part's number, written with it), so a part of another plan or a damaged one is built
-    again. Rank ``rank`` of ``world`` builds the parts ``i % world == rank``.
+    A part is done when its HDF5 file opens and carries :meth:`stamp` among its attributes (``plan``:
+    what ties it to the plan, e.g. its digest, and ``{part_key: i}``), so a part of another plan or a
+    damaged one is built again. Rank ``rank`` of ``world`` builds the parts ``i % world == rank``.
     """
 
     folder: Path
     count: int
     part_size: int
     pattern: str
-    stamp: Callable[[int], dict[str, Any]]
+    plan: dict[str, Any]
+    part_key: str = "part"
     rank: int = 0
     world: int = 1
+
+    def stamp(self, i: int) -> dict[str, Any]:
+        """The attributes part ``i`` is written with."""
+        return {self.part_key: i, **self.plan}
 
     @property
     def parts(self) -> int:

@@ -9,41 +9,13 @@ gray target (ab = 0 everywhere) this paints the reference's mean colour over the
 
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
 import torch
 
 from .color import lab_to_rgb, rgb_to_lab
+from .layout import ImageLike, as_batch
 
 __all__ = ["reinhard_transfer", "reinhard_transfer_lab"]
-
-ImageLike = Union[np.ndarray, torch.Tensor]
-
-
-def _to_chw(x: ImageLike, name: str, allow_gray: bool) -> tuple[torch.Tensor, bool]:
-    """``x`` as a float ``(N, 3 or 1, H, W)`` tensor, and whether it came as numpy (channels last)."""
-    if isinstance(x, np.ndarray):
-        arr = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x
-        if arr.ndim == 2:
-            arr = arr[..., None]
-        if arr.ndim == 3:
-            arr = arr[None]
-        t, is_np = torch.from_numpy(np.ascontiguousarray(arr)).movedim(-1, 1), True
-    elif isinstance(x, torch.Tensor):
-        t = x.float() / 255.0 if x.dtype == torch.uint8 else x
-        if t.dim() == 2:
-            t = t[None]
-        if t.dim() == 3:
-            t = t[None]
-        is_np = False
-    else:
-        raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}")
-    ok = (1, 3) if allow_gray else (3,)
-    if t.dim() != 4 or t.shape[1] not in ok:
-        raise ValueError(f"{name}: expected {'gray or ' if allow_gray else ''}RGB image(s), got {tuple(x.shape)}")
-    return (t if t.is_floating_point() else t.float()), is_np
-
 
 def _lab(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] == 1:  # a gray image: its value is the sRGB gray, so L from the neutral colour
@@ -63,8 +35,8 @@ def reinhard_transfer_lab(target: ImageLike, reference: ImageLike, eps: float = 
             target given as RGB), and the result is the reference mean rather than round-off noise
             divided by ~0.
     """
-    t, _ = _to_chw(target, "target", allow_gray=True)
-    r, _ = _to_chw(reference, "reference", allow_gray=False)
+    t, _ = as_batch(target, "target", dtype=None, gray=True)
+    r, _ = as_batch(reference, "reference", dtype=None)
     r = r.to(device=t.device, dtype=t.dtype)
     if r.shape[0] not in (1, t.shape[0]):
         raise ValueError(f"{r.shape[0]} references for {t.shape[0]} targets: give one, or one per target")

@@ -3,13 +3,16 @@
 Same constants and branches as ``skimage.color.rgb2lab`` / ``lab2rgb``, so results agree with
 scikit-image, but batched, on any device and differentiable. Channels are on dim -3:
 ``(..., 3, H, W)``. RGB is sRGB in [0, 1]; L is in [0, 100], a and b roughly in [-128, 127].
+:func:`lab_to_image` is the one way a Lab result becomes an 8-bit picture (gamut-safe, keeps L).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from PIL import Image
 
-__all__ = ["rgb_to_lab", "lab_to_rgb", "rgb_to_gray_lab_l", "l_to_gray"]
+__all__ = ["rgb_to_lab", "lab_to_rgb", "rgb_to_gray_lab_l", "gray_to_l", "l_to_gray", "lab_to_image"]
 
 _XYZ_FROM_RGB = (
     (0.412453, 0.357580, 0.180423),
@@ -40,6 +43,26 @@ def _apply(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,...jhw->...ihw", m, x)
 
 
+def _linearize(srgb: torch.Tensor) -> torch.Tensor:
+    """sRGB companding undone: stored value -> linear light."""
+    return torch.where(srgb > 0.04045, ((srgb.clamp_min(0.04045) + 0.055) / 1.055).pow(2.4), srgb / 12.92)
+
+
+def _compand(linear: torch.Tensor) -> torch.Tensor:
+    """Linear light -> stored sRGB value."""
+    return torch.where(linear > 0.0031308, 1.055 * linear.clamp_min(0.0031308).pow(1.0 / 2.4) - 0.055,
+                       12.92 * linear)
+
+
+def _f(t: torch.Tensor) -> torch.Tensor:
+    """CIE Lab's cube-root response (linear near black)."""
+    return torch.where(t > 0.008856, t.clamp_min(0.008856).pow(1.0 / 3.0), 7.787 * t + 16.0 / 116.0)
+
+
+def _f_inverse(f: torch.Tensor) -> torch.Tensor:
+    return torch.where(f > 0.2068966, f.pow(3), (f - 16.0 / 116.0) / 7.787)
+
+
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """Convert sRGB in [0, 1] to CIE Lab (D65).
 
@@ -55,14 +78,9 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
         100.0
     """
     _check(rgb, "rgb")
-    linear = torch.where(
-        rgb > 0.04045, ((rgb.clamp_min(0.04045) + 0.055) / 1.055).pow(2.4), rgb / 12.92
-    )
-    xyz = _apply(_matrix(rgb, inverse=False), linear)
+    xyz = _apply(_matrix(rgb, inverse=False), _linearize(rgb))
     white = torch.tensor(_WHITE_D65, device=rgb.device, dtype=rgb.dtype).view(3, 1, 1)
-    t = xyz / white
-    f = torch.where(t > 0.008856, t.clamp_min(0.008856).pow(1.0 / 3.0), 7.787 * t + 16.0 / 116.0)
-    fx, fy, fz = f.unbind(-3)
+    fx, fy, fz = _f(xyz / white).unbind(-3)
     lightness = 116.0 * fy - 16.0
     return torch.stack((lightness, 500.0 * (fx - fy), 200.0 * (fy - fz)), dim=-3)
 
@@ -79,15 +97,9 @@ def lab_to_rgb(lab: torch.Tensor, clip: bool = True) -> torch.Tensor:
     fy = (lightness + 16.0) / 116.0
     fx = a / 500.0 + fy
     fz = (fy - b / 200.0).clamp_min(0.0)
-    f = torch.stack((fx, fy, fz), dim=-3)
-    t = torch.where(f > 0.2068966, f.pow(3), (f - 16.0 / 116.0) / 7.787)
+    t = _f_inverse(torch.stack((fx, fy, fz), dim=-3))
     white = torch.tensor(_WHITE_D65, device=lab.device, dtype=lab.dtype).view(3, 1, 1)
-    linear = _apply(_matrix(lab, inverse=True), t * white)
-    rgb = torch.where(
-        linear > 0.0031308,
-        1.055 * linear.clamp_min(0.0031308).pow(1.0 / 2.4) - 0.055,
-        12.92 * linear,
-    )
+    rgb = _compand(_apply(_matrix(lab, inverse=True), t * white))
     return rgb.clamp(0.0, 1.0) if clip else rgb
 
 
@@ -99,9 +111,7 @@ def rgb_to_gray_lab_l(rgb: torch.Tensor) -> torch.Tensor:
 def gray_to_l(gray: torch.Tensor) -> torch.Tensor:
     """Lab lightness of a neutral sRGB gray ``(..., 1, H, W)`` in [0, 1]: what :func:`rgb_to_lab` gives for
     ``gray`` repeated to three channels, at a third of the cost (a gray's Y is its linearised value)."""
-    y = torch.where(gray > 0.04045, ((gray.clamp_min(0.04045) + 0.055) / 1.055).pow(2.4), gray / 12.92)
-    f = torch.where(y > 0.008856, y.clamp_min(0.008856).pow(1.0 / 3.0), 7.787 * y + 16.0 / 116.0)
-    return 116.0 * f - 16.0
+    return 116.0 * _f(_linearize(gray)) - 16.0
 
 
 def l_to_gray(lightness: torch.Tensor) -> torch.Tensor:
@@ -109,7 +119,28 @@ def l_to_gray(lightness: torch.Tensor) -> torch.Tensor:
 
     This is how a luminance channel is shown to VGG-19: the gray photo a camera would have stored.
     """
-    fy = (lightness + 16.0) / 116.0
-    y = torch.where(fy > 0.2068966, fy.pow(3), (fy - 16.0 / 116.0) / 7.787)
-    gray = torch.where(y > 0.0031308, 1.055 * y.clamp_min(0.0031308).pow(1.0 / 2.4) - 0.055, 12.92 * y)
-    return gray.clamp(0.0, 1.0)
+    return _compand(_f_inverse((lightness + 16.0) / 116.0)).clamp(0.0, 1.0)
+
+
+def lab_to_image(l: torch.Tensor, ab: torch.Tensor, chunk_rows: int = 256) -> Image.Image:
+    """L ``(1, 1, H, W)`` and ab ``(1, 2, H, W)`` -> an 8-bit RGB picture, in row chunks (bounded memory at
+    any size). Out-of-gamut colours lose chroma, not lightness, so the picture keeps the input's L (up to
+    8-bit rounding)."""
+    h, w = l.shape[-2:]
+    out = np.empty((h, w, 3), np.uint8)
+    for r0 in range(0, h, chunk_rows):
+        lab = torch.cat([l[..., r0:r0 + chunk_rows, :], ab[..., r0:r0 + chunk_rows, :]], 1).float()
+        rgb = lab_to_rgb(lab, clip=False)
+        outside = ((rgb < -1e-3) | (rgb > 1 + 1e-3)).any(1)[0]
+        if outside.any():  # shrink chroma by 15% steps on the out-of-gamut pixels only
+            px = lab[0][:, outside].T.reshape(-1, 3, 1, 1).clone()
+            for _ in range(8):
+                fix = lab_to_rgb(px, clip=False)
+                bad = ((fix < -1e-3) | (fix > 1 + 1e-3)).flatten(1).any(1)
+                if not bad.any():
+                    break
+                px[bad, 1:] *= 0.85
+            rgb[0][:, outside] = fix.reshape(-1, 3).T
+        rgb = rgb.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+        out[r0:r0 + chunk_rows] = (rgb * 255 + 0.5).astype(np.uint8)
+    return Image.fromarray(out, "RGB")

@@ -20,24 +20,22 @@ Conventions (stated because published numbers differ by them):
 * :func:`ab_error` is the mean Euclidean distance in the ab plane of CIE Lab (D65), per pixel.
 * :func:`vgg_distance` is a *VGG-19 feature distance* (LPIPS-shaped: unit-normalised channels, squared
   difference, spatial mean, averaged over levels, with uniform channel weights). It is **not LPIPS**: LPIPS
-  needs its own learned linear weights; :func:`lpips_distance` uses the ``lpips`` package when it is
-  installed and its weights load.
+  needs its own learned linear weights.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence, Union
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .color import rgb_to_lab
-from .errors import ExemplarColorError
+from .layout import ImageLike, as_batch
 
 __all__ = [
-    "MetricUnavailable",
     "as_batch",
     "psnr",
     "psnr_masked",
@@ -46,44 +44,11 @@ __all__ = [
     "delta_colorfulness",
     "ab_error",
     "vgg_distance",
-    "lpips_distance",
-    "fid",
-    "optional_metrics",
     "image_metrics",
 ]
 
-ImageLike = Union[np.ndarray, torch.Tensor]
-
-
-class MetricUnavailable(ExemplarColorError, RuntimeError):
-    """An optional metric (LPIPS, FID) cannot run here: its package is missing or its weights do not load.
-
-    Callers (the evaluation report) catch it and record the message instead of the figure.
-    """
-
 
 # ----------------------------------------------------------------------------------------------- inputs
-def as_batch(x: ImageLike, name: str = "image", dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, bool]:
-    """``x`` as a ``(N, 3, H, W)`` tensor and whether it was batched.
-
-    numpy arrays are channels-last (``io.load_image``), tensors channels-first (``color``); uint8 arrays
-    are scaled by 1/255 so a PNG read elsewhere still works.
-    """
-    if isinstance(x, np.ndarray):
-        arr = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x
-        if arr.ndim not in (3, 4) or arr.shape[-1] != 3:
-            raise ValueError(f"{name}: numpy images must be (H, W, 3) or (N, H, W, 3), got {arr.shape}")
-        t = torch.from_numpy(np.ascontiguousarray(arr)).movedim(-1, -3)
-    elif isinstance(x, torch.Tensor):
-        t = x.double() / 255.0 if x.dtype == torch.uint8 else x
-        if t.dim() not in (3, 4) or t.shape[-3] != 3:
-            raise ValueError(f"{name}: tensors must be (3, H, W) or (N, 3, H, W), got {tuple(t.shape)}")
-    else:
-        raise TypeError(f"{name}: expected a numpy array or torch tensor, got {type(x).__name__}")
-    batched = t.dim() == 4
-    return (t if batched else t.unsqueeze(0)).to(dtype), batched
-
-
 def _pair(pred: ImageLike, gt: ImageLike) -> tuple[torch.Tensor, torch.Tensor, bool]:
     p, batched = as_batch(pred, "pred")
     g, _ = as_batch(gt, "gt")
@@ -279,65 +244,6 @@ def vgg_distance(pred: ImageLike, gt: ImageLike, vgg: torch.nn.Module, levels: S
                 per_level.append((f[:n] - f[n:]).pow(2).sum(1).mean(dim=(1, 2)))
             out.append(torch.stack(per_level).mean(0))
     return _out(torch.cat(out).cpu(), batched)
-
-
-# -------------------------------------------------------------------------------------- optional extras
-def lpips_distance(pred: ImageLike, gt: ImageLike, net: str = "alex") -> torch.Tensor:
-    """LPIPS (Zhang et al. 2018) through the ``lpips`` package, when it is installed and its weights load.
-
-    Raises :class:`MetricUnavailable` with the reason otherwise (no dependency is added for it).
-    """
-    try:
-        import lpips  # type: ignore[import-not-found]
-    except ImportError:
-        raise MetricUnavailable("LPIPS skipped: the 'lpips' package is not installed (pip install lpips); "
-                                "vgg_distance is the built-in VGG feature distance") from None
-    try:
-        model = lpips.LPIPS(net=net, verbose=False).eval()
-    except Exception as e:  # its backbone weights are downloaded on first use
-        raise MetricUnavailable(f"LPIPS skipped: its {net} weights could not be loaded "
-                                f"({type(e).__name__}: {e})") from None
-    p, g, batched = _pair(pred, gt)
-    with torch.no_grad():
-        d = model(p.float() * 2 - 1, g.float() * 2 - 1).flatten().double()
-    return _out(d, batched)
-
-
-def fid(pred: ImageLike, gt: ImageLike) -> float:
-    """Fréchet Inception Distance between two image sets via ``torchmetrics`` (an optional extra).
-
-    Both sets are batches ``(N, ...)``; FID is a set-level figure, meaningless on a handful of images.
-    Raises :class:`MetricUnavailable` when torchmetrics (with torch-fidelity) is missing or the Inception
-    weights cannot be loaded (they are downloaded on first use).
-    """
-    try:
-        from torchmetrics.image.fid import FrechetInceptionDistance  # type: ignore[import-not-found]
-    except ImportError:
-        raise MetricUnavailable("FID skipped: 'torchmetrics' (with 'torch-fidelity') is not installed "
-                                "(pip install torchmetrics[image])") from None
-    p, _ = as_batch(pred, "pred")
-    g, _ = as_batch(gt, "gt")
-    try:
-        metric = FrechetInceptionDistance(feature=2048, normalize=True)
-    except Exception as e:
-        raise MetricUnavailable(f"FID skipped: the Inception weights could not be loaded "
-                                f"({type(e).__name__}: {e})") from None
-    metric.update(g.float(), real=True)
-    metric.update(p.float(), real=False)
-    return float(metric.compute())
-
-
-def optional_metrics() -> dict[str, str | None]:
-    """``{"lpips": reason or None, "fid": reason or None}``: which optional metrics can be attempted.
-
-    ``None`` means the package imports (its weights may still fail to load at first use).
-    """
-    import importlib.util
-
-    status: dict[str, str | None] = {}
-    status["lpips"] = None if importlib.util.find_spec("lpips") else "the 'lpips' package is not installed"
-    status["fid"] = None if importlib.util.find_spec("torchmetrics") else "'torchmetrics' is not installed"
-    return status
 
 
 def image_metrics(pred: ImageLike, gt: ImageLike, vgg: torch.nn.Module | None = None) -> dict[str, Any]:

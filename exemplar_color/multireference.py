@@ -16,8 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .color import lab_to_image
 from .colorization.fusion import fuse_ab, fuse_correspondences, match_scores, reference_weights
 from .correspondence import Correspondence
+from .layout import to_array
 
 FUSE_MODES = ("inputs", "outputs")
 
@@ -29,7 +31,7 @@ def colorize_references(colorizer, target: Any, references: Sequence[Any], heads
 
     ``fuse="inputs"`` (default) fuses the correspondences before the head; ``"outputs"`` runs the head on
     each reference and blends the predicted colours by the same weights."""
-    from .pipeline import ColorizationResult, Photo, _np, _to_pil, read_photo
+    from .pipeline import ColorizationResult, Photo, read_photo
 
     if fuse not in FUSE_MODES:
         raise ValueError(f"fuse must be one of {FUSE_MODES}, got {fuse!r}")
@@ -69,9 +71,9 @@ def colorize_references(colorizer, target: Any, references: Sequence[Any], heads
     for head in heads:
         h0 = time.perf_counter()
         if fuse == "inputs":
-            ab[head] = colorizer._predict_ab(tl, fused, head)
+            ab[head] = colorizer.heads[head](tl, fused)
         else:
-            ab[head] = fuse_ab([colorizer._predict_ab(tl, c, head) for c in corrs], weights)
+            ab[head] = fuse_ab([colorizer.heads[head](tl, c) for c in corrs], weights)
         head_s[head] = time.perf_counter() - h0
     fields = _chosen_fields(colorizer, corrs, photos, t, labels)
     full_l = colorizer._full_l(t)
@@ -79,16 +81,16 @@ def colorize_references(colorizer, target: Any, references: Sequence[Any], heads
     for head in heads:
         t3 = time.perf_counter()
         ab_full = colorizer._full_resolution(full_l, tl, ab[head])
-        image = _to_pil(full_l, ab_full)
+        image = lab_to_image(full_l, ab_full)
         timings = {"load_s": 0.0, "match_s": t_match - t0, "head_s": head_s[head],
                    "full_resolution_s": time.perf_counter() - t3}
         timings["total_s"] = sum(timings.values())
         res = ColorizationResult(
-            image=image, ab=_np(ab_full), confidence=_np(fused.confidence), warped_ab=_np(fused.warped_ab),
+            image=image, ab=to_array(ab_full), confidence=to_array(fused.confidence), warped_ab=to_array(fused.warped_ab),
             similarity=fused.similarity[0].cpu().numpy(), reference=photos[0].name, head=head,
             levels=colorizer.levels, timings=timings, recommendations=recs, passed_over=passed,
-            labels=labels[0].cpu().numpy().astype(np.uint8), references=tuple(p.name for p in photos), **fields)
-        res._working_l = tl.cpu()
+            labels=labels[0].cpu().numpy().astype(np.uint8), references=tuple(p.name for p in photos),
+            working_l=tl.cpu(), **fields)
         out[head] = res
     return out
 

@@ -24,21 +24,20 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .backbone import VGG19Features
-from .color import gray_to_l, lab_to_rgb, rgb_to_lab
+from .color import gray_to_l, lab_to_image, rgb_to_lab
 from .colorization.analogy import AnalogyHead
-from .colorization.exact import spread_certain_matches
 from .colorization.guided import guided_upsample, joint_bilateral_upsample
-from .colorization.network import make_input
+from .colorization.heads import Head, NetworkHead
 from .correspondence import DEFAULT_LEVELS, Correspondence, Matcher
 from .correspondence import fields as fl
 from .runtime import resolve_device
 from .artifacts import refuse_differences
 from .errors import ExemplarColorError, ImageError
-from .io import as_array
+from .io import ImageInput, as_array
 from .models import resolve_model
-from .working import check_min_side, is_gray, resize, to_tensor, working_size
+from .layout import to_array, to_tensor
+from .working import check_min_side, is_gray, resize, working_size
 
-ImageInput = str | os.PathLike | Image.Image | np.ndarray
 DEFAULT_VARIANT = "caffe"  # the original Caffe VGG-19, as the paper used
 AUTO_CANDIDATES = 10  # automatic mode looks this far down the gallery's ranking for a usable reference
 # label map colours, one per reference (Okabe-Ito: told apart with any colour vision), cycled past eight
@@ -97,12 +96,12 @@ class ColorizationResult:
     labels: np.ndarray | None = None  # several references: index of the one that coloured each pixel
     references: tuple[str, ...] = ()
 
+    working_l: torch.Tensor | None = field(default=None, repr=False)  # (1, 1, h, w): for warped_image
+
     @property
     def warped_image(self) -> Image.Image:
         """Target L (working size) with the raw warped reference ab: what the match alone gives."""
-        return _to_pil(self._working_l, torch.from_numpy(self.warped_ab).permute(2, 0, 1)[None])
-
-    _working_l: torch.Tensor = field(default=None, repr=False)  # type: ignore[assignment]
+        return lab_to_image(self.working_l, to_tensor(self.warped_ab))
 
     def confidence_image(self) -> Image.Image:
         return Image.fromarray((np.clip(self.confidence, 0, 1) * 255).round().astype(np.uint8), "L")
@@ -113,35 +112,6 @@ class ColorizationResult:
         img = Image.fromarray(labels.astype(np.uint8), "P")
         img.putpalette([c for rgb in LABEL_COLOURS for c in rgb])
         return img
-
-
-def _to_pil(l: torch.Tensor, ab: torch.Tensor, chunk_rows: int = 256) -> Image.Image:
-    """Lab -> 8-bit RGB image, in row chunks (bounded memory at any size); out-of-gamut colours lose
-    chroma, not lightness, so the output keeps the input's L (up to 8-bit rounding)."""
-    h, w = l.shape[-2:]
-    out = np.empty((h, w, 3), np.uint8)
-    for r0 in range(0, h, chunk_rows):
-        lab = torch.cat([l[..., r0:r0 + chunk_rows, :], ab[..., r0:r0 + chunk_rows, :]], 1).float()
-        rgb = lab_to_rgb(lab, clip=False)
-        outside = ((rgb < -1e-3) | (rgb > 1 + 1e-3)).any(1)[0]
-        if outside.any():  # shrink chroma by 15% steps on the out-of-gamut pixels only
-            px = lab[0][:, outside].T.reshape(-1, 3, 1, 1).clone()
-            for _ in range(8):
-                fix = lab_to_rgb(px, clip=False)
-                bad = ((fix < -1e-3) | (fix > 1 + 1e-3)).flatten(1).any(1)
-                if not bad.any():
-                    break
-                px[bad, 1:] *= 0.85
-            rgb[0][:, outside] = fix.reshape(-1, 3).T
-        rgb = rgb.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
-        out[r0:r0 + chunk_rows] = (rgb * 255 + 0.5).astype(np.uint8)
-    return Image.fromarray(out, "RGB")
-
-
-def _np(x: torch.Tensor) -> np.ndarray:
-    """``(1, C, H, W)`` -> ``(H, W, C)`` (or ``(H, W)`` for one channel) float32 numpy."""
-    a = x[0].detach().float().cpu().numpy().transpose(1, 2, 0)
-    return a[..., 0] if a.shape[-1] == 1 else a
 
 
 class Colorizer:
@@ -176,29 +146,29 @@ class Colorizer:
                  method: str = "fast", upsample: str = "joint-bilateral", chroma_gain: float | None = None):
         self.device = resolve_device(device)
         self.size = size
-        self.net = None
         if chroma_gain is not None and not 0 < chroma_gain <= 3:
             raise ValueError(f"chroma_gain must be in (0, 3], got {chroma_gain}")
-        self.chroma_gain = chroma_gain or 1.0
+        self.heads: dict[str, Head] = {}  # the chosen head first; colorize_heads runs them all
         path = resolve_model(model)
         if path is not None:
             from .colorization.checkpoint import load_checkpoint
 
-            self.net, meta, _ = load_checkpoint(path, map_location=self.device)
-            levels, vgg_variant = self._adopt(path, self.net.config, levels, vgg_variant)
-            if chroma_gain is None:
-                self.chroma_gain = float(meta.get("release", {}).get("chroma_gain") or 1.0)
+            net, meta, _ = load_checkpoint(path, map_location=self.device)
+            levels, vgg_variant = self._adopt(path, net.config, levels, vgg_variant)
+            if chroma_gain is None:  # the gain calibrated with the model
+                chroma_gain = float(meta.get("release", {}).get("chroma_gain") or 1.0)
+            self.heads["network"] = NetworkHead(net, chroma_gain=chroma_gain)
+        self.heads["analogy"] = AnalogyHead()
+        self.head: Head = next(iter(self.heads.values()))
         self.levels = tuple(levels or DEFAULT_LEVELS)
         vgg_variant = vgg_variant or DEFAULT_VARIANT
         self.backbone = VGG19Features(self.levels, weights=vgg_weights, variant=vgg_variant).to(self.device)
         self.matcher = Matcher(self.backbone, self.levels, method=method)  # type: ignore[arg-type]
-        self.head = AnalogyHead()
         self.vgg_weights, self.vgg_variant = vgg_weights, vgg_variant
         self._index = index
         if upsample not in ("joint-bilateral", "bilinear", "guided"):
             raise ValueError(f"upsample must be 'joint-bilateral', 'bilinear' or 'guided', got {upsample!r}")
         self.upsample = upsample
-        self.net_at_trained_size = True
 
     @staticmethod
     def _adopt(path: Path, config: Any, levels: Sequence[str] | None, variant: str | None,
@@ -214,7 +184,13 @@ class Colorizer:
 
     @property
     def head_name(self) -> str:
-        return "network" if self.net is not None else "analogy"
+        return self.head.name
+
+    @property
+    def chroma_gain(self) -> float:
+        """How far the network head pushes its colours out from gray (1.0 without a network)."""
+        net = self.heads.get("network")
+        return net.chroma_gain if isinstance(net, NetworkHead) else 1.0
 
     # ----------------------------------------------------------------- retrieval
     @property
@@ -317,24 +293,9 @@ class Colorizer:
         (ht, wt), (hr, wr) = t.size, r.size
         fwd = fl.resize_field(corr.forward, ht, wt, wr / corr.backward.shape[-1], hr / corr.backward.shape[-2])
         bwd = fl.resize_field(corr.backward, hr, wr, wt / corr.forward.shape[-1], ht / corr.forward.shape[-2])
-        return {"forward": _np(fwd), "backward": _np(bwd)}
+        return {"forward": to_array(fwd), "backward": to_array(bwd)}
 
     # ----------------------------------------------------------------- colorizing
-    def _predict_ab(self, tl: torch.Tensor, corr: Correspondence, head: str) -> torch.Tensor:
-        if head == "analogy":
-            return self.head(tl, corr)
-        x = make_input(tl, corr.warped_ab, corr.similarity)
-        h, w = x.shape[-2:]
-        scale = self.net.config.size / min(h, w) if self.net_at_trained_size else 1.0
-        if scale < 1:  # the size the network learnt at: its receptive field spans the same share of the photo
-            x = F.interpolate(x, size=(max(8, round(h * scale)), max(8, round(w * scale))), mode="bilinear",
-                              antialias=True, align_corners=False)
-        with torch.inference_mode():
-            ab = self.net(x).float() * self.chroma_gain
-        if ab.shape[-2:] != (h, w):
-            ab = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
-        return spread_certain_matches(ab, corr, tl)
-
     def _full_l(self, target: Photo) -> torch.Tensor:
         """The target's own L at full size (what the output keeps), in row chunks."""
         px = target.pixels.to(self.device)
@@ -365,7 +326,7 @@ class Colorizer:
         """One correspondence, every head this Colorizer has (``network`` with a model, and ``analogy``):
         how evaluations compare the heads on exactly the same matches. ``reference``/``top_k``: as in
         :meth:`colorize`."""
-        heads = heads or (("network", "analogy") if self.net is not None else ("analogy",))
+        heads = heads or tuple(self.heads)
         if isinstance(reference, (list, tuple)) or (reference is None and top_k > 1):
             return self._colorize_references(target, reference, top_k, heads)
         return self._colorize_pairs([(target, reference)], 1, heads)[0]
@@ -398,37 +359,37 @@ class Colorizer:
 
         return colorize_video(self, source, reference, output, **options)
 
+    def _prepare(self, i: int, target: ImageInput, reference: ImageInput | None) -> "_Prepared":
+        """Read one pair (finding the reference in the gallery when there is none) at the working size."""
+        t0 = time.perf_counter()
+        source, recs, passed = target, [], []
+        if reference is None:
+            target = read_photo(source)
+            recs = self.recommend(source, k=AUTO_CANDIDATES)
+            reference, passed = self._auto_reference(source, target, recs)
+        t, r = self._load_pair(target, reference)
+        tl, rlab = self._working(t, r)
+        return _Prepared(i, t, r, tl, rlab, recs, passed, time.perf_counter() - t0)
+
     def _colorize_pairs(self, pairs: Iterable[tuple[ImageInput, ImageInput | None]], batch_size: int,
                         heads: Sequence[str]) -> list[dict[str, ColorizationResult]]:
-        pairs = list(pairs)
-        results: list[dict[str, ColorizationResult] | None] = [None] * len(pairs)
-        prepared = []
-        for i, (target, reference) in enumerate(pairs):
-            t0 = time.perf_counter()
-            recs: list[Any] = []
-            passed: list[tuple[str, str]] = []
-            if reference is None:
-                target = read_photo(target)
-                recs = self.recommend(pairs[i][0], k=AUTO_CANDIDATES)
-                reference, passed = self._auto_reference(pairs[i][0], target, recs)
-            t, r = self._load_pair(target, reference)
-            tl, rlab = self._working(t, r)
-            prepared.append((i, t, r, tl, rlab, (recs, passed), time.perf_counter() - t0))
-        groups: dict[tuple, list] = {}
-        for item in prepared:
-            groups.setdefault((tuple(item[3].shape), tuple(item[4].shape)), []).append(item)
+        prepared = [self._prepare(i, target, reference) for i, (target, reference) in enumerate(pairs)]
+        results: list[dict[str, ColorizationResult] | None] = [None] * len(prepared)
+        groups: dict[tuple, list[_Prepared]] = {}
+        for item in prepared:  # pairs whose working sizes agree share a device batch
+            groups.setdefault((tuple(item.tl.shape), tuple(item.rlab.shape)), []).append(item)
         for items in groups.values():
             for s in range(0, len(items), batch_size):
                 chunk = items[s:s + batch_size]
                 for item, res in zip(chunk, self._colorize_batch(chunk, heads)):
-                    results[item[0]] = res
+                    results[item.index] = res
         return results  # type: ignore[return-value]
 
-    def _colorize_batch(self, items: list, heads: Sequence[str]) -> list[dict[str, ColorizationResult]]:
+    def _colorize_batch(self, items: list["_Prepared"], heads: Sequence[str]) -> list[dict[str, ColorizationResult]]:
         sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
         t0 = time.perf_counter()
-        tl = torch.cat([it[3] for it in items])
-        rlab = torch.cat([it[4] for it in items])
+        tl = torch.cat([it.tl for it in items])
+        rlab = torch.cat([it.rlab for it in items])
         corr = self.matcher.match(tl, rlab)
         sync()
         t1 = time.perf_counter()
@@ -436,14 +397,14 @@ class Colorizer:
         head_s: dict[str, float] = {}
         for head in heads:
             h0 = time.perf_counter()
-            ab[head] = self._predict_ab(tl, corr, head)
+            ab[head] = self.heads[head](tl, corr)
             sync()
             head_s[head] = time.perf_counter() - h0
         out = []
         n = len(items)
-        for j, (i, t, r, _, _, (recs, passed), t_load) in enumerate(items):
-            one = Correspondence(corr.forward[j:j + 1], corr.backward[j:j + 1], corr.similarity[j:j + 1],
-                                 corr.warped_ab[j:j + 1], corr.confidence[j:j + 1], corr.levels)
+        for j, item in enumerate(items):
+            t, r = item.target, item.reference
+            one = corr.select(j)
             fields = self._full_fields(one, t, r)
             t2 = time.perf_counter()
             full_l = self._full_l(t)  # once per photo, shared by the heads
@@ -452,16 +413,30 @@ class Colorizer:
             for head in heads:
                 t3 = time.perf_counter() - full_l_s
                 ab_full = self._full_resolution(full_l, tl[j:j + 1], ab[head][j:j + 1])
-                image = _to_pil(full_l, ab_full)
+                image = lab_to_image(full_l, ab_full)
                 sync()
-                timings = {"load_s": t_load, "match_s": (t1 - t0) / n, "head_s": head_s[head] / n,
+                timings = {"load_s": item.load_s, "match_s": (t1 - t0) / n, "head_s": head_s[head] / n,
                            "full_resolution_s": time.perf_counter() - t3}
                 timings["total_s"] = sum(timings.values())
                 res = ColorizationResult(
-                    image=image, ab=_np(ab_full), confidence=_np(one.confidence), warped_ab=_np(one.warped_ab),
+                    image=image, ab=to_array(ab_full), confidence=to_array(one.confidence), warped_ab=to_array(one.warped_ab),
                     similarity=one.similarity[0].cpu().numpy(), reference=r.name, head=head,
-                    levels=self.levels, timings=timings, recommendations=recs, passed_over=passed, **fields)
-                res._working_l = tl[j:j + 1].cpu()
+                    levels=self.levels, timings=timings, recommendations=item.recommendations,
+                    passed_over=item.passed_over, working_l=tl[j:j + 1].cpu(), **fields)
                 per_head[head] = res
             out.append(per_head)
         return out
+
+
+@dataclass
+class _Prepared:
+    """One pair read and brought to the working size, waiting for its batch."""
+
+    index: int  # its place among the pairs asked for
+    target: Photo
+    reference: Photo
+    tl: torch.Tensor  # (1, 1, h, w) target L at the working size
+    rlab: torch.Tensor  # (1, 3, h', w') reference Lab at the working size
+    recommendations: list[Any]  # automatic mode: the gallery's ranking
+    passed_over: list[tuple[str, str]]  # automatic mode: (path, why) ranked above the reference
+    load_s: float

@@ -3,12 +3,15 @@ and only the predicted ab come back to full size, so the result keeps every pixe
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .color import rgb_to_lab
 from .errors import ImageTooSmallError
+from .layout import to_tensor
 
 MULTIPLE = 16  # VGG-19's relu5_1 has stride 16: sides that divide evenly keep every level aligned
 
@@ -26,12 +29,6 @@ def working_size(h: int, w: int, size: int, multiple: int = MULTIPLE) -> tuple[i
             max(2 * multiple, round(w * scale / multiple) * multiple))
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """``(H, W)`` or ``(H, W, C)`` float array in [0, 1] -> ``(1, C, H, W)`` tensor."""
-    arr = image[..., None] if image.ndim == 2 else image
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).unsqueeze(0).float()
-
-
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Antialiased bilinear resize of ``(B, C, H, W)`` (antialiasing matters when shrinking a big photo)."""
     if tuple(x.shape[-2:]) == tuple(size):
@@ -45,9 +42,12 @@ def is_gray(rgb: torch.Tensor, tolerance: float = 2.0) -> bool:
     return bool(torch.quantile(ab.norm(dim=1).flatten()[:1_000_000], 0.99) < tolerance)
 
 
-def lab_at(rgb: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Lab of an RGB ``(1, 3, H, W)`` tensor at a working size."""
-    return rgb_to_lab(resize(rgb, size).clamp(0, 1))
+def is_gray_array(arr: np.ndarray) -> bool:
+    """A photo without colour (mode L, or RGB with almost no chroma), judged on at most ~250k pixels."""
+    if arr.ndim == 2 or arr.shape[-1] == 1:
+        return True
+    step = max(1, int(math.sqrt(arr.shape[0] * arr.shape[1] / 250_000)))
+    return is_gray(to_tensor(arr[::step, ::step]))
 
 
 def check_min_side(name: str, h: int, w: int, minimum: int = MULTIPLE) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 
 import h5py
 import pytest
@@ -54,8 +55,9 @@ def _write_part(plan: ShardPlan, i: int, stamp: dict | None = None) -> None:
 
 
 def test_shard_plan_splits_items_among_ranks_and_finds_the_parts_still_to_build(tmp_path):
-    stamp = lambda i: {"plan": "d1", "part": i}  # noqa: E731
-    plans = [ShardPlan(tmp_path, 10, 3, "part-{:03d}.h5", stamp, rank, 2) for rank in range(2)]
+    plans = [ShardPlan(tmp_path, 10, 3, "part-{:03d}.h5", {"plan": "d1"}, "part", rank, 2) for rank in range(2)]
+    assert plans[0].stamp(3) == {"part": 3, "plan": "d1"}
+    assert pickle.loads(pickle.dumps(plans[1])) == plans[1]  # travels to DataLoader workers with the cache
     assert plans[0].parts == 4 and list(plans[0].items(3)) == [9] and list(plans[0].items(1)) == [3, 4, 5]
     assert plans[0].mine() == [0, 2] and plans[1].mine() == [1, 3]
     assert sorted(i for p in plans for i in p.mine()) == [0, 1, 2, 3]  # every part, once

@@ -201,3 +201,29 @@ def test_published_weights_choose_the_variant_and_a_contradiction_is_one_line(tv
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 1 and "caffe" in err[0] and "torchvision" in err[0] and "weights_only" not in err[0], err
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_the_library_logs_and_the_cli_decides_what_reaches_stderr(capsys):
+    """Library modules never write to stderr themselves; the CLI shows their warnings always and their
+    notes unless --json/--quiet."""
+    import logging
+    import re
+    from pathlib import Path
+
+    import exemplar_color
+    from exemplar_color.cli.main import setup_logging
+
+    package = Path(exemplar_color.__file__).parent
+    for path in package.rglob("*.py"):
+        rel = path.relative_to(package).as_posix()
+        if not rel.startswith("cli/"):
+            assert not re.search(r"print\([^\n]*file=sys\.stderr|sys\.stderr\.write", path.read_text()), rel
+    log = logging.getLogger("exemplar_color.training.cache")
+    setup_logging(quiet=False)
+    log.warning("skipped pair 3: corrupt")
+    log.info("resumed at step 4")
+    setup_logging(quiet=True)  # twice: still one handler
+    log.warning("skipped pair 5: missing")
+    log.info("a note nobody asked for")
+    assert capsys.readouterr().err.splitlines() == ["skipped pair 3: corrupt", "resumed at step 4",
+                                                    "skipped pair 5: missing"]

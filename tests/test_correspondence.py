@@ -104,6 +104,13 @@ def test_bidirectional_and_batch_agree_with_single(known_pairs, matcher):
     batch = matcher.match(torch.cat([lab0[:, :1], lab1[:, :1]]), refs)
     assert torch.allclose(batch.forward[:1], c0.forward)
     assert torch.allclose(batch.similarity[:1], c0.similarity, atol=1e-4)
+    # select(j) is pair j as a batch of one, every field included; to() keeps every field too
+    second = batch.select(1)
+    assert second.levels == batch.levels and set(second.fields) == set(batch.fields) == set(batch.levels)
+    for name in ("forward", "backward", "similarity", "warped_ab", "confidence"):
+        assert torch.equal(getattr(second, name), getattr(batch, name)[1:2]), name
+    assert all(torch.equal(second.fields[lv][1], batch.fields[lv][1][1:2]) for lv in batch.levels)
+    assert set(batch.to("cpu").fields) == set(batch.levels)
     # backward field maps reference pixels to where they came from: truth inverse inside the overlap
     back_at_truth = fl.sample(c0.backward, kp0.truth, mode="nearest")
     ident = fl.identity_field(1, 256, 256, 256, 256, "cpu").float()

@@ -154,7 +154,8 @@ def test_shipped_model_keeps_exact_matches_on_self_transform(data_dir, full_vgg)
     them (it alone predicted cautious colours there: 8.7 dB below the analogy head on Kodak). Measured:
     33.96 dB against 33.78."""
     from exemplar_color.correspondence.synthetic import similarity_pair
-    from exemplar_color.evaluation import _chw, _hwc, decolorize
+    from exemplar_color.evaluation import decolorize
+    from exemplar_color.layout import to_array, to_tensor
     from exemplar_color.io import load_image
     from exemplar_color.metrics import psnr
 
@@ -162,7 +163,7 @@ def test_shipped_model_keeps_exact_matches_on_self_transform(data_dir, full_vgg)
     scores: dict[str, list[float]] = {"network": [], "analogy": []}
     for name in ("kodim05.png", "kodim23.png"):
         truth = load_image(data_dir / "kodak" / name, "RGB")
-        reference = _hwc(similarity_pair(_chw(truth), 6.0, 1.05, 0.03, -0.02).reference)
+        reference = to_array(similarity_pair(to_tensor(truth), 6.0, 1.05, 0.03, -0.02).reference.clamp(0, 1))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out = c.colorize_heads(decolorize(truth), reference)
@@ -177,7 +178,8 @@ def test_chroma_gain_makes_uncertain_colours_vivid_and_keeps_certain_matches(dat
     """The calibrated gain comes with the model; it scales the network's muted colours, never exact matches."""
     from exemplar_color.colorization.checkpoint import read_metadata
     from exemplar_color.correspondence.synthetic import similarity_pair
-    from exemplar_color.evaluation import _chw, _hwc, decolorize
+    from exemplar_color.evaluation import decolorize
+    from exemplar_color.layout import to_array, to_tensor
     from exemplar_color.io import load_image
 
     shipped = read_metadata(DEFAULT_MODEL)["release"].get("chroma_gain", 1.0)
@@ -187,7 +189,7 @@ def test_chroma_gain_makes_uncertain_colours_vivid_and_keeps_certain_matches(dat
     plain, vivid = (Colorizer(device="cpu", vgg_weights=full_vgg, size=128, chroma_gain=g) for g in (1.0, 1.5))
     truth = load_image(data_dir / "kodak" / "kodim23.png", "RGB")
     gray = decolorize(truth)
-    moved = _hwc(similarity_pair(_chw(truth), 6.0, 1.05, 0.03, -0.02).reference)
+    moved = to_array(similarity_pair(to_tensor(truth), 6.0, 1.05, 0.03, -0.02).reference.clamp(0, 1))
     other = data_dir / "kodak" / "kodim03.png"  # another photo: few certain matches
 
     def chroma(c: Colorizer, reference) -> float:

@@ -10,7 +10,8 @@ from exemplar_color.color import rgb_to_lab
 from exemplar_color.colorization.exact import certainty, keep_exact_matches, spread_certain_matches
 from exemplar_color.correspondence.synthetic import similarity_pair
 from exemplar_color.io import load_image
-from exemplar_color.working import resize, to_tensor
+from exemplar_color.layout import to_tensor
+from exemplar_color.working import resize
 
 from test_default_model import full_vgg  # noqa: F401  (fixture)
 

@@ -56,7 +56,7 @@ def _gallery(data_dir: Path, dest: Path, n_sample: int, n_val: int) -> Path:
 
 
 def _colour(path: Path) -> bool:
-    from exemplar_color.retrieval.build import is_gray_array
+    from exemplar_color.working import is_gray_array
 
     with Image.open(path) as im:
         im.thumbnail((128, 128))

@@ -78,7 +78,6 @@ def setup_logging(quiet: bool) -> None:
         handler = _Stderr()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
-        logger.propagate = False
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
 
 

@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..layout import to_array
+
     check_output_file(args.out, "--out", inputs=[args.target, args.reference])  # before the model
     colorizer = colorizer_from(args)
     corr, full = colorizer.match(args.target, args.reference)
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         "similarity": corr.similarity[0].cpu().numpy().astype(np.float32),
         "similarity_names": np.array(names),
         "confidence": corr.confidence[0, 0].cpu().numpy().astype(np.float32),
-        "warped_ab": corr.warped_ab[0].permute(1, 2, 0).cpu().numpy().astype(np.float32),
+        "warped_ab": to_array(corr.warped_ab),
         "levels": np.array(corr.levels),
         "working_target_size": np.array(corr.forward.shape[-2:]),
         "working_reference_size": np.array(corr.backward.shape[-2:]),

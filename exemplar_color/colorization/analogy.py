@@ -9,6 +9,7 @@ region of similar luminance; reliable matches keep their own colours.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -33,6 +34,7 @@ class AnalogyHead:
             also holds for consistent matches between different things (a red fruit on green leaves).
     """
 
+    name: ClassVar[str] = "analogy"
     radii: tuple[int, ...] = (2, 8, 32)
     eps: float = 1e-3
     sharpness: float = 2.0

@@ -189,7 +189,3 @@ class ColorizationNet(nn.Module):
     def colorize(self, l: torch.Tensor, ab: torch.Tensor, similarity: torch.Tensor) -> torch.Tensor:
         """Predicted ab from the correspondence outputs (see :func:`make_input`)."""
         return self(make_input(l, ab, similarity))
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -9,7 +9,7 @@ local search around the inherited field elsewhere) and ``"patchmatch"`` (the pub
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -104,9 +104,18 @@ class Correspondence:
         ident = fl.identity_field(b, h, w, h, w, back.device).float()
         return (back - ident).norm(dim=1, keepdim=True)
 
+    def _map(self, fn: Any) -> "Correspondence":
+        """Every tensor (the per-level fields too) passed through ``fn``."""
+        moved = {k: fn(v) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
+        fields = {k: (fn(a), fn(b)) for k, (a, b) in self.fields.items()}
+        return Correspondence(**moved, levels=self.levels, fields=fields)
+
     def to(self, device: torch.device | str) -> "Correspondence":
-        moved = {k: v.to(device) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
-        return Correspondence(**moved, levels=self.levels)
+        return self._map(lambda v: v.to(device))
+
+    def select(self, j: int) -> "Correspondence":
+        """The ``j``-th pair of the batch, as a batch of one."""
+        return self._map(lambda v: v[j:j + 1])
 
 
 def _normalise(feat: torch.Tensor) -> torch.Tensor:

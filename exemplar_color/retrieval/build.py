@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
 import sys
@@ -42,6 +41,7 @@ from ..artifacts import (BuildReport, ShardPlan, content_digest, read_manifest a
                          write_manifest)
 from ..io import list_images, load_image
 from ..runtime import dist_env
+from ..working import is_gray_array
 from .descriptors import DescriptorConfig, DescriptorExtractor, Descriptors, prepare_gray
 from .errors import EmptyGalleryError, GalleryIndexError, IndexMismatchError, IndexNotFoundError, PartialBuildError
 from .index import add_vectors, build_faiss, resolve_kind, save_faiss
@@ -50,8 +50,8 @@ from .store import ShardRows, read_shard, write_shard
 if TYPE_CHECKING:
     from .gallery import GalleryIndex
 
-__all__ = ["build_gallery", "add_images", "remove_missing", "read_manifest", "check_config", "is_gray_array",
-           "MANIFEST", "FORMAT"]
+__all__ = ["build_gallery", "add_images", "remove_missing", "read_manifest", "check_config", "MANIFEST",
+           "FORMAT"]
 
 log = logging.getLogger("exemplar_color.retrieval")
 
@@ -86,16 +86,6 @@ def check_config(where: str, have: DescriptorConfig, want: dict[str, Any]) -> No
     refuse_differences(where, have.to_dict(), {k: v for k, v in want.items() if v != ""}, error=IndexMismatchError,
                        have_name="index has", built="the index was built with another backbone/descriptor",
                        fix="query it with the same settings or rebuild it")
-
-
-def is_gray_array(arr: np.ndarray) -> bool:
-    """A photo without colour (mode L, or RGB with almost no chroma), judged on at most ~250k pixels."""
-    if arr.ndim == 2 or arr.shape[-1] == 1:
-        return True
-    step = max(1, int(math.sqrt(arr.shape[0] * arr.shape[1] / 250_000)))
-    from ..working import is_gray
-
-    return is_gray(torch.from_numpy(np.ascontiguousarray(arr[::step, ::step])).permute(2, 0, 1)[None])
 
 
 class _ImageDataset(torch.utils.data.Dataset):
@@ -252,8 +242,8 @@ def build_gallery(gallery: str | os.PathLike, path: str | os.PathLike, config: D
     extractor = DescriptorExtractor(config, weights=weights, device=device)
     plan = _plan(out, root, files, extractor.config, kind, params, checkpoint, rank, resume)
     rel, root = plan["files"], Path(plan["root"])
-    chunks = ShardPlan(build_dir, len(rel), int(plan["checkpoint"]), "part-{:06d}.h5",
-                       lambda c: {"plan": plan["digest"], "chunk": c}, rank, world)
+    chunks = ShardPlan(build_dir, len(rel), int(plan["checkpoint"]), "part-{:06d}.h5", {"plan": plan["digest"]},
+                       "chunk", rank, world)
     todo = chunks.todo()
     report = BuildReport(item="path", total=len(rel), parts_present=len(chunks.mine()) - len(todo))
     report.reused = sum(len(chunks.items(c)) for c in chunks.mine() if c not in todo)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from ..artifacts import file_sha256
 from ..backbone import LEVEL_CHANNELS, LEVELS, VARIANTS, Variant, VGG19Features, resolve_weights
 from ..color import l_to_gray, rgb_to_gray_lab_l
+from ..layout import to_tensor
 from ..io import ImageInput, as_array
 from ..runtime import resolve_device
 
@@ -144,13 +145,8 @@ def prepare_gray(image: ImageInput | np.ndarray, size: int) -> tuple[torch.Tenso
     Returns:
         ``(gray, L)``: ``(1, size, size)`` float32, gray in [0, 1] and L in [0, 100].
     """
-    arr = as_array(image)
-    t = torch.from_numpy(np.ascontiguousarray(arr))
-    if t.ndim == 2:
-        t = t[None].expand(3, -1, -1)
-    else:
-        t = t.permute(2, 0, 1)
-    lum = rgb_to_gray_lab_l(t[None].float())  # (1, 1, H, W), [0, 100]
+    t = to_tensor(as_array(image))
+    lum = rgb_to_gray_lab_l(t.expand(-1, 3, -1, -1))  # (1, 1, H, W), [0, 100]
     lum = F.interpolate(lum, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     lum = lum.clamp(0.0, 100.0)
     return l_to_gray(lum)[0], lum[0]

@@ -91,8 +91,8 @@ def _plan(manifest: PairManifest, config: CacheConfig, shard_size: int) -> dict[
 def _shards(root: Path, plan: dict[str, Any], rank: int = 0, world: int = 1) -> ShardPlan:
     """The plan's shards: shard ``i`` holds pairs ``[i * shard_size, (i + 1) * shard_size)``."""
     stamp = {"pairs_digest": plan["pairs_digest"], "config": json.dumps(plan["config"], sort_keys=True)}
-    return ShardPlan(root, len(plan["pairs"]), int(plan["shard_size"]), "shard-{:05d}.h5",
-                     lambda i: {"shard": i, **stamp}, rank, world)
+    return ShardPlan(root, len(plan["pairs"]), int(plan["shard_size"]), "shard-{:05d}.h5", stamp, "shard", rank,
+                     world)
 
 
 def _read_plan(root: Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import os
 import torch
 import torch.nn.functional as F
 
+from ..layout import to_tensor
 from ..io import load_image
 
 __all__ = ["load_square", "square"]
@@ -33,6 +34,4 @@ def load_square(path: str | os.PathLike, size: int) -> tuple[torch.Tensor, bool]
     """
     arr = load_image(path, mode="auto")
     gray = arr.ndim == 2
-    t = torch.from_numpy(arr)
-    t = t[None].expand(3, -1, -1) if gray else t.permute(2, 0, 1)
-    return square(t, size), gray
+    return square(to_tensor(arr)[0].expand(3, -1, -1), size), gray

@@ -9,10 +9,11 @@ Paths are relative to a root folder (``--root``; else the JSON's ``root``, relat
 the manifest's folder) and must stay inside it: absolute paths and ``..`` escapes are refused, so a
 manifest from elsewhere cannot make the tools read arbitrary files.
 
-Until the retrieval step can recommend references, :func:`make_pairs` applies a pluggable
-:class:`PairingRule`: :class:`SameClass` (another image of the target's class, from a ``labels.csv``),
-:class:`NearestDescriptor` (the most similar other image by a global VGG-19 descriptor of its
-luminance), or :class:`FirstOf` to chain them.
+:func:`make_pairs` applies a pluggable :class:`PairingRule`: :class:`SameClass` (another image of the
+target's class, from a ``labels.csv``), :class:`NearestDescriptor` (the most similar other image by a
+global VGG-19 descriptor of its luminance), or :class:`FirstOf` to chain them. The published mix of
+retrieved, same-class and related-class references, drawn from the gallery index, is
+:mod:`.references`.
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ class NearestDescriptor:
 
     The descriptor is the channel mean and standard deviation of the backbone's deepest level (gray
     input, so colour plays no part), L2-normalised; neighbours by exact cosine (one matrix product).
-    A stand-in for the retrieval step's ranking that works with any weight file the backbone accepts.
+    Needs no gallery index, and works with any weight file the backbone accepts.
     """
 
     backbone: VGG19Features

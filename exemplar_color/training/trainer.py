@@ -15,12 +15,16 @@ bar, ``metrics.csv``) and writes; per-rank seeds are ``seed + rank``.
 Run folder: ``config.json`` (the resolved configuration), ``metrics.csv``, ``checkpoints/step-*.safetensors``
 (+ ``.json``), and ``model.safetensors`` (the final network, loadable by
 :func:`exemplar_color.colorization.checkpoint.load_model`).
+
+(About 420 lines, one concept: the loop, its checkpoints and its validation share the Trainer's state;
+the state a resume restores, data order included, is :mod:`.state`.)
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import random
 import sys
@@ -28,9 +32,8 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -45,6 +48,9 @@ from .augment import augment
 from .cache import CacheDataset, PairCache, decode
 from .losses import ALPHA, PerceptualLoss, chrominance_loss, saturation_loss
 from .pairs import PairManifest
+from .state import EpochBatches, optim_from_tensors, optim_to_tensors, rng_state, set_rng_state
+
+log = logging.getLogger(__name__)
 
 __all__ = ["TrainConfig", "Trainer", "train", "evaluate", "latest_checkpoint"]
 
@@ -105,93 +111,6 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training settings {unknown}")
         return cls(**d)
-
-
-# ----------------------------------------------------------------------------- data order
-
-
-class EpochBatches:
-    """Batches of record numbers for one rank: a permutation that depends only on (seed, epoch), cut into
-    global batches (the last partial one dropped), each split into contiguous per-rank slices.
-
-    ``start`` skips the first batches, which is how a resumed run continues at its exact data position
-    without reading the skipped records.
-    """
-
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
-        if batch_size < 2 * world:
-            raise ValueError(f"batch size {batch_size} is too small for {world} rank(s): each rank needs 2 "
-                             f"(one per branch)")
-        if n < batch_size:
-            raise ExemplarColorError(f"only {n} training records for a batch size of {batch_size}; lower "
-                                     f"--batch-size or add pairs")
-        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
-        self.epoch, self.start = 0, 0
-
-    def __len__(self) -> int:
-        return self.n // self.batch_size - self.start
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.n // self.batch_size
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.epoch, self.start = epoch, start
-
-    def __iter__(self) -> Iterator[list[int]]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        perm = torch.randperm(self.n, generator=g)
-        per_rank = self.batch_size // self.world
-        for b in range(self.start, self.steps_per_epoch):
-            chunk = perm[b * self.batch_size:(b + 1) * self.batch_size]
-            yield chunk[self.rank * per_rank:(self.rank + 1) * per_rank].tolist()
-
-
-# ----------------------------------------------------------------------------- state (de)serialisation
-
-
-def _optim_to_tensors(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    tensors, meta_state = {}, {}
-    for idx, s in state["state"].items():
-        for k, v in s.items():
-            if isinstance(v, torch.Tensor):
-                tensors[f"optim.{idx}.{k}"] = v
-            else:
-                meta_state.setdefault(str(idx), {})[k] = v
-    return tensors, {"param_groups": state["param_groups"], "scalars": meta_state}
-
-
-def _optim_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
-    for key, v in tensors.items():
-        if key.startswith("optim."):
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = v
-    for idx, s in meta["scalars"].items():
-        state.setdefault(int(idx), {}).update(s)
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
-def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    tensors = {"rng.torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = s
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    tensors["rng.numpy"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
-    py = random.getstate()
-    return tensors, {"numpy": [kind, int(pos), int(has_gauss), float(gauss)], "python": [py[0], list(py[1]), py[2]]}
-
-
-def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    torch.set_rng_state(tensors["rng.torch"])
-    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
-    kind, pos, has_gauss, gauss = meta["numpy"]
-    np.random.set_state((kind, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, gauss))
-    v, state, g = meta["python"]
-    random.setstate((v, tuple(state), g))
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
@@ -312,8 +231,8 @@ class Trainer:
     # -- checkpoints
 
     def _save(self, final: bool = False) -> Path:
-        otens, ometa = _optim_to_tensors(self.optim.state_dict())
-        rtens, rmeta = _rng_state()
+        otens, ometa = optim_to_tensors(self.optim.state_dict())
+        rtens, rmeta = rng_state()
         meta = {"train": {"step": self.step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                           "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
                           "optimizer": ometa, "rng": rmeta, "config": asdict(self.cfg), "val": self.last_val,
@@ -339,17 +258,17 @@ class Trainer:
                                       f"{self.net_config.width}; use another --out to start a new run")
         st = meta["train"]
         self.model.load_state_dict(model.state_dict())
-        self.optim.load_state_dict(_optim_from_tensors(extra, st["optimizer"]))
+        self.optim.load_state_dict(optim_from_tensors(extra, st["optimizer"]))
         self.sched.load_state_dict(st["scheduler"])
         if st["scaler"]:
             self.scaler.load_state_dict(st["scaler"])
-        _set_rng_state(extra, st["rng"])
+        set_rng_state(extra, st["rng"])
         self.step, self.epoch, self.step_in_epoch = st["step"], st["epoch"], st["step_in_epoch"]
         self.last_val = st.get("val", {})
         self.best_val = st.get("best_val")
         if self.main:
-            print(f"resumed {path} at step {self.step} (epoch {self.epoch + 1}, batch {self.step_in_epoch})",
-                  file=sys.stderr)
+            log.info("resumed %s at step %d (epoch %d, batch %d)", path, self.step, self.epoch + 1,
+                     self.step_in_epoch)
         return True
 
     # -- logging

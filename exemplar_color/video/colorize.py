@@ -22,7 +22,9 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
-from ..working import is_gray, to_tensor
+from ..color import lab_to_image
+from ..layout import to_array, to_tensor
+from ..working import is_gray
 from .io import (
     FolderWriter,
     Frame,
@@ -163,7 +165,7 @@ class _FrameColorizer:
         return best[1], best[2]
 
     def __call__(self, frame: Frame) -> ColorizedFrame:
-        from ..pipeline import Photo, _to_pil
+        from ..pipeline import Photo
 
         t0 = time.perf_counter()
         photo = Photo(frame.name, to_tensor(frame.rgb.astype(np.float32) / 255), False)
@@ -176,7 +178,7 @@ class _FrameColorizer:
             self.ref, corr = self._pick(photo, tl, frame)
         if corr is None:
             corr = self._match(photo, tl, self.ref)
-        ab = self.c._predict_ab(tl, corr, self.c.head_name)
+        ab = self.c.head(tl, corr)
         if self.temporal:
             if self.state is not None and self.state.l.shape == tl.shape:
                 fwd = block_flow(tl, self.state.l)
@@ -185,8 +187,8 @@ class _FrameColorizer:
                 ab = fuse(ab, corr.confidence, warp(self.state.ab, fwd), conf, weight=self.weight)
             self.state = TemporalState(tl, ab)
         full_l = self.c._full_l(photo)
-        image = _to_pil(full_l, self.c._full_resolution(full_l, tl, ab))
-        return ColorizedFrame(frame.index, frame.name, frame.pts, np.asarray(image), ab[0].permute(1, 2, 0).cpu().numpy(),
+        image = lab_to_image(full_l, self.c._full_resolution(full_l, tl, ab))
+        return ColorizedFrame(frame.index, frame.name, frame.pts, np.asarray(image), to_array(ab),
                               cut, self.ref.name, time.perf_counter() - t0)
 
 
