@@ -51,7 +51,7 @@ def main() -> int:
     from exemplar_color import Colorizer
     from exemplar_color.color import rgb_to_lab
     from exemplar_color.colorization.analogy import AnalogyHead
-    from exemplar_color.pipeline import read_photo
+    from exemplar_color.photos import read_photo
 
     c = Colorizer(device="cpu", vgg_weights=VGG, model=args.model)
     base = AnalogyHead()

@@ -132,7 +132,7 @@ def run_clip(colorizer, clip: Path, n: int, reference, label: str, photo_frames:
 def component_times(colorizer, clip: Path) -> dict:
     """Median seconds of the per-frame match+head and of the temporal extra (two block flows + fusion) on
     one real frame pair: steadier than frames/s on a shared machine."""
-    from exemplar_color.pipeline import Photo
+    from exemplar_color.photos import Photo
     from exemplar_color.video.temporal import block_flow, flow_confidence, fuse, warp
     from exemplar_color.layout import to_tensor
 

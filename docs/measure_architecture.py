@@ -21,15 +21,15 @@ PACKAGE = "exemplar_color"
 
 # Layers, lowest first; a module may import its own layer and the ones below it. Beside the main line
 # (colour -> backbone -> correspondence -> colorization heads -> pipeline -> CLI) sit retrieval (on the
-# backbone), training (on correspondence and the heads), evaluation and video (on the pipeline).
+# backbone), training (on correspondence and the heads), evaluation, video and the app (on the pipeline).
 LAYERS = [
     ("foundation", ("_version", "errors", "runtime", "artifacts", "device", "io", "color", "layout", "working",
                     "metrics")),
     ("backbone", ("backbone",)),
     ("correspondence, retrieval", ("correspondence", "retrieval")),
     ("colorization heads", ("colorization", "models")),
-    ("pipeline, training", ("pipeline", "training", "baselines")),
-    ("evaluation, video", ("evaluation", "video")),
+    ("pipeline, training", ("pipeline", "photos", "multireference", "training", "baselines")),
+    ("evaluation, video, app", ("evaluation", "video", "app")),
     ("cli", ("cli",)),
 ]
 RANK = {top: i for i, (_, tops) in enumerate(LAYERS) for top in tops}

@@ -31,7 +31,8 @@ def colorize_references(colorizer, target: Any, references: Sequence[Any], heads
 
     ``fuse="inputs"`` (default) fuses the correspondences before the head; ``"outputs"`` runs the head on
     each reference and blends the predicted colours by the same weights."""
-    from .pipeline import ColorizationResult, Photo, read_photo
+    from .photos import Photo, read_photo
+    from .pipeline import ColorizationResult
 
     if fuse not in FUSE_MODES:
         raise ValueError(f"fuse must be one of {FUSE_MODES}, got {fuse!r}")

@@ -32,42 +32,18 @@ from .correspondence import DEFAULT_LEVELS, Correspondence, Matcher
 from .correspondence import fields as fl
 from .runtime import resolve_device
 from .artifacts import refuse_differences
-from .errors import ExemplarColorError, ImageError
-from .io import ImageInput, as_array
+from .errors import ExemplarColorError
+from .io import ImageInput
 from .models import resolve_model
+from .photos import GrayReferenceError, Photo, read_photo, usable_references
 from .layout import to_array, to_tensor
-from .working import check_min_side, is_gray, resize, working_size
+from .working import resize, working_size
 
 DEFAULT_VARIANT = "caffe"  # the original Caffe VGG-19, as the paper used
 AUTO_CANDIDATES = 10  # automatic mode looks this far down the gallery's ranking for a usable reference
 # label map colours, one per reference (Okabe-Ito: told apart with any colour vision), cycled past eight
 LABEL_COLOURS = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
                  (204, 121, 167), (0, 0, 0)] * 32
-
-
-class GrayReferenceError(ImageError):
-    """The reference has no colour to transfer."""
-
-
-@dataclass
-class Photo:
-    """One input photo: its name, full-resolution pixels ``(1, C, H, W)`` and whether it had colour."""
-
-    name: str
-    pixels: torch.Tensor
-    colour: bool
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return tuple(self.pixels.shape[-2:])  # type: ignore[return-value]
-
-
-def read_photo(image: ImageInput) -> Photo:
-    name = str(image) if isinstance(image, (str, os.PathLike)) else "<in-memory image>"
-    arr = as_array(image, mode="auto")
-    px = to_tensor(arr)
-    check_min_side(name, *px.shape[-2:])
-    return Photo(name, px, px.shape[1] == 3 and not is_gray(px))
 
 
 @dataclass
@@ -208,57 +184,6 @@ class Colorizer:
                                      "(build one with `exemplar-color index build`)")
         return self.index.search(target, k=k)
 
-    @staticmethod
-    def _auto_reference(source: ImageInput, target: Photo, recs: list[Any]) -> tuple[Photo, list[tuple[str, str]]]:
-        """The best-ranked recommendation that is a readable colour photo and not the target itself (same
-        file, same bytes, or the same pixels); ``(reference, [(path, why) passed over before it])``.
-        The colour original of a gray scan is a good reference, and is kept."""
-        refs, passed = Colorizer._auto_references(source, target, recs, 1)
-        return refs[0], passed
-
-    @staticmethod
-    def _auto_references(source: ImageInput, target: Photo, recs: list[Any], n: int,
-                         ) -> tuple[list[Photo], list[tuple[str, str]]]:
-        """The ``n`` best-ranked usable recommendations (see :meth:`_auto_reference`; fewer when the
-        ranking runs out, at least one or an error) and those passed over on the way."""
-        import hashlib
-
-        same_file, digest = None, None
-        if isinstance(source, (str, os.PathLike)):
-            same_file = os.path.realpath(source)
-            digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
-        passed: list[tuple[str, str]] = []
-        found: list[Photo] = []
-        for rec in recs:
-            if same_file is not None and os.path.realpath(rec.path) == same_file:
-                passed.append((rec.path, "the target itself"))
-                continue
-            if digest is not None and hashlib.sha256(Path(rec.path).read_bytes()).hexdigest() == digest:
-                passed.append((rec.path, "a copy of the target"))
-                continue
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    photo = read_photo(rec.path)
-            except ExemplarColorError as e:
-                passed.append((rec.path, f"unreadable: {getattr(e, 'problem', e)}"))
-                continue
-            if not photo.colour:
-                passed.append((rec.path, "grayscale"))
-                continue
-            if photo.size == target.size and photo.pixels.shape == target.pixels.shape and \
-                    float((photo.pixels - target.pixels).abs().mean()) < 2 / 255:
-                passed.append((rec.path, "a near-duplicate of the target"))
-                continue
-            found.append(photo)
-            if len(found) == n:
-                break
-        if found:
-            return found, passed
-        why = "; ".join(f"{Path(p).name}: {w}" for p, w in passed[:3])
-        raise ExemplarColorError(f"{target.name}: none of the gallery's {len(recs)} best matches is a usable colour "
-                                 f"reference ({why}{'; ...' if len(passed) > 3 else ''}); give one with --reference")
-
     # ----------------------------------------------------------------- matching
     def _working(self, target: Photo, reference: Photo) -> tuple[torch.Tensor, torch.Tensor]:
         ht, wt = working_size(*target.size, self.size)
@@ -340,7 +265,7 @@ class Colorizer:
         if references is None:
             photo = read_photo(target)
             recs = self.recommend(target, k=max(AUTO_CANDIDATES, 2 * top_k))
-            references, passed = self._auto_references(target, photo, recs, top_k)
+            references, passed = usable_references(target, photo, recs, top_k)
             target = photo
         return colorize_references(self, target, list(references), heads, recommendations=recs, passed_over=passed)
 
@@ -366,7 +291,7 @@ class Colorizer:
         if reference is None:
             target = read_photo(source)
             recs = self.recommend(source, k=AUTO_CANDIDATES)
-            reference, passed = self._auto_reference(source, target, recs)
+            (reference,), passed = usable_references(source, target, recs, 1)
         t, r = self._load_pair(target, reference)
         tl, rlab = self._working(t, r)
         return _Prepared(i, t, r, tl, rlab, recs, passed, time.perf_counter() - t0)

@@ -17,7 +17,7 @@ from PIL import Image
 from exemplar_color import Colorizer
 from exemplar_color.cli.main import main
 from exemplar_color.color import rgb_to_lab
-from exemplar_color.pipeline import GrayReferenceError
+from exemplar_color.photos import GrayReferenceError
 
 LEVELS = ["relu3_1", "relu2_1", "relu1_1"]
 

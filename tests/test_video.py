@@ -19,7 +19,7 @@ av = pytest.importorskip("av")
 from exemplar_color import Colorizer
 from exemplar_color.cli.main import main
 from exemplar_color.color import rgb_to_lab
-from exemplar_color.pipeline import GrayReferenceError
+from exemplar_color.photos import GrayReferenceError
 from exemplar_color.video import (
     ShotDetector,
     VideoDependencyError,

@@ -69,7 +69,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
 
 def _check_reference(path: str, shown: set[str]) -> None:
     """Read the reference once before the model: a bad one stops everything here, in one line."""
-    from ..pipeline import GrayReferenceError, read_photo
+    from ..photos import GrayReferenceError, read_photo
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _precheck(args: argparse.Namespace) -> None:
     """Everything that can be refused without a model: input, output, references."""
-    from ..pipeline import GrayReferenceError, read_photo
+    from ..photos import GrayReferenceError, read_photo
     from ..video.io import is_video_path, open_source
 
     src, out = Path(args.input), Path(args.out)

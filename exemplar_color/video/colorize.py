@@ -24,6 +24,7 @@ import torch
 from ..errors import UsageError
 from ..color import lab_to_image
 from ..layout import to_array, to_tensor
+from ..photos import Photo, usable_references
 from ..working import is_gray
 from .io import (
     FolderWriter,
@@ -86,10 +87,10 @@ def _as_list(reference: Any) -> list[Any]:
 
 
 def load_references(colorizer, source, reference=None, reference_frame: int | None = None) -> list[Any]:
-    """The reference photos (:class:`~exemplar_color.pipeline.Photo`), read and checked before any frame:
+    """The reference photos (:class:`~exemplar_color.photos.Photo`), read and checked before any frame:
     photos as given; with ``reference_frame=N``, frame N of ``reference`` when it is a video (a colour
     version of the source), else of ``source`` itself (which must then be in colour)."""
-    from ..pipeline import GrayReferenceError, read_photo
+    from ..photos import GrayReferenceError, read_photo
 
     refs = _as_list(reference)
     if reference_frame is not None:
@@ -151,7 +152,7 @@ class _FrameColorizer:
         or, with no reference, the gallery's best for this frame."""
         if not self.refs:
             recs = self.c.recommend(frame.rgb, k=10)
-            ref, _ = self.c._auto_reference(frame.rgb, photo, recs)
+            (ref,), _ = usable_references(frame.rgb, photo, recs, 1)
             self._features.clear()
             return ref, None
         if len(self.refs) == 1:
@@ -165,8 +166,6 @@ class _FrameColorizer:
         return best[1], best[2]
 
     def __call__(self, frame: Frame) -> ColorizedFrame:
-        from ..pipeline import Photo
-
         t0 = time.perf_counter()
         photo = Photo(frame.name, to_tensor(frame.rgb.astype(np.float32) / 255), False)
         tl = self.c._working(photo, photo)[0]  # the target's working size does not depend on the reference

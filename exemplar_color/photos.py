@@ -1,0 +1,89 @@
+"""The photos the pipeline reads: a :class:`Photo` (name, full-resolution pixels, whether it has colour),
+and, in automatic mode, which of a gallery's recommendations are usable references."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import ExemplarColorError, ImageError
+from .io import ImageInput, as_array
+from .layout import to_tensor
+from .working import check_min_side, is_gray
+
+__all__ = ["Photo", "read_photo", "GrayReferenceError", "usable_references"]
+
+
+class GrayReferenceError(ImageError):
+    """The reference has no colour to transfer."""
+
+
+@dataclass
+class Photo:
+    """One input photo: its name, full-resolution pixels ``(1, C, H, W)`` and whether it had colour."""
+
+    name: str
+    pixels: torch.Tensor
+    colour: bool
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.pixels.shape[-2:])  # type: ignore[return-value]
+
+
+def read_photo(image: ImageInput) -> Photo:
+    """A path, PIL image or array as a :class:`Photo` (too small a photo is refused)."""
+    name = str(image) if isinstance(image, (str, os.PathLike)) else "<in-memory image>"
+    arr = as_array(image, mode="auto")
+    px = to_tensor(arr)
+    check_min_side(name, *px.shape[-2:])
+    return Photo(name, px, px.shape[1] == 3 and not is_gray(px))
+
+
+def usable_references(source: ImageInput, target: Photo, recs: list[Any], n: int,
+                      ) -> tuple[list[Photo], list[tuple[str, str]]]:
+    """The ``n`` best-ranked recommendations that are readable colour photos and not the target itself
+    (same file, same bytes, or the same pixels) (fewer when the ranking runs out, at least one or an
+    error), and ``[(path, why)]`` of those passed over on the way. The colour original of a gray scan is
+    a good reference, and is kept."""
+    same_file, digest = None, None
+    if isinstance(source, (str, os.PathLike)):
+        same_file = os.path.realpath(source)
+        digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
+    passed: list[tuple[str, str]] = []
+    found: list[Photo] = []
+    for rec in recs:
+        if same_file is not None and os.path.realpath(rec.path) == same_file:
+            passed.append((rec.path, "the target itself"))
+            continue
+        if digest is not None and hashlib.sha256(Path(rec.path).read_bytes()).hexdigest() == digest:
+            passed.append((rec.path, "a copy of the target"))
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                photo = read_photo(rec.path)
+        except ExemplarColorError as e:
+            passed.append((rec.path, f"unreadable: {getattr(e, 'problem', e)}"))
+            continue
+        if not photo.colour:
+            passed.append((rec.path, "grayscale"))
+            continue
+        if photo.size == target.size and photo.pixels.shape == target.pixels.shape and \
+                float((photo.pixels - target.pixels).abs().mean()) < 2 / 255:
+            passed.append((rec.path, "a near-duplicate of the target"))
+            continue
+        found.append(photo)
+        if len(found) == n:
+            break
+    if found:
+        return found, passed
+    why = "; ".join(f"{Path(p).name}: {w}" for p, w in passed[:3])
+    raise ExemplarColorError(f"{target.name}: none of the gallery's {len(recs)} best matches is a usable colour "
+                             f"reference ({why}{'; ...' if len(passed) > 3 else ''}); give one with --reference")
