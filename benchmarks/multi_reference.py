@@ -130,7 +130,7 @@ def summary(figs: list[dict], heads: list[str]) -> dict:
 
 def picture(case: dict, runs: dict, head: str, path: Path) -> None:
     """One row: gray target, reference A, reference B, result A, result B, both, label map."""
-    from exemplar_color.pipeline import LABEL_COLOURS
+    from exemplar_color.result import LABEL_COLOURS
 
     truth = case["truth"]
     h = 160

@@ -28,7 +28,7 @@ LAYERS = [
     ("backbone", ("backbone",)),
     ("correspondence, retrieval", ("correspondence", "retrieval")),
     ("colorization heads", ("colorization", "models")),
-    ("pipeline, training", ("pipeline", "photos", "multireference", "training", "baselines")),
+    ("pipeline, training", ("pipeline", "photos", "result", "multireference", "training", "baselines")),
     ("evaluation, video, app", ("evaluation", "video", "app")),
     ("cli", ("cli",)),
 ]

@@ -20,6 +20,7 @@ from .color import lab_to_image
 from .colorization.fusion import fuse_ab, fuse_correspondences, match_scores, reference_weights
 from .correspondence import Correspondence
 from .layout import to_array
+from .result import ColorizationResult
 
 FUSE_MODES = ("inputs", "outputs")
 
@@ -32,7 +33,6 @@ def colorize_references(colorizer, target: Any, references: Sequence[Any], heads
     ``fuse="inputs"`` (default) fuses the correspondences before the head; ``"outputs"`` runs the head on
     each reference and blends the predicted colours by the same weights."""
     from .photos import Photo, read_photo
-    from .pipeline import ColorizationResult
 
     if fuse not in FUSE_MODES:
         raise ValueError(f"fuse must be one of {FUSE_MODES}, got {fuse!r}")

@@ -14,14 +14,13 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from .backbone import VGG19Features
 from .color import gray_to_l, lab_to_image, rgb_to_lab
@@ -36,60 +35,12 @@ from .errors import ExemplarColorError
 from .io import ImageInput
 from .models import resolve_model
 from .photos import GrayReferenceError, Photo, read_photo, usable_references
-from .layout import to_array, to_tensor
+from .result import ColorizationResult
+from .layout import to_array
 from .working import resize, working_size
 
 DEFAULT_VARIANT = "caffe"  # the original Caffe VGG-19, as the paper used
 AUTO_CANDIDATES = 10  # automatic mode looks this far down the gallery's ranking for a usable reference
-# label map colours, one per reference (Okabe-Ito: told apart with any colour vision), cycled past eight
-LABEL_COLOURS = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
-                 (204, 121, 167), (0, 0, 0)] * 32
-
-
-@dataclass
-class ColorizationResult:
-    """A colorized photo and how it was made.
-
-    ``image``/``ab`` are at the target's original size; ``confidence``, ``warped_ab``, ``similarity`` at the
-    working size; ``forward``/``backward`` in original pixel coordinates (see :meth:`Colorizer.match`).
-    With several references: ``references`` names them, ``labels`` (working size, uint8) says which one
-    coloured each pixel, ``forward`` points into that one, ``backward`` is the first one's.
-    """
-
-    image: Image.Image
-    ab: np.ndarray
-    confidence: np.ndarray
-    warped_ab: np.ndarray
-    similarity: np.ndarray
-    forward: np.ndarray
-    backward: np.ndarray
-    reference: str
-    head: str
-    levels: tuple[str, ...]
-    timings: dict[str, float] = field(default_factory=dict)
-    recommendations: list[Any] = field(default_factory=list)
-    passed_over: list[tuple[str, str]] = field(default_factory=list)  # automatic mode: (path, why) before it
-    labels: np.ndarray | None = None  # several references: index of the one that coloured each pixel
-    references: tuple[str, ...] = ()
-
-    working_l: torch.Tensor | None = field(default=None, repr=False)  # (1, 1, h, w): for warped_image
-
-    @property
-    def warped_image(self) -> Image.Image:
-        """Target L (working size) with the raw warped reference ab: what the match alone gives."""
-        return lab_to_image(self.working_l, to_tensor(self.warped_ab))
-
-    def confidence_image(self) -> Image.Image:
-        return Image.fromarray((np.clip(self.confidence, 0, 1) * 255).round().astype(np.uint8), "L")
-
-    def label_image(self) -> Image.Image:
-        """The label map as a palette PNG: pixel value = reference index (0 = the first), shown in colours."""
-        labels = self.labels if self.labels is not None else np.zeros(self.confidence.shape, np.uint8)
-        img = Image.fromarray(labels.astype(np.uint8), "P")
-        img.putpalette([c for rgb in LABEL_COLOURS for c in rgb])
-        return img
-
-
 class Colorizer:
     """Exemplar-based colorization; builds its networks once and reuses them for every photo.
 
