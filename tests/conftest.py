@@ -12,6 +12,7 @@ SHARED = Path(os.environ.get("EXEMPLAR_COLOR_SHARED", Path(__file__).resolve().p
 DATA = SHARED / "data"
 TV_WEIGHTS = SHARED / "weights" / "vgg19-torchvision-features-0-10.pth"
 CAFFE_WEIGHTS = SHARED / "weights" / "vgg19-caffe-features-0-16.pth"
+FULL_WEIGHTS = SHARED / "weights" / "vgg19-caffe-features-0-34-q8.pth"  # relu1_1..relu5_4, Caffe convention
 # The levels the pretrained slices cover (the full VGG-19 file cannot be downloaded on these machines).
 SLICE_LEVELS = ("relu3_1", "relu2_1", "relu1_1")
 
@@ -37,6 +38,11 @@ def tv_weights() -> Path:
 @pytest.fixture(scope="session")
 def caffe_weights() -> Path:
     return _need(CAFFE_WEIGHTS)
+
+
+@pytest.fixture(scope="session")
+def full_weights() -> Path:
+    return _need(FULL_WEIGHTS)
 
 
 @pytest.fixture(scope="session")

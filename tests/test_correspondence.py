@@ -1,4 +1,5 @@
-"""Similarity sub-net on real photos with the real pretrained VGG-19 slices (relu3_1, relu2_1, relu1_1)."""
+"""Similarity sub-net on real photos with the real pretrained VGG-19 slices (relu3_1, relu2_1, relu1_1) and, for
+the known-transform accuracy, the full VGG-19 (relu5_1..relu1_1)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,35 @@ import pytest
 import torch
 
 from exemplar_color.color import lab_to_rgb, rgb_to_lab
-from exemplar_color.correspondence import CorrespondenceError, Matcher
+from exemplar_color.backbone import VGG19Features
+from exemplar_color.correspondence import DEFAULT_LEVELS, CorrespondenceError, Matcher
 from exemplar_color.correspondence import fields as fl
 from exemplar_color.correspondence.search import exact_search, local_search
 from exemplar_color.correspondence.synthetic import random_similarity, similarity_pair
 from exemplar_color.io import load_image
+from exemplar_color.working import resize
 
-# every 97th ImageNet sample: varied content (fish, anemone, dog, butterfly, cradle, doormat, ...)
-N_PHOTOS = 8
+# Known-transform photos across the four sources (named here, so benchmarks/known_transform.py never tunes or
+# reports on them; its 80 photos are disjoint from these). First-layer slices: fast; one photo per source also
+# with the full five-level VGG-19.
+PHOTOS = ("imagenet-sample/n01440764_tench.JPEG", "imagenet-sample/n01914609_sea_anemone.JPEG",
+          "imagenet-sample/n02279972_monarch.JPEG", "imagenet-val-227/images/ILSVRC2012_val_00000347.JPEG",
+          "imagenet-val-227/images/ILSVRC2012_val_00016113.JPEG", "bsds500/test/100007.jpg",
+          "bsds500/test/41096.jpg", "kodak/kodim03.png")
+# What the full five levels must reach on FULL_PHOTOS (the issue's goal is a 99% mean, no photo below 95%: not
+# reached yet; measured here 98.2% mean, worst 97.8%; see benchmarks/known_transform.py for 48 unseen photos).
+FULL_MEAN, FULL_MIN = 0.96, 0.94
+FULL_PHOTOS = ("imagenet-sample/n02804414_bassinet.JPEG", "imagenet-val-227/images/ILSVRC2012_val_00032862.JPEG",
+               "bsds500/train/302003.jpg", "kodak/kodim23.png")
 
 
 def _crop(path, size=256) -> torch.Tensor:
+    """Centre square of a photo at ``size`` px (ImageNet-val photos are 227 px: scaled up)."""
     img = torch.from_numpy(load_image(path, mode="RGB")).permute(2, 0, 1)[None]
     h, w = img.shape[-2:]
-    return img[:, :, (h - size) // 2:(h - size) // 2 + size, (w - size) // 2:(w - size) // 2 + size]
+    s = min(h, w)
+    img = img[:, :, (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    return resize(img, (size, size)).clamp(0, 1) if s != size else img
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +44,25 @@ def matcher(vgg_slices):
     return Matcher(vgg_slices)
 
 
-@pytest.fixture(scope="module")
-def known_pairs(data_dir, matcher):
+def _known(data_dir, matcher, photos, seed=0):
     """Known-transform pairs: reference = the photo under a random similarity transform, target = its gray L."""
-    files = sorted((data_dir / "imagenet-sample").glob("*.JPEG"))[::97][:N_PHOTOS]
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
     out = []
-    for f in files:
-        img = _crop(f)
+    for name in photos:
+        img = _crop(data_dir / name)
         kp = similarity_pair(img, *random_similarity(g))
         lab, ref_lab = rgb_to_lab(img), rgb_to_lab(kp.reference.clamp(0, 1))
         out.append((img, lab, kp, matcher.match(lab[:, :1], ref_lab)))
     return out
+
+
+@pytest.fixture(scope="module")
+def known_pairs(data_dir, matcher):
+    return _known(data_dir, matcher, PHOTOS)
+
+
+def _within_3px(c, kp) -> float:
+    return ((c.forward - kp.truth).norm(dim=1, keepdim=True)[kp.overlap] <= 3).float().mean().item()
 
 
 def _psnr_overlap(img, lab, ab, overlap) -> float:
@@ -49,13 +72,20 @@ def _psnr_overlap(img, lab, ab, overlap) -> float:
 
 
 def test_known_transform_matches_within_3px(known_pairs):
-    fractions = []
-    for _, _, kp, c in known_pairs:
-        err = (c.forward - kp.truth).norm(dim=1, keepdim=True)
-        fractions.append((err[kp.overlap] <= 3).float().mean().item())
-    # the issue's bar: at least 95% of overlap pixels within 3 px (mean over photos; each photo above 90%)
+    fractions = [_within_3px(c, kp) for _, _, kp, c in known_pairs]
+    # the issue's bar for the slices: at least 95% of overlap pixels within 3 px on average (measured: 98.1%,
+    # worst 97.4%); each photo above 93%
     assert np.mean(fractions) >= 0.95, fractions
-    assert min(fractions) >= 0.90, fractions
+    assert min(fractions) >= 0.93, fractions
+
+
+def test_known_transform_with_the_full_vgg19(data_dir, full_weights):
+    """Five levels relu5_1..relu1_1 of the full Caffe VGG-19: every photo well matched, colours reproduced."""
+    pairs = _known(data_dir, Matcher(VGG19Features(DEFAULT_LEVELS, weights=full_weights)), FULL_PHOTOS, seed=1)
+    fractions = [_within_3px(c, kp) for _, _, kp, c in pairs]
+    psnrs = [_psnr_overlap(img, lab, c.warped_ab, kp.overlap) for img, lab, kp, c in pairs]
+    assert np.mean(fractions) >= FULL_MEAN and min(fractions) >= FULL_MIN, fractions
+    assert np.mean(psnrs) >= 40 and min(psnrs) >= 38, psnrs  # measured 41.3-50.5 dB
 
 
 def test_colouring_through_the_match_reproduces_the_photo(known_pairs):

@@ -21,6 +21,10 @@ from .options import join_level_lists
 
 # Each module defines ``register(subparsers)`` that adds its command(s) with ``set_defaults(func=...)``.
 COMMAND_MODULES = ("match", "colorize", "video", "index", "cache", "train", "evaluate", "info", "app")
+# The module of each command: a run registers only its own (``train`` would import the trainer and h5py, ``index``
+# FAISS, for a one-photo ``colorize`` that needs none of them); help and unknown commands register all.
+COMMAND_MODULE = {"match": "match", "colorize": "colorize", "colorize-video": "video", "index": "index",
+                  "cache": "cache", "train": "train", "evaluate": "evaluate", "info": "info", "app": "app"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,7 +38,8 @@ class Parser(argparse.ArgumentParser):
         return super().parse_known_args(join_level_lists(sys.argv[1:] if args is None else args), namespace)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or only ``command``'s part of it (what a run of that command needs)."""
     parser = Parser(
         prog="exemplar-color",
         description="Exemplar-based colorization of black-and-white photos, with automatic reference retrieval.",
@@ -42,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"exemplar_color {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in [COMMAND_MODULE[command]] if command in COMMAND_MODULE else COMMAND_MODULES:
         module_name = f"{__package__}.{name}"
         if importlib.util.find_spec(module_name) is not None:
             importlib.import_module(module_name).register(sub)
@@ -82,7 +87,8 @@ def setup_logging(quiet: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(words[0] if words else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -201,9 +201,9 @@ class Matcher:
         sched = SCHEDULE[lv]
         b, _, ht, wt = ft.shape
         hr, wr = fr.shape[-2:]
+        radius = sched.radius if init is not None else None  # the coarsest level searches the whole map
         if init is None:
             init = (fl.identity_field(b, ht, wt, hr, wr, ft.device), fl.identity_field(b, hr, wr, ht, wt, ft.device))
-        radius = sched.radius
         if self.method == "patchmatch":
             r_fwd = radius if radius is not None else max(hr, wr)
             r_bwd = radius if radius is not None else max(ht, wt)
@@ -213,7 +213,7 @@ class Matcher:
         if radius is None and volume <= self.volume_budget:
             phi, psi = exact_search(ft, fr, sched.patch)
         elif radius is not None and volume <= WINDOWED_VOLUME_BUDGET:  # cheaper than many tiny local passes
-            phi, psi = exact_search(ft, fr, sched.patch, init, radius)
+            phi, psi = exact_search(ft, fr, sched.patch, init, FAST_RADIUS.get(lv, radius))
         else:  # a whole-map search too big for one volume falls back to a wide local search
             radius = FAST_RADIUS.get(lv, radius) if radius is not None else 8
             phi, psi = (local_search(ft, fr, init[0], sched.patch, radius),
