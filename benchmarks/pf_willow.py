@@ -11,7 +11,8 @@ field (source = our "target", pair target = our "reference") and count as correc
 The preprocessing convention is the weight file's own when it is a published file (recognised by its
 SHA-256, e.g. the Caffe five-level file), else ``--vgg-variant`` (default torchvision). With ``--log``
 every pair's result is appended to a JSON-lines file as it is measured and pairs already there are skipped,
-so an interrupted run continues where it stopped; the summary covers every pair in the log.
+so an interrupted run continues where it stopped; the summary covers every pair in the log. Pairs run every
+10th first, so the first 90 are the ``--limit 90`` subset and a partial run is an evenly spread sample.
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ def run(weights: str | None, levels: list[str] | None, size: int, limit: int | N
     if limit:
         pairs = pairs[:: max(1, len(pairs) // limit)][:limit]
     done = _done(log)
-    todo = [r for r in pairs if f"{r['source']}|{r['target']}" not in done]
+    # every 10th pair first (the --limit 90 subset), then the next tenth, ...: a partial run is an even sample
+    spread = [pairs[i] for i in sorted(range(len(pairs)), key=lambda i: (i % 10, i))]
+    todo = [r for r in spread if f"{r['source']}|{r['target']}" not in done]
     start = time.perf_counter()
     for row in tqdm(todo, desc="pf-willow", unit="pair"):
         src, dst = ROOT / "images" / row["source"], ROOT / "images" / row["target"]
@@ -82,7 +85,7 @@ def run(weights: str | None, levels: list[str] | None, size: int, limit: int | N
         if log is not None:
             with open(log, "a") as f:
                 f.write(json.dumps(done[key]) + "\n")
-    rows = [done[f"{r['source']}|{r['target']}"] for r in pairs]
+    rows = [done[k] for k in (f"{r['source']}|{r['target']}" for r in pairs) if k in done]
     return {"pairs": len(rows), "pck@0.1": float(np.mean([r["pck"] for r in rows])),
             "identity_pck@0.1": float(np.mean([r["identity_pck"] for r in rows])),
             "levels": list(colorizer.levels), "variant": colorizer.backbone.variant, "size": size, "method": method,

@@ -38,6 +38,22 @@ def parse(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(list(argv))
 
 
+def test_a_run_builds_only_its_own_command_and_the_same_options():
+    """A run registers only its command's module (start-up), with the options the full command line has."""
+    from exemplar_color.cli.main import COMMAND_MODULE
+
+    def top(parser):
+        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+    full = top(build_parser())
+    assert set(full) == set(COMMAND_MODULE)
+    for name in full:
+        alone = build_parser(name)
+        assert set(top(alone)) == {n for n, m in COMMAND_MODULE.items() if m == COMMAND_MODULE[name]}
+        assert commands(alone).keys() <= commands(build_parser()).keys()
+        assert options(top(alone)[name]).keys() == options(full[name]).keys()
+
+
 # ----------------------------------------------------------------------------- --levels
 
 
