@@ -166,6 +166,42 @@ def component_times(colorizer, clip: Path) -> dict:
         return {"working_size": list(tl.shape[-2:]), "frame_s": med(frame, 3), "temporal_extra_s": med(extra)}
 
 
+def writing(colorizer, clip: Path, n: int) -> dict:
+    """What writing costs: ``colorize_video`` of ``n`` frames to a video file and to a folder of PNGs, and
+    the seconds spent in the resumable writer (each frame finished on disk with the state after it; a video
+    encoded in segments and muxed with the audio at the end), as a share of the run: steadier than comparing
+    two runs' frames/s on a shared machine."""
+    import tempfile
+
+    from exemplar_color.video.resume import WorkFolder
+
+    spent = [0.0]
+
+    def timed(fn):
+        def wrapper(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[0] += time.perf_counter() - t0
+        return wrapper
+
+    res = {"frames": n}
+    add, commit = WorkFolder.add, WorkFolder.commit
+    WorkFolder.add, WorkFolder.commit = timed(add), timed(commit)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for kind, out in (("video_file", Path(tmp) / "o.mp4"), ("png_folder", Path(tmp) / "o")):
+                spent[0] = 0.0
+                r = colorizer.colorize_video(clip, None, out, reference_frame=0, max_frames=n)
+                res[kind] = {"frames_per_s": round(r.frames_per_second, 3),
+                             "writing_ms_per_frame": round(1000 * spent[0] / n, 1),
+                             "writing_share": round(spent[0] / r.seconds, 4)}
+    finally:
+        WorkFolder.add, WorkFolder.commit = add, commit
+    return res
+
+
 def strip(path: Path, outs: dict, picks: list[int]) -> None:
     from PIL import Image, ImageDraw
 
@@ -195,6 +231,9 @@ def main() -> None:
                     help="temporal weights to try (the first is reported as 'temporal')")
     ap.add_argument("--photo-frames", type=int, default=8, help="frames colorized as separate photos for fps")
     ap.add_argument("--no-photo-reference", action="store_true", help="skip protocol (b)")
+    ap.add_argument("--write-frames", type=int, default=12,
+                    help="frames for the cost of writing (video file, PNG folder) against frames in memory; 0: skip")
+    ap.add_argument("--only-writing", action="store_true", help="measure only the cost of writing")
     ap.add_argument("--strip", type=Path, default=None, help="write a before/after strip of the first clip")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -209,7 +248,11 @@ def main() -> None:
               "load_average": [round(x, 2) for x in os.getloadavg()], "clips": {}}
     for i, clip in enumerate(args.clips):
         path = VIDEO / f"{clip}.mp4"
-        entry = {"timing": component_times(colorizer, path)}
+        entry = {"writing": writing(colorizer, path, args.write_frames)} if args.write_frames else {}
+        if args.only_writing:
+            report["clips"][clip] = entry
+            continue
+        entry["timing"] = component_times(colorizer, path)
         entry["frame0"], outs = run_clip(colorizer, path, args.frames, None, "frame 0 of the clip",
                                           args.photo_frames, args.weights)
         if args.strip is not None and i == 0:

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import UsageError
@@ -46,6 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=None, help="frame rate of a folder input (default 25)")
     p.add_argument("--crf", type=at_least(0), default=16, help="x264 quality of a video output (default 16)")
     p.add_argument("--max-frames", type=at_least(1), default=None, help="stop after this many frames")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run (killed, Ctrl-C) from its hidden work folder beside OUT "
+                        "(.OUT.exemplar-work), skipping finished frames; the result equals an uninterrupted run's")
+    p.add_argument("--segment-frames", type=at_least(1), default=48, metavar="N",
+                   help="a video OUT is encoded N frames at a time as the run goes, one keyframe each (default 48)")
     add_model_option(p)
     add_pipeline_options(p)
     if not any("--json" in a.option_strings for a in p._actions):
@@ -84,30 +90,46 @@ def _precheck(args: argparse.Namespace) -> None:
                                         "choose a colour photo of similar content")
 
 
+@contextmanager
+def _resume_hint(out: str):
+    """On Ctrl-C, say where the finished frames wait and how to continue."""
+    from ..video.resume import work_folder
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        if work_folder(out).exists():
+            print(f"the finished frames wait in {work_folder(out)}: the same command with --resume continues",
+                  file=sys.stderr)
+        raise
+
+
 def run(args: argparse.Namespace) -> int:
     _precheck(args)
     colorizer = colorizer_from(args, index=args.index if not args.reference and args.reference_frame is None
                                else None)
     refs = args.reference or None
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _resume_hint(args.out):
         warnings.simplefilter("always")
         result = colorizer.colorize_video(
             args.input, refs if args.reference_frame is None else (refs[0] if refs else None), args.out,
             reference_frame=args.reference_frame, temporal=not args.per_frame,
             detect_cuts=not args.no_cut_detection, fps=args.fps, crf=args.crf, max_frames=args.max_frames,
-            progress=not getattr(args, "json", False))
+            progress=not getattr(args, "json", False), resume=args.resume, segment_frames=args.segment_frames)
     for msg in dict.fromkeys(str(w.message) for w in caught):
         print(f"warning: {msg}", file=sys.stderr)
     summary = {"output": str(result.output), "frames": result.frames, "size": [result.width, result.height],
                "fps": round(result.fps, 4), "temporal": result.temporal, "audio_copied": result.audio_copied,
                "shots": [{"first_frame": i, "reference": r} for i, r in result.references],
-               "seconds": round(result.seconds, 2), "frames_per_s": round(result.frames_per_second, 3),
+               "resumed_at": result.resumed_at, "seconds": round(result.seconds, 2),
+               "frames_per_s": round(result.frames_per_second, 3),
                "head": colorizer.head_name, "device": str(colorizer.device)}
     if getattr(args, "json", False):
         print(json.dumps(summary, indent=2))
     else:
         refs_said = "; ".join(f"shot at frame {i}: {r}" for i, r in result.references[:5])
         more = f"; ... ({len(result.references)} shots)" if len(result.references) > 5 else ""
-        print(f"colorized {result.frames} frames ({result.frames_per_second:.2f} frames/s) -> {result.output}; "
-              f"{refs_said}{more}", file=sys.stderr)
+        resumed = f", {result.resumed_at} of them by the interrupted run" if result.resumed_at else ""
+        print(f"colorized {result.frames} frames{resumed} ({result.frames_per_second:.2f} frames/s) -> "
+              f"{result.output}; {refs_said}{more}", file=sys.stderr)
     return 0

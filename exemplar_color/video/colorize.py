@@ -8,6 +8,7 @@ references, picks the best-matching reference for the new shot.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
@@ -26,15 +27,8 @@ from ..color import lab_to_image
 from ..layout import to_array, to_tensor
 from ..photos import Photo, usable_references
 from ..working import is_gray
-from .io import (
-    FolderWriter,
-    Frame,
-    VideoError,
-    VideoWriter,
-    is_video_path,
-    open_source,
-    read_frame,
-)
+from .io import Frame, VideoError, VideoReader, is_video_path, open_source, read_frame
+from .resume import WorkFolder, photo_digest, source_fingerprint
 from .temporal import (
     ShotDetector,
     TemporalState,
@@ -72,10 +66,12 @@ class VideoResult:
     cuts: list[int] = field(default_factory=list)
     references: list[tuple[int, str]] = field(default_factory=list)  # (first frame of the shot, reference)
     seconds: float = 0.0
+    resumed_at: int = 0  # frames finished by an earlier, interrupted run (not coloured again)
 
     @property
     def frames_per_second(self) -> float:
-        return self.frames / self.seconds if self.seconds else 0.0
+        """Frames coloured by this run per second."""
+        return (self.frames - self.resumed_at) / self.seconds if self.seconds else 0.0
 
 
 def _as_list(reference: Any) -> list[Any]:
@@ -190,85 +186,143 @@ class _FrameColorizer:
         return ColorizedFrame(frame.index, frame.name, frame.pts, np.asarray(image), to_array(ab),
                               cut, self.ref.name, time.perf_counter() - t0)
 
+    def snapshot(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """What the next frame needs, to be saved and :meth:`restore` d: the temporal state, the shot
+        detector's memory and the shot's reference (its place among the given ones, or a gallery path)."""
+        tensors: dict[str, torch.Tensor] = {}
+        if self.state is not None:
+            tensors.update(l=self.state.l, ab=self.state.ab)
+        if self.detector is not None and self.detector._prev is not None:
+            tensors.update(hist=torch.from_numpy(self.detector._prev[0]), thumb=torch.from_numpy(self.detector._prev[1]))
+        which = next((i for i, r in enumerate(self.refs) if r is self.ref), None)
+        return tensors, {"reference": which if which is not None else getattr(self.ref, "name", None)}
+
+    def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        from ..photos import read_photo
+
+        ref = meta.get("reference")
+        self.ref = self.refs[ref] if isinstance(ref, int) else read_photo(ref) if ref else None
+        if "l" in tensors:
+            self.state = TemporalState(tensors["l"].to(self.c.device), tensors["ab"].to(self.c.device))
+        if self.detector is not None and "hist" in tensors:
+            self.detector._prev = (tensors["hist"].numpy(), tensors["thumb"].numpy())
+
 
 def iter_colorized(colorizer, source, reference=None, *, reference_frame: int | None = None, temporal: bool = True,
                    detect_cuts: bool = True, max_frames: int | None = None, weight: float = 3.0,
-                   on_audio=None, _reader=None) -> Iterator[ColorizedFrame]:
+                   ) -> Iterator[ColorizedFrame]:
     """Colorized frames of ``source`` (a video file or a folder of frames), one at a time (streaming)."""
     refs = load_references(colorizer, source, reference, reference_frame)
-    reader = _reader or open_source(source)
     work = _FrameColorizer(colorizer, refs, temporal, ShotDetector() if detect_cuts else None, weight)
+    with open_source(source) as reader:
+        yield from _colorized(work, reader, source, max_frames)
+
+
+def _colorized(work: _FrameColorizer, reader, source, max_frames: int | None, start: int = 0,
+               ) -> Iterator[ColorizedFrame]:
+    """Frames ``start`` .. ``max_frames`` of ``reader`` through ``work`` (earlier ones decoded, not coloured)."""
     warned = False
-    try:
-        with torch.inference_mode():
-            for frame in reader.frames(on_audio=on_audio):
-                if max_frames is not None and frame.index >= max_frames:
-                    break
-                if not warned and not is_gray(to_tensor(frame.rgb[::4, ::4].astype(np.float32) / 255)):
-                    warned = True
-                    warnings.warn(f"{source}: the video is in colour; only its luminance is used", stacklevel=2)
-                yield work(frame)
-    finally:
-        if _reader is None:
-            reader.close()
+    with torch.inference_mode():
+        for frame in reader.frames():
+            if max_frames is not None and frame.index >= max_frames:
+                break
+            if frame.index < start:
+                continue
+            if not warned and not is_gray(to_tensor(frame.rgb[::4, ::4].astype(np.float32) / 255)):
+                warned = True
+                warnings.warn(f"{source}: the video is in colour; only its luminance is used", stacklevel=3)
+            yield work(frame)
+
+
+def _job(colorizer, source, refs: list[Any], output: Path, **settings: Any) -> dict[str, Any]:
+    """What a run is, for :class:`~.resume.WorkFolder` to tell whether a resumed run is the same one."""
+    net = colorizer.heads.get("network")
+    return {"kind": "video" if is_video_path(output) else "frames", "source": source_fingerprint(source),
+            "references": [[getattr(r, "name", "?"), photo_digest(r)] for r in refs],
+            "colorizer": {"head": colorizer.head_name, "levels": list(colorizer.levels), "size": colorizer.size,
+                          "vgg_variant": colorizer.vgg_variant, "upsample": colorizer.upsample,
+                          "chroma_gain": colorizer.chroma_gain, "method": colorizer.matcher.method,
+                          "network": None if net is None else _weights_digest(net.net)},
+            **settings}
+
+
+def _weights_digest(net: torch.nn.Module) -> str:
+    """A cheap fingerprint of a network's weights (the first values of each tensor)."""
+    h = hashlib.sha256()
+    for t in net.state_dict().values():
+        h.update(t.detach().flatten()[:64].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _progress_bar(total: int | None, start: int):
+    """A progress bar on stderr that always shows frames/s (tqdm's default turns to s/frame below 1)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, unit=" frames", desc="colorize-video", file=sys.stderr,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                           "[{elapsed}<{remaining}, {rate_noinv_fmt}]" if total else None)
 
 
 def colorize_video(colorizer, source, reference=None, output=None, *, reference_frame: int | None = None,
                    temporal: bool = True, detect_cuts: bool = True, fps: float | None = None, crf: int = 16,
                    codec: str = "libx264", max_frames: int | None = None, progress: bool = False,
-                   weight: float = 3.0) -> VideoResult:
+                   weight: float = 3.0, resume: bool = False, segment_frames: int = 48) -> VideoResult:
     """Colorize ``source`` into ``output`` (a video file by its extension, e.g. ``.mp4``, or else a folder of
     PNG frames). The output keeps the size, frame rate, frame count and timestamps, and copies the audio
-    packets of a video source unchanged; it appears under its name only when complete."""
+    packets of a video source unchanged; it appears under its name only when complete.
+
+    The work waits in a hidden folder beside the output (:mod:`.resume`) that a kill or Ctrl-C leaves
+    behind; ``resume=True`` continues from it, skipping finished frames, with the same result as an
+    uninterrupted run. A video output is encoded in segments of ``segment_frames`` frames (one keyframe
+    each) as the run goes."""
     if output is None:
         raise UsageError("colorize_video needs an output (a video file or a folder); "
                          "use exemplar_color.video.iter_colorized for frames in memory")
+    if segment_frames < 1:
+        raise UsageError(f"segment_frames must be at least 1, got {segment_frames}")
     out = Path(output)
     if os.path.exists(source) and out.exists() and os.path.samefile(source, out):
         raise UsageError(f"{out}: the output would replace the input")
+    if not is_video_path(out) and (out.suffix and not out.is_dir() or out.is_dir() and any(out.iterdir())):
+        raise UsageError(f"{out}: give a video file (.mp4, .mkv, .mov, .webm, .avi) or a new or empty folder")
     refs = load_references(colorizer, source, reference, reference_frame)  # a bad reference: before any output
     reader = open_source(source, Fraction(fps).limit_denominator(1001) if fps else None)
-    start = time.perf_counter()
+    start_time = time.perf_counter()
     try:
-        if is_video_path(out):
-            writer = VideoWriter(out, reader.info, reader.audio, codec=codec, crf=crf)
-        elif out.suffix and not out.is_dir():
-            raise UsageError(f"{out}: not a video extension (.mp4, .mkv, .mov, .webm, .avi) and not a folder")
-        else:
-            writer = FolderWriter(out)
-        result = VideoResult(None, 0, reader.info.width, reader.info.height, float(reader.info.fps), temporal,
-                             isinstance(writer, VideoWriter) and writer.audio is not None)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=min(x for x in (reader.info.frames, max_frames) if x) if (reader.info.frames or max_frames)
-                       else None, unit="frame", desc="colorize-video", file=sys.stderr)
+        job = _job(colorizer, source, refs, out, reference_frame=reference_frame, temporal=temporal,
+                   detect_cuts=detect_cuts, weight=weight, fps=fps, crf=crf, codec=codec, max_frames=max_frames,
+                   segment_frames=segment_frames)
+        work = WorkFolder(out, job, resume=resume, info=reader.info, segment_frames=segment_frames, codec=codec,
+                          crf=crf)
+        frames = _FrameColorizer(colorizer, refs, temporal, ShotDetector() if detect_cuts else None, weight)
+        if work.saved is not None:
+            frames.restore(*work.saved)
+        known = [x for x in (reader.info.frames, max_frames) if x]
+        resumed_at = work.next
+        bar = _progress_bar(min(known) if known else None, resumed_at) if progress else None
         try:
-            for cf in iter_colorized(colorizer, source, refs, temporal=temporal, detect_cuts=detect_cuts,
-                                     max_frames=max_frames, weight=weight, on_audio=writer.write_audio,
-                                     _reader=reader):
-                if isinstance(writer, VideoWriter):
-                    writer.write(cf.rgb, cf.pts)
-                else:
-                    writer.write(cf.rgb, cf.name)
-                result.frames += 1
-                if cf.cut:
-                    result.cuts.append(cf.index)
-                    result.references.append((cf.index, cf.reference))
+            for cf in _colorized(frames, reader, source, max_frames, start=resumed_at):
+                work.add(cf.index, cf.name, cf.pts, cf.rgb, cf.cut, cf.reference, frames.snapshot())
                 if bar is not None:
                     bar.update(1)
-            result.output = writer.commit()
+            cut_short = max_frames is not None and work.next >= max_frames
+            output_path = work.commit(source if isinstance(reader, VideoReader) else None, trim_audio=cut_short)
+        except VideoError:
+            work.remove()  # the input is at fault: resuming would not help
+            raise
         except BaseException:
-            writer.abort()
+            if work.next == 0:
+                work.remove()
+            work.close()
             raise
         finally:
             if bar is not None:
                 bar.close()
     finally:
         reader.close()
-    result.seconds = time.perf_counter() - start
-    return result
+    return VideoResult(output_path, work.next, reader.info.width, reader.info.height, float(reader.info.fps),
+                       temporal, work.video and reader.info.has_audio, list(work.cuts),
+                       [tuple(r) for r in work.references], time.perf_counter() - start_time, resumed_at)
 
 
 __all__ = ["ColorizedFrame", "VideoError", "VideoResult", "colorize_video", "iter_colorized", "load_references"]

@@ -2,15 +2,14 @@
 
 Video files go through PyAV (FFmpeg in its wheels; ``pip install exemplar_color[video]``). Readers yield
 :class:`Frame` (8-bit RGB, ``pts`` in the stream's ``time_base``); writers keep the input's size, frame rate,
-timestamps and (for video files) copy the audio packets untouched. Every writer works under a temporary
-name beside the final one (``.NAME.XXXX.exemplar-tmp.EXT``, a folder for frame folders) and renames it at the
-end, so an error or Ctrl-C leaves nothing under the final name.
+timestamps. The writer works under a temporary name beside the final one (``.NAME.XXXX.exemplar-tmp.EXT``)
+and renames it at the end, so an error or Ctrl-C leaves nothing under the final name; the output of a whole
+run (frame folder, or segments muxed with the source's audio) is put together by :mod:`.resume`.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ExemplarColorError, ImageError
-from ..io import IMAGE_EXTENSIONS, TEMP_TAG, list_images, load_image, save_image
+from ..io import IMAGE_EXTENSIONS, TEMP_TAG, list_images, load_image
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
 DEFAULT_FPS = Fraction(25)
@@ -85,8 +84,7 @@ class VideoInfo:
 
 
 class VideoReader:
-    """Frames of a video file, decoded one at a time; packets of its first audio stream are offered to
-    ``on_audio`` as they come (for a copy into the output, interleaved)."""
+    """Frames of a video file, decoded one at a time."""
 
     def __init__(self, path: str | os.PathLike):
         av = require_av()
@@ -115,16 +113,11 @@ class VideoReader:
             self.close()
             raise VideoError(self.path, "the video stream has no picture size (damaged header)")
 
-    def frames(self, on_audio=None) -> Iterator[Frame]:
+    def frames(self) -> Iterator[Frame]:
         av = require_av()
-        streams = [self.stream] + ([self.audio] if self.audio is not None and on_audio is not None else [])
         i = 0
         try:
-            for packet in self._container.demux(*streams):
-                if packet.stream.type == "audio":
-                    if packet.dts is not None:
-                        on_audio(packet)
-                    continue
+            for packet in self._container.demux(self.stream):
                 for vf in packet.decode():
                     yield Frame(vf.to_ndarray(format="rgb24"), i, vf.pts, Fraction(vf.time_base) if vf.time_base
                                 else self.info.time_base, f"{self.path.stem}_{i:06d}")
@@ -161,7 +154,7 @@ class FolderReader:
         self.info = VideoInfo(int(first[0]), int(first[1]), Fraction(fps), len(self.files), 1 / Fraction(fps), False)
         self.audio = None
 
-    def frames(self, on_audio=None) -> Iterator[Frame]:
+    def frames(self) -> Iterator[Frame]:
         for i, f in enumerate(self.files):
             rgb = (load_image(f, mode="RGB") * 255 + 0.5).astype(np.uint8)
             if rgb.shape[:2] != (self.info.height, self.info.width):
@@ -202,11 +195,11 @@ def read_frame(path: str | os.PathLike, n: int) -> np.ndarray:
 
 
 class VideoWriter:
-    """Encodes frames into a video file under a temporary name, audio packets copied as they come; renamed
-    over ``path`` by :meth:`commit` (and removed by :meth:`abort`)."""
+    """Encodes frames (video only) into a video file under a temporary name; renamed over ``path`` by
+    :meth:`commit` (and removed by :meth:`abort`)."""
 
-    def __init__(self, path: str | os.PathLike, info: VideoInfo, audio_template=None, codec: str = "libx264",
-                 crf: int = 16, pix_fmt: str | None = None):
+    def __init__(self, path: str | os.PathLike, info: VideoInfo, codec: str = "libx264", crf: int = 16,
+                 pix_fmt: str | None = None):
         av = require_av()
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -225,18 +218,12 @@ class VideoWriter:
             if codec in ("libx264", "libx264rgb"):
                 s.options = {"crf": str(crf), "preset": "medium"}
             self.stream = s
-            self.audio = self._out.add_stream_from_template(audio_template) if audio_template is not None else None
         except Exception as e:
             self.abort()
             if isinstance(e, ExemplarColorError):
                 raise
             raise VideoError(self.path, f"cannot be written ({_why(e)})") from None
         self._next_pts = 0
-
-    def write_audio(self, packet) -> None:
-        if self.audio is not None:
-            packet.stream = self.audio
-            self._out.mux(packet)
 
     def write(self, rgb: np.ndarray, pts: int | None = None) -> None:
         av = require_av()
@@ -273,32 +260,3 @@ def _publish_mode(path: Path, mode: int = 0o666) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, mode & ~umask)
-
-
-class FolderWriter:
-    """Frames as lossless PNGs (named after the input frames) in a temporary folder beside ``path``, renamed
-    to ``path`` by :meth:`commit`; ``path`` must not exist or be an empty folder."""
-
-    def __init__(self, path: str | os.PathLike, ext: str = ".png"):
-        self.path = Path(path)
-        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
-            raise VideoError(self.path, "output folder exists and is not empty; choose a new name")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=TEMP_TAG, dir=self.path.parent))
-        self.ext = ext
-
-    def write_audio(self, packet) -> None:
-        pass
-
-    def write(self, rgb: np.ndarray, name: str) -> None:
-        save_image(self.tmp / f"{name}{self.ext}", rgb)
-
-    def commit(self) -> Path:
-        _publish_mode(self.tmp, 0o777)
-        if self.path.exists():
-            self.path.rmdir()
-        os.replace(self.tmp, self.path)
-        return self.path
-
-    def abort(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
