@@ -5,7 +5,11 @@ Also end-to-end colorize seconds per 256 pair and per 4000x3000 photo, and peak 
 Real photos (so the fields have the coherence real fields have), random weights (timing does not depend
 on the weight values; pass --vgg-weights for real ones).
 
-    python benchmarks/bench_correspondence.py [--quick] [--device cpu|cuda] [--batch 16]
+The similarity sub-net is timed in both precisions (``float32``; ``mixed``: bfloat16 beyond relu2_1, the
+default where the device computes bfloat16 natively); ``--cpu-time`` times CPU seconds at one thread, which
+neighbour processes on a shared machine do not inflate.
+
+    python benchmarks/bench_correspondence.py [--quick] [--device cpu|cuda] [--batch 16] [--cpu-time]
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+import common
 from common import peak_memory, reset_peak_memory, timeit, vgg_floor
 
 SHARED = Path(os.environ.get("EXEMPLAR_COLOR_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -46,8 +51,14 @@ def run(quick: bool = False, device: str = "cpu", weights: str = "random", batch
     repeats = 2 if quick else 5
     out: dict[str, Any] = {"size": 256, "levels": list(DEFAULT_LEVELS), "weights": weights}
     out["floor_s"] = vgg_floor(device, 256, 1, repeats=repeats)
-    matcher = Matcher(VGG19Features(DEFAULT_LEVELS, weights=weights).to(device))
+    backbone = VGG19Features(DEFAULT_LEVELS, weights=weights).to(device)
     tl, rlab = _pair(device)
+    for precision in ("float32", "mixed"):
+        m = Matcher(backbone, precision=precision)
+        out[f"similarity_subnet_{precision}_s"] = timeit(lambda: m.match(tl, rlab), repeats=repeats, device=device)
+        out[f"similarity_subnet_{precision}_x_floor"] = out[f"similarity_subnet_{precision}_s"] / out["floor_s"]
+    matcher = Matcher(backbone)  # the default precision from here on
+    out["precision"] = matcher.precision
     reset_peak_memory(device)
     out["similarity_subnet_s"] = timeit(lambda: matcher.match(tl, rlab), repeats=repeats, device=device)
     out["similarity_subnet_peak_bytes"] = peak_memory(device)
@@ -76,9 +87,14 @@ def main() -> None:
     ap.add_argument("--vgg-weights", default="random")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--cpu-time", action="store_true", help="time CPU seconds at 1 thread (a shared machine)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    print(json.dumps(run(a.quick, a.device, a.vgg_weights, a.batch), indent=2))
+    if a.cpu_time:
+        common.use_cpu_time()
+    result = run(a.quick, a.device, a.vgg_weights, a.batch)
+    result["clock"] = "cpu seconds, 1 thread" if a.cpu_time else f"wall seconds, {torch.get_num_threads()} threads"
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

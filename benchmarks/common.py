@@ -44,6 +44,19 @@ def sync(device: str | torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+CLOCK = time.perf_counter
+"""The clock of every timing: wall time, or ``time.process_time`` (``use_cpu_time``)."""
+
+
+def use_cpu_time() -> None:
+    """Time by this process's CPU seconds instead of the wall clock, at one torch thread: immune to neighbour
+    processes on a shared machine (they slow the wall clock, not the work done), so ratios taken on a loaded
+    machine read like a quiet one's. CPU only."""
+    global CLOCK
+    torch.set_num_threads(1)
+    CLOCK = time.process_time
+
+
 def timings(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1,
             device: str | torch.device = "cpu") -> list[float]:
     """Seconds of each of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones (device-synchronised)."""
@@ -52,10 +65,10 @@ def timings(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1,
     sync(device)
     out = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn()
         sync(device)
-        out.append(time.perf_counter() - t0)
+        out.append(CLOCK() - t0)
     return out
 
 

@@ -14,6 +14,7 @@ tuned on (checked at every run).
     python benchmarks/known_transform.py --set heldout --weights full            # relu5_1..relu1_1, Caffe
     python benchmarks/known_transform.py --set heldout --weights slices          # relu3_1..relu1_1
     python benchmarks/known_transform.py --set tune --per-source 8 --out /tmp/kt.json
+    python benchmarks/known_transform.py --precision float32 ...   # against the default mixed precision
 """
 
 from __future__ import annotations
@@ -176,14 +177,16 @@ def build_matcher(weights: str, **kwargs):
     return Matcher(VGG19Features(levels, weights=path), **kwargs)
 
 
-def run(weights: str = "full", which: str = "heldout", per_source: int = 12, size: int = 256) -> dict[str, Any]:
-    matcher = build_matcher(weights)
+def run(weights: str = "full", which: str = "heldout", per_source: int = 12, size: int = 256,
+        precision: str = "auto") -> dict[str, Any]:
+    matcher = build_matcher(weights, precision=precision)
     sets = photo_sets(per_source)
     paths = sets[which]
     start = time.perf_counter()
     pairs = prepare(paths, matcher, size)
     rows = evaluate(matcher, pairs)
     return {"weights": weights, "levels": list(matcher.levels), "set": which, "size": size,
+            "precision": matcher.precision,
             "summary": summary(rows), "seconds": time.perf_counter() - start,
             "left_out_used_by_tests": [str(p.relative_to(DATA)) for p in sets["left_out"] if which == "heldout"],
             "photos": sorted(rows, key=lambda r: r["within_3px"])}
@@ -196,10 +199,12 @@ def main() -> None:
     ap.add_argument("--per-source", type=int, default=12, help="photos per source in each set (4 sources)")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", choices=("auto", "float32", "mixed"), default="auto",
+                    help="the matcher's backbone arithmetic (auto: mixed where bfloat16 is native)")
     ap.add_argument("--out", help="also write the JSON here")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    result = run(a.weights, a.which, a.per_source, a.size)
+    result = run(a.weights, a.which, a.per_source, a.size, a.precision)
     text = json.dumps(result, indent=2)
     if a.out:
         Path(a.out).write_text(text + "\n")

@@ -61,6 +61,8 @@ class Colorizer:
             the gain calibrated with the model (in its card; 1 for checkpoints without one). Certain matches
             keep the reference's own colours whatever the gain.
         method: correspondence search, ``"fast"`` or ``"patchmatch"`` (the published schedule; slow).
+        precision: the backbone's arithmetic while matching: ``"auto"`` (bfloat16 beyond relu2_1 where the
+            device computes it natively), ``"mixed"`` or ``"float32"`` (see :class:`Matcher`).
         upsample: how predicted ab reach full size: ``"joint-bilateral"`` (default: bilinear taps weighted
             by how close their L is to the full-resolution L, so colours stop at the photo's edges),
             ``"bilinear"`` or ``"guided"`` (fast guided filter). Kodak known-transform pairs (4 photos, full
@@ -70,7 +72,8 @@ class Colorizer:
     def __init__(self, device: str | torch.device = "auto", vgg_weights: str | os.PathLike | None = None,
                  vgg_variant: str | None = None, levels: Sequence[str] | None = None,
                  model: str | os.PathLike | None = "default", size: int = 256, index: Any = None,
-                 method: str = "fast", upsample: str = "joint-bilateral", chroma_gain: float | None = None):
+                 method: str = "fast", upsample: str = "joint-bilateral", chroma_gain: float | None = None,
+                 precision: str = "auto"):
         self.device = resolve_device(device)
         self.size = size
         if chroma_gain is not None and not 0 < chroma_gain <= 3:
@@ -90,7 +93,8 @@ class Colorizer:
         self.levels = tuple(levels or DEFAULT_LEVELS)
         vgg_variant = vgg_variant or DEFAULT_VARIANT
         self.backbone = VGG19Features(self.levels, weights=vgg_weights, variant=vgg_variant).to(self.device)
-        self.matcher = Matcher(self.backbone, self.levels, method=method)  # type: ignore[arg-type]
+        self.matcher = Matcher(self.backbone, self.levels, method=method,  # type: ignore[arg-type]
+                               precision=precision)  # type: ignore[arg-type]
         self.vgg_weights, self.vgg_variant = vgg_weights, vgg_variant
         self._index = index
         if upsample not in ("joint-bilateral", "bilinear", "guided"):

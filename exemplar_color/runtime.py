@@ -9,11 +9,13 @@ the pipeline, the gallery build, the pair cache, training and the command line.
   ``cuda:1``, ``mps``, ... are taken as given; an unknown or unavailable device is an
   :class:`~exemplar_color.errors.ExemplarColorError` (one line, exit 1 in the CLI).
 - :func:`dist_env` is ``(rank, world, local_rank)``: torchrun's variables, ``(0, 1, 0)`` outside it.
+- :func:`native_bfloat16` says whether a device computes bfloat16 natively (the matcher's ``auto`` precision).
 - :func:`cache_dir` is where downloaded weights and remembered file hashes live (``$EXEMPLAR_COLOR_HOME``).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -23,7 +25,8 @@ import torch
 
 from .errors import ExemplarColorError
 
-__all__ = ["DistEnv", "dist_env", "is_main_process", "resolve_device", "set_threads", "cache_dir"]
+__all__ = ["DistEnv", "dist_env", "is_main_process", "resolve_device", "set_threads", "cache_dir",
+           "native_bfloat16"]
 
 
 class DistEnv(NamedTuple):
@@ -93,6 +96,28 @@ def set_threads(n: int | None, faiss: bool = False) -> None:
         import faiss as _faiss
 
         _faiss.omp_set_num_threads(int(n))
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """True where bfloat16 convolutions run natively: a CUDA GPU that supports them, or a CPU with
+    AVX512_BF16 or AMX (Linux's ``/proc/cpuinfo``). Elsewhere bfloat16 is emulated and slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
 
 
 def cache_dir() -> Path:

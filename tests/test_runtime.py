@@ -97,4 +97,5 @@ def test_the_package_resolves_devices_and_torchrun_only_in_runtime():
                 assert word not in text, f"{rel} uses {word}: use exemplar_color.runtime"
         assert not re.search(r"from \.+ import __version__", text), rel
     assert not (PACKAGE / "device.py").exists()
-    assert runtime.__all__ == ["DistEnv", "dist_env", "is_main_process", "resolve_device", "set_threads", "cache_dir"]
+    assert runtime.__all__ == ["DistEnv", "dist_env", "is_main_process", "resolve_device", "set_threads", "cache_dir",
+                               "native_bfloat16"]

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--size", type=at_least(16), default=256, help="working size, square side in px (default 256)")
     add_levels_option(b, default=DEFAULT_LEVELS)
     add_vgg_options(b)
-    add_method_option(b)
+    add_method_option(b, precision=False)
     b.add_argument("--shard-size", type=at_least(1), default=256, help="pairs per shard (default 256)")
     b.add_argument("--batch-size", type=at_least(1), default=8, help="pairs matched together (default 8)")
     add_device_option(b)

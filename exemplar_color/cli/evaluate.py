@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(args.out, "--out", inputs=[args.images])  # before the model
     colorizer = colorizer_from(args, index=args.index if args.reference_mode == "auto" else None)
     config = {"model": args.model, "index": args.index, "method": args.method,
+              "precision": colorizer.matcher.precision,
               "command": "exemplar-color " + " ".join(shlex.quote(a) for a in sys.argv[1:])
               if sys.argv and sys.argv[0].endswith("exemplar-color") else None}
     if not config["command"]:

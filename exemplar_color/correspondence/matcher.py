@@ -14,13 +14,15 @@ from typing import Any, Literal, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..backbone import LEVEL_STRIDE, LEVELS, VGG19Features
+from ..backbone import LEVEL_STRIDE, LEVELS, Precision, VGG19Features
 from ..color import l_to_gray
 from ..errors import ExemplarColorError
+from ..runtime import native_bfloat16
 from . import fields as fl
 from .search import VOLUME_BUDGET, coherence_fill, exact_search, local_search, patchmatch, volume_size
 
 Method = Literal["fast", "patchmatch"]
+MatcherPrecision = Literal["auto", "float32", "mixed"]
 
 DEFAULT_LEVELS = ("relu5_1", "relu4_1", "relu3_1", "relu2_1", "relu1_1")
 
@@ -151,6 +153,11 @@ class Matcher:
         fill_window: ``"fast"`` only: after each level, cycle-inconsistent matches take the mean displacement
             of the consistent ones within this fraction of the map size (0 disables). On the known-transform
             test it lifts pixels within 3 px from 85% to 98%.
+        precision: the backbone's arithmetic: ``"mixed"`` (float32 up to relu2_1, bfloat16 beyond; on a
+            2-core AVX512_BF16 CPU the similarity sub-net takes 1.8x instead of 2.8x the float32 VGG-19
+            pass, with the same accuracy within 0.1 point on the known-transform photos), ``"float32"``, or
+            ``"auto"`` (default): mixed where the device computes bfloat16 natively
+            (:func:`~exemplar_color.runtime.native_bfloat16`), float32 elsewhere.
 
     Example:
         >>> m = Matcher(VGG19Features(["relu3_1", "relu2_1", "relu1_1"], weights="random"))
@@ -160,7 +167,8 @@ class Matcher:
     """
 
     def __init__(self, backbone: VGG19Features, levels: Sequence[str] | None = None, method: Method = "fast",
-                 seed: int = 0, volume_budget: int = VOLUME_BUDGET, fill_window: float = 0.125):
+                 seed: int = 0, volume_budget: int = VOLUME_BUDGET, fill_window: float = 0.125,
+                 precision: MatcherPrecision = "auto"):
         levels = tuple(levels or backbone.levels)
         missing = [lv for lv in levels if lv not in backbone.levels]
         unknown = [lv for lv in levels if lv not in SCHEDULE]
@@ -170,21 +178,31 @@ class Matcher:
             raise ValueError(f"levels {missing} are not computed by the backbone (it has {list(backbone.levels)})")
         if method not in ("fast", "patchmatch"):
             raise ValueError(f"unknown method {method!r}; use 'fast' or 'patchmatch'")
+        if precision not in ("auto", "float32", "mixed"):
+            raise ValueError(f"unknown precision {precision!r}; use 'auto', 'float32' or 'mixed'")
         self.backbone = backbone
         self.levels = tuple(sorted(levels, key=LEVELS.index, reverse=True))
         self.method = method
         self.seed = seed
         self.volume_budget = volume_budget
         self.fill_window = fill_window
+        self.requested_precision = precision
 
     @property
     def device(self) -> torch.device:
         return next(self.backbone.parameters()).device
 
+    @property
+    def precision(self) -> Precision:
+        """The precision in use on the backbone's current device (``auto`` resolved)."""
+        if self.requested_precision == "auto":
+            return "mixed" if native_bfloat16(self.device) else "float32"
+        return self.requested_precision
+
     def features(self, lightness: torch.Tensor) -> dict[str, torch.Tensor]:
         """Unit-normalised features of a luminance batch ``(B, 1, H, W)`` (L in 0..100)."""
         with torch.inference_mode():
-            feats = self.backbone(l_to_gray(lightness.to(self.device)))
+            feats = self.backbone(l_to_gray(lightness.to(self.device)), precision=self.precision)
         return {lv: _normalise(feats[lv]) for lv in self.levels}
 
     def _check_size(self, *shapes: tuple[int, int]) -> None:

@@ -148,6 +148,12 @@ def _grid(phi: torch.Tensor) -> torch.Tensor:
     return torch.stack((xs, ys)).unsqueeze(0)
 
 
+def _box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean over each ``k x k`` window (valid pixels only), as two 1-D passes: O(k) per pixel, not O(k^2)."""
+    rows = F.avg_pool2d(x, (1, k), stride=1, padding=(0, k // 2), count_include_pad=False)
+    return F.avg_pool2d(rows, (k, 1), stride=1, padding=(k // 2, 0), count_include_pad=False)
+
+
 def coherence_fill(phi: torch.Tensor, psi: torch.Tensor, window: int, tolerance: float = 1.0) -> torch.Tensor:
     """Replace the matches of ``phi`` whose round trip ``psi(phi(p))`` misses ``p`` by more than
     ``tolerance`` with the mean displacement of the consistent matches in a ``window`` around them.
@@ -159,7 +165,7 @@ def coherence_fill(phi: torch.Tensor, psi: torch.Tensor, window: int, tolerance:
     grid = _grid(phi)
     ok = ((compose(phi, psi) - grid).float().norm(dim=1, keepdim=True) <= tolerance).float()
     k = min(window | 1, 2 * (max(phi.shape[-2:]) // 2) + 1)
-    num = F.avg_pool2d((phi - grid).float() * ok, k, stride=1, padding=k // 2, count_include_pad=False)
-    den = F.avg_pool2d(ok, k, stride=1, padding=k // 2, count_include_pad=False)
+    num = _box_mean((phi - grid).float() * ok, k)
+    den = _box_mean(ok, k)
     filled = clamp_field((num / den.clamp_min(1e-6)).round().long() + grid, psi.shape[2], psi.shape[3])
     return torch.where((ok < 0.5) & (den > 1e-3), filled, phi)

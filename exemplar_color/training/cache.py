@@ -200,7 +200,8 @@ def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Seque
     device = resolve_device(device)
     weights = resolve_weights(vgg_weights, variant)
     backbone = VGG19Features(levels, weights=weights, variant=variant).to(device)
-    matcher = Matcher(backbone, method=method)  # type: ignore[arg-type]
+    # float32 whatever the machine: the records must not depend on which CPU or GPU built them
+    matcher = Matcher(backbone, method=method, precision="float32")  # type: ignore[arg-type]
     config = CacheConfig(matcher.levels, variant, file_sha256(weights), size, method)
     plan = _plan(manifest, config, shard_size)
     if (root / "cache.json").is_file():
