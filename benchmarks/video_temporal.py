@@ -144,8 +144,7 @@ def component_times(colorizer, clip: Path) -> dict:
     def frame():
         corr = colorizer.matcher.match(tl, rlab)
         ab = colorizer.head(tl, corr)
-        full_l = colorizer._full_l(pb)
-        colorizer._full_resolution(full_l, tl, ab)
+        colorizer._render(pb.pixels, tl, ab).ab_array()
         return ab, corr
 
     ab, corr = frame()

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["rgb_to_lab", "lab_to_rgb", "rgb_to_gray_lab_l", "gray_to_l", "l_to_gray", "lab_to_image"]
+__all__ = ["rgb_to_lab", "lab_to_rgb", "rgb_to_gray_lab_l", "gray_to_l", "l_to_gray", "lab_to_rgb8", "lab_to_image"]
 
 _XYZ_FROM_RGB = (
     (0.412453, 0.357580, 0.180423),
@@ -122,25 +122,34 @@ def l_to_gray(lightness: torch.Tensor) -> torch.Tensor:
     return _compand(_f_inverse((lightness + 16.0) / 116.0)).clamp(0.0, 1.0)
 
 
+def lab_to_rgb8(l: torch.Tensor, ab: torch.Tensor) -> np.ndarray:
+    """L ``(1, 1, h, w)`` and ab ``(1, 2, h, w)`` -> ``(h, w, 3)`` uint8 sRGB. Out-of-gamut colours lose chroma,
+    not lightness, so the picture keeps the input's L (up to 8-bit rounding). Pixel by pixel: any split of an
+    image into row bands gives the same picture."""
+    lab = torch.cat([l, ab], 1).float()
+    rgb = lab_to_rgb(lab, clip=False)
+    outside = ((rgb < -1e-3) | (rgb > 1 + 1e-3)).any(1)[0]
+    if outside.any():  # shrink chroma by 15% steps (at most 7) on the out-of-gamut pixels only
+        px = lab[0][:, outside].T.reshape(-1, 3, 1, 1).clone()
+        fix = lab_to_rgb(px, clip=False)
+        todo = torch.arange(len(px), device=px.device)
+        for _ in range(7):
+            todo = todo[((fix[todo] < -1e-3) | (fix[todo] > 1 + 1e-3)).flatten(1).any(1)]
+            if not len(todo):
+                break
+            px[todo, 1:] *= 0.85
+            fix[todo] = lab_to_rgb(px[todo], clip=False)  # only the pixels still outside
+        rgb[0][:, outside] = fix.reshape(-1, 3).T
+    rgb = rgb.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+    return (rgb * 255 + 0.5).astype(np.uint8)
+
+
 def lab_to_image(l: torch.Tensor, ab: torch.Tensor, chunk_rows: int = 256) -> Image.Image:
-    """L ``(1, 1, H, W)`` and ab ``(1, 2, H, W)`` -> an 8-bit RGB picture, in row chunks (bounded memory at
-    any size). Out-of-gamut colours lose chroma, not lightness, so the picture keeps the input's L (up to
-    8-bit rounding)."""
+    """L ``(1, 1, H, W)`` and ab ``(1, 2, H, W)`` -> an 8-bit RGB picture (:func:`lab_to_rgb8`), in row chunks
+    written straight into the picture (bounded memory at any size)."""
     h, w = l.shape[-2:]
-    out = np.empty((h, w, 3), np.uint8)
+    out = Image.new("RGB", (w, h))
     for r0 in range(0, h, chunk_rows):
-        lab = torch.cat([l[..., r0:r0 + chunk_rows, :], ab[..., r0:r0 + chunk_rows, :]], 1).float()
-        rgb = lab_to_rgb(lab, clip=False)
-        outside = ((rgb < -1e-3) | (rgb > 1 + 1e-3)).any(1)[0]
-        if outside.any():  # shrink chroma by 15% steps on the out-of-gamut pixels only
-            px = lab[0][:, outside].T.reshape(-1, 3, 1, 1).clone()
-            for _ in range(8):
-                fix = lab_to_rgb(px, clip=False)
-                bad = ((fix < -1e-3) | (fix > 1 + 1e-3)).flatten(1).any(1)
-                if not bad.any():
-                    break
-                px[bad, 1:] *= 0.85
-            rgb[0][:, outside] = fix.reshape(-1, 3).T
-        rgb = rgb.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
-        out[r0:r0 + chunk_rows] = (rgb * 255 + 0.5).astype(np.uint8)
-    return Image.fromarray(out, "RGB")
+        rows = slice(r0, r0 + chunk_rows)
+        out.paste(Image.fromarray(lab_to_rgb8(l[..., rows, :], ab[..., rows, :])), (0, r0))
+    return out

@@ -105,7 +105,9 @@ def _to_float(img: Image.Image) -> np.ndarray:
         return np.clip(arr / top, 0.0, 1.0).astype(np.float32)
     if img.mode == "F":
         return np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
-    return np.asarray(img, dtype=np.float32) / 255.0
+    arr = np.asarray(img, dtype=np.float32)
+    arr /= 255.0  # in place: one float copy of a big scan, not two
+    return arr
 
 
 def _normalise_mode(img: Image.Image, alpha: str) -> Image.Image:

@@ -10,7 +10,7 @@ from typing import Union
 import numpy as np
 import torch
 
-__all__ = ["ImageLike", "to_tensor", "to_array", "as_batch"]
+__all__ = ["ImageLike", "to_tensor", "tensor_view", "to_array", "as_batch"]
 
 ImageLike = Union[np.ndarray, torch.Tensor]
 
@@ -19,6 +19,13 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     """``(H, W)`` or ``(H, W, C)`` float array in [0, 1] -> ``(1, C, H, W)`` float32 tensor."""
     arr = image[..., None] if image.ndim == 2 else image
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).unsqueeze(0).float()
+
+
+def tensor_view(image: np.ndarray) -> torch.Tensor:
+    """``(H, W)`` or ``(H, W, C)`` float32 array -> ``(1, C, H, W)`` tensor sharing its memory (channels-last
+    strides): a big photo is not copied (:func:`to_tensor` copies, 12 more bytes per pixel for RGB)."""
+    arr = image[..., None] if image.ndim == 2 else image
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0)
 
 
 def to_array(x: torch.Tensor) -> np.ndarray:

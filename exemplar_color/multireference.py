@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import time
 import warnings
+from functools import partial
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .color import lab_to_image
 from .colorization.fusion import fuse_ab, fuse_correspondences, match_scores, reference_weights
 from .correspondence import Correspondence
 from .layout import to_array
@@ -76,32 +76,30 @@ def colorize_references(colorizer, target: Any, references: Sequence[Any], heads
         else:
             ab[head] = fuse_ab([colorizer.heads[head](tl, c) for c in corrs], weights)
         head_s[head] = time.perf_counter() - h0
-    fields = _chosen_fields(colorizer, corrs, photos, t, labels)
-    full_l = colorizer._full_l(t)
+    fields = [colorizer._full_fields(c, t.size, r.size) for c, r in zip(corrs, photos)]
+    forward = partial(_chosen_forward, [f["forward"] for f in fields], labels)
     out = {}
     for head in heads:
         t3 = time.perf_counter()
-        ab_full = colorizer._full_resolution(full_l, tl, ab[head])
-        image = lab_to_image(full_l, ab_full)
+        full = colorizer._render(t.pixels, tl, ab[head])
+        image = full.image()
         timings = {"load_s": 0.0, "match_s": t_match - t0, "head_s": head_s[head],
                    "full_resolution_s": time.perf_counter() - t3}
         timings["total_s"] = sum(timings.values())
         res = ColorizationResult(
-            image=image, ab=to_array(ab_full), confidence=to_array(fused.confidence), warped_ab=to_array(fused.warped_ab),
-            similarity=fused.similarity[0].cpu().numpy(), reference=photos[0].name, head=head,
-            levels=colorizer.levels, timings=timings, recommendations=recs, passed_over=passed,
+            image=image, _ab=full.ab_array, confidence=to_array(fused.confidence),
+            warped_ab=to_array(fused.warped_ab), similarity=fused.similarity[0].cpu().numpy(), reference=photos[0].name,
+            head=head, levels=colorizer.levels, timings=timings, recommendations=recs, passed_over=passed,
             labels=labels[0].cpu().numpy().astype(np.uint8), references=tuple(p.name for p in photos),
-            working_l=tl.cpu(), **fields)
+            working_l=tl.cpu(), _forward=forward, _backward=fields[0]["backward"])
         out[head] = res
     return out
 
 
-def _chosen_fields(colorizer, corrs: list[Correspondence], photos: list, t, labels: torch.Tensor,
-                   ) -> dict[str, np.ndarray]:
+def _chosen_forward(forwards: list, labels: torch.Tensor) -> np.ndarray:
     """Full-size ``forward``: each target pixel's match in the reference its label names (that reference's
-    original pixels); ``backward``: the first reference's."""
-    full = [colorizer._full_fields(c, t, r) for c, r in zip(corrs, photos)]
-    h, w = full[0]["forward"].shape[:2]
+    original pixels), from each reference's ``forward`` (computed here, when the result's is first read)."""
+    full = np.stack([f() for f in forwards])
+    h, w = full.shape[1:3]
     lab = F.interpolate(labels[:, None].float(), size=(h, w), mode="nearest")[0, 0].long().cpu().numpy()
-    forward = np.take_along_axis(np.stack([f["forward"] for f in full]), lab[None, :, :, None], 0)[0]
-    return {"forward": forward, "backward": full[0]["backward"]}
+    return np.take_along_axis(full, lab[None, :, :, None], 0)[0]

@@ -14,8 +14,8 @@ import torch
 
 from .errors import ExemplarColorError, ImageError
 from .io import ImageInput, as_array
-from .layout import to_tensor
-from .working import check_min_side, is_gray
+from .layout import tensor_view
+from .working import check_min_side, is_gray_array
 
 __all__ = ["Photo", "read_photo", "GrayReferenceError", "usable_references"]
 
@@ -26,7 +26,8 @@ class GrayReferenceError(ImageError):
 
 @dataclass
 class Photo:
-    """One input photo: its name, full-resolution pixels ``(1, C, H, W)`` and whether it had colour."""
+    """One input photo: its name, full-resolution pixels ``(1, C, H, W)`` (float32 in [0, 1], a view of the
+    decoded array: channels-last strides for RGB) and whether it had colour."""
 
     name: str
     pixels: torch.Tensor
@@ -41,9 +42,8 @@ def read_photo(image: ImageInput) -> Photo:
     """A path, PIL image or array as a :class:`Photo` (too small a photo is refused)."""
     name = str(image) if isinstance(image, (str, os.PathLike)) else "<in-memory image>"
     arr = as_array(image, mode="auto")
-    px = to_tensor(arr)
-    check_min_side(name, *px.shape[-2:])
-    return Photo(name, px, px.shape[1] == 3 and not is_gray(px))
+    check_min_side(name, *arr.shape[:2])
+    return Photo(name, tensor_view(arr), not is_gray_array(arr))  # no copy, colour judged on a sample
 
 
 def usable_references(source: ImageInput, target: Photo, recs: list[Any], n: int,

@@ -15,23 +15,23 @@ import os
 import time
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .backbone import VGG19Features
-from .color import gray_to_l, lab_to_image, rgb_to_lab
+from .color import gray_to_l, rgb_to_lab
 from .colorization.analogy import AnalogyHead
-from .colorization.guided import guided_upsample, joint_bilateral_upsample
 from .colorization.heads import Head, NetworkHead
 from .correspondence import DEFAULT_LEVELS, Correspondence, Matcher
 from .correspondence import fields as fl
 from .runtime import resolve_device
 from .artifacts import refuse_differences
 from .errors import ExemplarColorError
+from .full_resolution import UPSAMPLE_METHODS, FullResolution
 from .io import ImageInput
 from .models import resolve_model
 from .photos import GrayReferenceError, Photo, read_photo, usable_references
@@ -97,7 +97,7 @@ class Colorizer:
                                precision=precision)  # type: ignore[arg-type]
         self.vgg_weights, self.vgg_variant = vgg_weights, vgg_variant
         self._index = index
-        if upsample not in ("joint-bilateral", "bilinear", "guided"):
+        if upsample not in UPSAMPLE_METHODS:
             raise ValueError(f"upsample must be 'joint-bilateral', 'bilinear' or 'guided', got {upsample!r}")
         self.upsample = upsample
 
@@ -166,31 +166,25 @@ class Colorizer:
         t, r = read_photo(target), read_photo(reference)
         tl, rlab = self._working(t, r)
         corr = self.matcher.match(tl, rlab)
-        return corr, self._full_fields(corr, t, r)
+        return corr, {d: f() for d, f in self._full_fields(corr, t.size, r.size).items()}
 
     @staticmethod
-    def _full_fields(corr: Correspondence, t: Photo, r: Photo) -> dict[str, np.ndarray]:
-        (ht, wt), (hr, wr) = t.size, r.size
-        fwd = fl.resize_field(corr.forward, ht, wt, wr / corr.backward.shape[-1], hr / corr.backward.shape[-2])
-        bwd = fl.resize_field(corr.backward, hr, wr, wt / corr.forward.shape[-1], ht / corr.forward.shape[-2])
-        return {"forward": to_array(fwd), "backward": to_array(bwd)}
+    def _full_fields(corr: Correspondence, t_size: tuple[int, int], r_size: tuple[int, int],
+                     ) -> dict[str, Callable[[], np.ndarray]]:
+        """How to compute ``forward`` and ``backward`` at their images' original sizes, in the other image's
+        original pixels: 8 bytes per pixel each, so a :class:`ColorizationResult` computes them only if read
+        (from the working-size fields and the two sizes alone)."""
+        def full(field: torch.Tensor, size: tuple[int, int], other: torch.Tensor, other_size: tuple[int, int]):
+            (h, w), (ho, wo) = size, other_size
+            return to_array(fl.resize_field(field, h, w, wo / other.shape[-1], ho / other.shape[-2]))
+
+        fwd, bwd = corr.forward, corr.backward
+        return {"forward": partial(full, fwd, t_size, bwd, r_size), "backward": partial(full, bwd, r_size, fwd, t_size)}
 
     # ----------------------------------------------------------------- colorizing
-    def _full_l(self, target: Photo) -> torch.Tensor:
-        """The target's own L at full size (what the output keeps), in row chunks."""
-        px = target.pixels.to(self.device)
-        return gray_to_l(px) if px.shape[1] == 1 else torch.cat(
-            [rgb_to_lab(px[..., r:r + 512, :])[:, :1] for r in range(0, px.shape[-2], 512)], -2)
-
-    def _full_resolution(self, full_l: torch.Tensor, tl: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-        """Working-size ab upsampled to full size along the full-resolution L."""
-        if self.upsample == "guided":
-            ab_full = guided_upsample(tl / 100, ab, full_l / 100)
-        elif self.upsample == "joint-bilateral":
-            ab_full = joint_bilateral_upsample(tl / 100, ab, full_l / 100)
-        else:
-            ab_full = F.interpolate(ab, size=full_l.shape[-2:], mode="bilinear", align_corners=False)
-        return ab_full
+    def _render(self, pixels: torch.Tensor, tl: torch.Tensor, ab: torch.Tensor) -> FullResolution:
+        """The full-resolution stage for the photo ``pixels``, in row bands (bounded memory at any size)."""
+        return FullResolution(pixels, tl, ab, self.upsample)
 
     def colorize(self, target: ImageInput, reference: ImageInput | Sequence[ImageInput] | None = None, *,
                  top_k: int = 1) -> ColorizationResult:
@@ -285,24 +279,22 @@ class Colorizer:
         for j, item in enumerate(items):
             t, r = item.target, item.reference
             one = corr.select(j)
-            fields = self._full_fields(one, t, r)
-            t2 = time.perf_counter()
-            full_l = self._full_l(t)  # once per photo, shared by the heads
-            full_l_s = time.perf_counter() - t2
+            fields = self._full_fields(one, t.size, r.size)
             per_head = {}
             for head in heads:
-                t3 = time.perf_counter() - full_l_s
-                ab_full = self._full_resolution(full_l, tl[j:j + 1], ab[head][j:j + 1])
-                image = lab_to_image(full_l, ab_full)
+                t3 = time.perf_counter()
+                full = self._render(t.pixels, tl[j:j + 1], ab[head][j:j + 1])
+                image = full.image()
                 sync()
                 timings = {"load_s": item.load_s, "match_s": (t1 - t0) / n, "head_s": head_s[head] / n,
                            "full_resolution_s": time.perf_counter() - t3}
                 timings["total_s"] = sum(timings.values())
                 res = ColorizationResult(
-                    image=image, ab=to_array(ab_full), confidence=to_array(one.confidence), warped_ab=to_array(one.warped_ab),
-                    similarity=one.similarity[0].cpu().numpy(), reference=r.name, head=head,
-                    levels=self.levels, timings=timings, recommendations=item.recommendations,
-                    passed_over=item.passed_over, working_l=tl[j:j + 1].cpu(), **fields)
+                    image=image, _ab=full.ab_array, confidence=to_array(one.confidence),
+                    warped_ab=to_array(one.warped_ab), similarity=one.similarity[0].cpu().numpy(), reference=r.name,
+                    head=head, levels=self.levels, timings=timings, recommendations=item.recommendations,
+                    passed_over=item.passed_over, working_l=tl[j:j + 1].cpu(), _forward=fields["forward"],
+                    _backward=fields["backward"])
                 per_head[head] = res
             out.append(per_head)
         return out

@@ -4,7 +4,7 @@ correspondence fields, which reference coloured each pixel). Shared by the singl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Union
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ LABEL_COLOURS = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (
                  (204, 121, 167), (0, 0, 0)] * 32
 
 
+Lazy = Union[np.ndarray, Callable[[], np.ndarray]]  # an array, or how to compute it when first asked for
+
+
 @dataclass
 class ColorizationResult:
     """A colorized photo and how it was made.
@@ -28,15 +31,19 @@ class ColorizationResult:
     working size; ``forward``/``backward`` in original pixel coordinates (see :meth:`Colorizer.match`).
     With several references: ``references`` names them, ``labels`` (working size, uint8) says which one
     coloured each pixel, ``forward`` points into that one, ``backward`` is the first one's.
+
+    The full-size arrays ``ab``, ``forward`` and ``backward`` (8 bytes per pixel each) are computed when first
+    read, then kept: a result that is only saved never holds them (a 35-megapixel scan's would take 0.8 GB).
+    Until then the result keeps a reference to the input photo's pixels, which ``ab`` is computed from.
     """
 
     image: Image.Image
-    ab: np.ndarray
+    _ab: Lazy = field(repr=False)
     confidence: np.ndarray
     warped_ab: np.ndarray
     similarity: np.ndarray
-    forward: np.ndarray
-    backward: np.ndarray
+    _forward: Lazy = field(repr=False)
+    _backward: Lazy = field(repr=False)
     reference: str
     head: str
     levels: tuple[str, ...]
@@ -47,6 +54,28 @@ class ColorizationResult:
     references: tuple[str, ...] = ()
 
     working_l: torch.Tensor | None = field(default=None, repr=False)  # (1, 1, h, w): for warped_image
+
+    def _computed(self, name: str) -> np.ndarray:
+        value = getattr(self, name)
+        if callable(value):  # computed once, then kept (and the function, with what it held, let go)
+            value = value()
+            setattr(self, name, value)
+        return value
+
+    @property
+    def ab(self) -> np.ndarray:
+        """Predicted ab ``(H, W, 2)`` float32 at the target's full size, in Lab units (what ``image`` shows)."""
+        return self._computed("_ab")
+
+    @property
+    def forward(self) -> np.ndarray:
+        """``(H_t, W_t, 2)``: each target pixel's match ``(x, y)`` in the reference's original pixels."""
+        return self._computed("_forward")
+
+    @property
+    def backward(self) -> np.ndarray:
+        """``(H_r, W_r, 2)``: each reference pixel's match ``(x, y)`` in the target's original pixels."""
+        return self._computed("_backward")
 
     @property
     def warped_image(self) -> Image.Image:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import resource
+import os
 import subprocess
 import sys
 import warnings
@@ -99,9 +99,11 @@ def test_analogy_head_vs_warped_on_known_transform(colorizer, data_dir):
 
 
 def test_large_photo_memory_bound(tv_weights, data_dir, tmp_path):
-    """A 4000x3000 photo colorizes with peak memory far below 2 GB beyond the weights (separate process)."""
-    big = tmp_path / "big.png"
-    Image.open(data_dir / "kodak" / "kodim05.png").convert("L").resize((4000, 3000), Image.BICUBIC).save(big)
+    """A 4000x3000 colour scan (JPEG) colorizes within 0.5 GB beyond the loaded model, reading included
+    (separate process; measured 0.33 GB, and 1.0 GB before the full-resolution stage ran in bands and the
+    colour check read a sample instead of the whole photo's Lab)."""
+    big = tmp_path / "big.jpg"
+    Image.open(data_dir / "kodak" / "kodim05.png").resize((4000, 3000), Image.BICUBIC).save(big, quality=90)
     code = (
         "import resource, torch, sys; torch.set_num_threads(1)\n"
         "from exemplar_color import Colorizer\n"
@@ -112,10 +114,12 @@ def test_large_photo_memory_bound(tv_weights, data_dir, tmp_path):
         "assert r.image.size == (4000, 3000)\n"
         "print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    # buffers from 1 MB up are returned to the system when freed: the peak is what was alive at once
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1048576")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     base_kb, peak_kb = map(int, out.stdout.split()[-2:])
-    assert (peak_kb - base_kb) / 1024 < 2048, (base_kb, peak_kb)
+    assert (peak_kb - base_kb) / 1024 < 512, (base_kb, peak_kb)
 
 
 def _cli(*args: str) -> int:

@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     bar = tqdm(todo, desc="colorize", unit="img", disable=len(todo) < 2 or args.json, file=sys.stderr)
     for job in bar:
+        result = None  # the previous target's picture and pixels go before the next target is read
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")

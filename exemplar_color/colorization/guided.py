@@ -9,7 +9,7 @@ with sharp edges at a cost linear in the pixel count.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F  # noqa: F401  (grid_sample below)
+import torch.nn.functional as F
 
 
 def _box_1d(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
@@ -48,29 +48,90 @@ def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: floa
     return a * guide + b
 
 
+def guided_coefficients(guide_low: torch.Tensor, src_low: torch.Tensor, radius: int = 2, eps: float = 1e-4,
+                        ) -> torch.Tensor:
+    """``(B, 2C, h, w)``: the smoothed ``A`` then ``b`` of the fast guided filter, fitted at low resolution."""
+    return torch.cat(coefficients(guide_low, src_low, radius, eps), 1)
+
+
+def guided_rows(coeff: torch.Tensor, guide_rows: torch.Tensor, r0: int, h: int) -> torch.Tensor:
+    """Rows ``r0 .. r0 + n`` of the fast guided upsampling to height ``h``: the low-resolution coefficients
+    (:func:`guided_coefficients`) read bilinearly at those rows, applied to the full-resolution guide's rows
+    ``guide_rows`` ``(B, 1, n, W)``. Each row depends only on its own position: any split into bands is exact."""
+    hl, wl = coeff.shape[-2:]
+    r1, w = r0 + guide_rows.shape[-2], guide_rows.shape[-1]
+    n = coeff.shape[1] // 2
+    if (h, w) == (hl, wl):
+        c = coeff[..., r0:r1, :]
+    else:  # rows r0..r1 of the output sample the low-res grid at y = (r + 0.5) * hl / h - 0.5
+        ys = (torch.arange(r0, r1, device=coeff.device, dtype=torch.float32) + 0.5) * (hl / h) - 0.5
+        xs = (torch.arange(w, device=coeff.device, dtype=torch.float32) + 0.5) * (wl / w) - 0.5
+        gy = ys * (2 / max(hl - 1, 1)) - 1
+        gx = xs * (2 / max(wl - 1, 1)) - 1
+        grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).unsqueeze(0).expand(coeff.shape[0], -1, -1, -1)
+        c = F.grid_sample(coeff, grid.to(coeff.dtype), mode="bilinear", padding_mode="border", align_corners=True)
+    return c[:, :n] * guide_rows.to(coeff.dtype) + c[:, n:]
+
+
 def guided_upsample(guide_low: torch.Tensor, src_low: torch.Tensor, guide_high: torch.Tensor, radius: int = 2,
                     eps: float = 1e-4, chunk_rows: int = 512) -> torch.Tensor:
     """``src_low`` brought to ``guide_high``'s size, following its edges: coefficients fitted at low
-    resolution, bilinearly upsampled, applied to the high-resolution guide in row chunks (bounded memory)."""
-    a, b = coefficients(guide_low, src_low, radius, eps)
+    resolution, bilinearly upsampled, applied to the high-resolution guide in row chunks."""
+    coeff = guided_coefficients(guide_low, src_low, radius, eps)
+    return _by_rows(lambda r0, r1: guided_rows(coeff, guide_high[:, :, r0:r1], r0, guide_high.shape[-2]),
+                    src_low, guide_high, chunk_rows)
+
+
+def _by_rows(rows, src_low: torch.Tensor, guide_high: torch.Tensor, chunk_rows: int) -> torch.Tensor:
+    """The whole upsampled image, filled by ``rows(r0, r1)`` a chunk at a time."""
     h, w = guide_high.shape[-2:]
-    if (h, w) == tuple(guide_low.shape[-2:]):
-        return a * guide_high + b
     out = torch.empty(src_low.shape[0], src_low.shape[1], h, w, dtype=src_low.dtype, device=src_low.device)
-    coeff = torch.cat([a, b], 1)
-    hl = guide_low.shape[-2]
     for r0 in range(0, h, chunk_rows):
-        r1 = min(h, r0 + chunk_rows)
-        # rows r0..r1 of the output sample the low-res grid at y = (r + 0.5) * hl / h - 0.5
-        ys = (torch.arange(r0, r1, device=src_low.device, dtype=torch.float32) + 0.5) * (hl / h) - 0.5
-        xs = (torch.arange(w, device=src_low.device, dtype=torch.float32) + 0.5) * (guide_low.shape[-1] / w) - 0.5
-        gy = ys * (2 / max(hl - 1, 1)) - 1
-        gx = xs * (2 / max(guide_low.shape[-1] - 1, 1)) - 1
-        grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).unsqueeze(0).expand(coeff.shape[0], -1, -1, -1)
-        c = F.grid_sample(coeff, grid.to(coeff.dtype), mode="bilinear", padding_mode="border", align_corners=True)
-        n = src_low.shape[1]
-        out[:, :, r0:r1] = c[:, :n] * guide_high[:, :, r0:r1].to(coeff.dtype) + c[:, n:]
+        out[:, :, r0:r0 + chunk_rows] = rows(r0, min(h, r0 + chunk_rows))
     return out
+
+
+def _taps(n_low: int, start: int, stop: int, n: int, device: torch.device,
+          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Positions ``start .. stop`` of an axis of ``n`` read on one of ``n_low`` (pixel centres aligned, as
+    ``F.interpolate(align_corners=False)``): the two neighbours and the second one's weight."""
+    x = ((torch.arange(start, stop, device=device, dtype=torch.float32) + 0.5) * (n_low / n) - 0.5).clamp(0, n_low - 1)
+    i0 = x.floor().long().clamp(max=n_low - 1)
+    return i0, (i0 + 1).clamp(max=n_low - 1), x - i0
+
+
+def bilinear_rows(src_low: torch.Tensor, r0: int, r1: int, h: int, w: int) -> torch.Tensor:
+    """Rows ``r0 .. r1`` of ``src_low`` ``(B, C, h', w')`` bilinearly resized to ``(h, w)`` (what
+    ``F.interpolate(..., mode="bilinear", align_corners=False)`` gives, to float rounding), without the rest."""
+    hl, wl = src_low.shape[-2:]
+    y0, y1, fy = _taps(hl, r0, r1, h, src_low.device)
+    x0, x1, fx = _taps(wl, 0, w, w, src_low.device)
+    fy, fx = fy.to(src_low.dtype)[:, None], fx.to(src_low.dtype)
+    top, bottom = src_low[:, :, y0], src_low[:, :, y1]
+    return ((1 - fy) * ((1 - fx) * top[..., x0] + fx * top[..., x1])
+            + fy * ((1 - fx) * bottom[..., x0] + fx * bottom[..., x1]))
+
+
+def joint_bilateral_rows(guide_low: torch.Tensor, src_low: torch.Tensor, guide_rows: torch.Tensor, r0: int, h: int,
+                         sigma: float = 0.1) -> torch.Tensor:
+    """Rows ``r0 .. r0 + n`` of the joint bilateral upsampling of ``src_low`` to height ``h``, guided by those
+    rows of the full-resolution guide, ``guide_rows`` ``(B, 1, n, W)`` (see :func:`joint_bilateral_upsample`).
+    Each row depends only on its own position: any split into bands is exact."""
+    b, c, hl, wl = src_low.shape
+    r1, w = r0 + guide_rows.shape[-2], guide_rows.shape[-1]
+    x0, x1, fx = _taps(wl, 0, w, w, src_low.device)
+    y0, y1, fy = _taps(hl, r0, r1, h, src_low.device)
+    fx, fy = fx.to(src_low.dtype), fy.to(src_low.dtype)[:, None]
+    g = guide_rows.to(src_low.dtype)
+    num = torch.zeros(b, c, r1 - r0, w, dtype=src_low.dtype, device=src_low.device)
+    den = torch.zeros(b, 1, r1 - r0, w, dtype=src_low.dtype, device=src_low.device)
+    for yy, wy in ((y0, 1 - fy), (y1, fy)):
+        for xx, wx in ((x0, 1 - fx), (x1, fx)):
+            tap_g = guide_low[:, :, yy][:, :, :, xx]
+            wgt = wy * wx * torch.exp(-0.5 * ((g - tap_g) / sigma) ** 2) + 1e-8
+            num += wgt * src_low[:, :, yy][:, :, :, xx]
+            den += wgt
+    return num / den
 
 
 def joint_bilateral_upsample(guide_low: torch.Tensor, src_low: torch.Tensor, guide_high: torch.Tensor,
@@ -78,27 +139,5 @@ def joint_bilateral_upsample(guide_low: torch.Tensor, src_low: torch.Tensor, gui
     """``src_low`` brought to ``guide_high``'s size by bilinear interpolation whose four taps are also
     weighted by how close their low-resolution guide value is to the full-resolution one (Kopf et al. 2007):
     plain bilinear in smooth regions, no colour bleeding across edges of the guide. Row chunks bound memory."""
-    b, c, hl, wl = src_low.shape
-    h, w = guide_high.shape[-2:]
-    out = torch.empty(b, c, h, w, dtype=src_low.dtype, device=src_low.device)
-    x = ((torch.arange(w, device=src_low.device, dtype=torch.float32) + 0.5) * (wl / w) - 0.5).clamp(0, wl - 1)
-    x0 = x.floor().long().clamp(max=wl - 1)
-    x1 = (x0 + 1).clamp(max=wl - 1)
-    fx = (x - x0).to(src_low.dtype)
-    for r0 in range(0, h, chunk_rows):
-        r1 = min(h, r0 + chunk_rows)
-        y = ((torch.arange(r0, r1, device=src_low.device, dtype=torch.float32) + 0.5) * (hl / h) - 0.5).clamp(0, hl - 1)
-        y0 = y.floor().long().clamp(max=hl - 1)
-        y1 = (y0 + 1).clamp(max=hl - 1)
-        fy = (y - y0).to(src_low.dtype)[:, None]
-        g = guide_high[:, :, r0:r1].to(src_low.dtype)
-        num = torch.zeros(b, c, r1 - r0, w, dtype=src_low.dtype, device=src_low.device)
-        den = torch.zeros(b, 1, r1 - r0, w, dtype=src_low.dtype, device=src_low.device)
-        for yy, wy in ((y0, 1 - fy), (y1, fy)):
-            for xx, wx in ((x0, 1 - fx), (x1, fx)):
-                tap_g = guide_low[:, :, yy][:, :, :, xx]
-                wgt = wy * wx * torch.exp(-0.5 * ((g - tap_g) / sigma) ** 2) + 1e-8
-                num += wgt * src_low[:, :, yy][:, :, :, xx]
-                den += wgt
-        out[:, :, r0:r1] = num / den
-    return out
+    return _by_rows(lambda r0, r1: joint_bilateral_rows(guide_low, src_low, guide_high[:, :, r0:r1], r0,
+                                                        guide_high.shape[-2], sigma), src_low, guide_high, chunk_rows)

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
-from ..color import lab_to_image
 from ..layout import to_array, to_tensor
 from ..photos import Photo, usable_references
 from ..working import is_gray
@@ -181,8 +180,7 @@ class _FrameColorizer:
                 conf = flow_confidence(tl, self.state.l, fwd, bwd)
                 ab = fuse(ab, corr.confidence, warp(self.state.ab, fwd), conf, weight=self.weight)
             self.state = TemporalState(tl, ab)
-        full_l = self.c._full_l(photo)
-        image = lab_to_image(full_l, self.c._full_resolution(full_l, tl, ab))
+        image = self.c._render(photo.pixels, tl, ab).image()
         return ColorizedFrame(frame.index, frame.name, frame.pts, np.asarray(image), to_array(ab),
                               cut, self.ref.name, time.perf_counter() - t0)
 
