@@ -28,7 +28,8 @@ LAYERS = [
     ("backbone", ("backbone",)),
     ("correspondence, retrieval", ("correspondence", "retrieval")),
     ("colorization heads", ("colorization", "models")),
-    ("pipeline, training", ("pipeline", "photos", "result", "multireference", "training", "baselines")),
+    ("pipeline, training", ("pipeline", "photos", "result", "full_resolution", "multireference", "training",
+                            "baselines")),
     ("evaluation, video, app", ("evaluation", "video", "app")),
     ("cli", ("cli",)),
 ]

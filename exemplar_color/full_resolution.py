@@ -4,7 +4,7 @@ with that L into the 8-bit result.
 
 Why bands: done on the whole image at once, this stage held float32 copies of the full photo's L, ab and Lab
 (about 30 bytes per pixel: a 35-megapixel scan needed 1 GB more than a small photo). Band by band, only the
-input photo and the 8-bit result grow with the pixel count; each band costs what a one-megapixel photo does.
+input photo and the 8-bit result grow with the pixel count; each band costs what a half-megapixel photo does.
 Every step works row by row (the upsampling reads the working-size grid at each output row's own position, the
 Lab conversion is per pixel), so the split into bands does not change the result.
 """
@@ -24,7 +24,7 @@ from .layout import to_array
 __all__ = ["FullResolution", "UPSAMPLE_METHODS", "BAND_PIXELS"]
 
 UPSAMPLE_METHODS = ("joint-bilateral", "bilinear", "guided")
-BAND_PIXELS = 1 << 20  # pixels per band: some 60 MB of float temporaries, whatever the photo's size
+BAND_PIXELS = 1 << 19  # pixels per band: some 90 MB of temporaries at the peak, whatever the photo's size
 
 
 class FullResolution:
