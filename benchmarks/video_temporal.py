@@ -97,7 +97,22 @@ def scores(out: list[np.ndarray], truth: list[np.ndarray], skip_first: bool) -> 
             "truth_ab_change": round(float(np.mean(still)), 3)}
 
 
-def run_clip(colorizer, clip: Path, n: int, reference, label: str, photo_frames: int, weights=(3.0,),
+def steady_truth(truth: list[np.ndarray]) -> list[np.ndarray]:
+    """An oracle for the flicker's floor: each frame's own L with the truth's ab averaged over the frames,
+    8-bit like the outputs. It cannot follow the originals' chroma noise, and no colorization can; its
+    flicker is about what an output that is steady and right still scores."""
+    from exemplar_color.color import lab_to_rgb
+
+    labs = [_lab(t) for t in truth]
+    ab = np.mean([x[..., 1:] for x in labs], 0)
+    out = []
+    for x in labs:
+        lab = torch.from_numpy(np.concatenate([x[..., :1], ab], -1)).permute(2, 0, 1)[None].float()
+        out.append((lab_to_rgb(lab)[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
+    return out
+
+
+def run_clip(colorizer, clip: Path, n: int, reference, label: str, photo_frames: int, weights=(20.0,),
              ) -> tuple[dict, dict]:
     from exemplar_color.video import iter_colorized
 
@@ -123,6 +138,8 @@ def run_clip(colorizer, clip: Path, n: int, reference, label: str, photo_frames:
             sec.append(time.perf_counter() - t0)
         res["separate_photos_frames_per_s"] = round(1 / float(np.median(sec)), 3)
     res["truth_warping_error"] = warping_error(truth, flows)
+    steady = steady_truth(truth)
+    res["steady_truth"] = scores(steady, truth, skip_first=reference is None) | {"warping_error": warping_error(steady, flows)}
     res["flicker_ratio_temporal_over_per_frame"] = round(res["temporal"]["flicker"] / res["per_frame"]["flicker"], 3)
     res["warping_error_ratio"] = round(res["temporal"]["warping_error"] / res["per_frame"]["warping_error"], 3)
     res["psnr_gain_db"] = round(res["temporal"]["psnr_db"] - res["per_frame"]["psnr_db"], 3)
@@ -151,7 +168,7 @@ def component_times(colorizer, clip: Path) -> dict:
 
     def extra():
         f, bk = block_flow(tl, tl0), block_flow(tl0, tl)
-        return fuse(ab, corr.confidence, warp(ab, f), flow_confidence(tl, tl0, f, bk))
+        return fuse(ab, corr.confidence, warp(ab, f), flow_confidence(tl, tl0, f, bk), warp(corr.confidence, f))
 
     def med(fn, k=5):
         ts = []
@@ -226,7 +243,7 @@ def main() -> None:
     ap.add_argument("--backbone", choices=list(BACKBONES), default="slices")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--weights", type=float, nargs="+", default=[3.0],
+    ap.add_argument("--weights", type=float, nargs="+", default=[20.0],
                     help="temporal weights to try (the first is reported as 'temporal')")
     ap.add_argument("--photo-frames", type=int, default=8, help="frames colorized as separate photos for fps")
     ap.add_argument("--no-photo-reference", action="store_true", help="skip protocol (b)")

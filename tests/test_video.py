@@ -201,9 +201,9 @@ def test_temporal_path_flickers_less_than_per_frame(colorizer, clips):
         warnings.simplefilter("ignore")
         per_frame = [f.rgb for f in iter_colorized(colorizer, src, ref, temporal=False, max_frames=6)]
         temporal = [f.rgb for f in iter_colorized(colorizer, src, ref, temporal=True, max_frames=6)]
-    # measured: 0.427 temporal vs 0.433 per frame; 0.477 vs 0.509 before the matcher's coarsest level searched the
-    # whole map (issue 11), which steadied the per-frame path itself and left the temporal fusion less to remove
-    assert _flicker(temporal, truth) < 0.99 * _flicker(per_frame, truth)
+    # measured: 0.419 temporal vs 0.434 per frame (recursive fusion weight); 0.427 with the fixed weight before it.
+    # Most of both is the originals' own chroma noise, which no output follows (docs/reports/video)
+    assert _flicker(temporal, truth) < 0.98 * _flicker(per_frame, truth)
 
 
 @pytest.mark.parametrize("kind", ["missing", "not_video", "truncated", "no_video_stream", "gray_reference",

@@ -118,7 +118,7 @@ class _FrameColorizer:
     reference features."""
 
     def __init__(self, colorizer, references: list[Any], temporal: bool, detector: ShotDetector | None,
-                 weight: float = 3.0):
+                 weight: float = 20.0):
         self.c = colorizer
         self.refs = references
         self.temporal = temporal
@@ -178,8 +178,11 @@ class _FrameColorizer:
                 fwd = block_flow(tl, self.state.l)
                 bwd = block_flow(self.state.l, tl)
                 conf = flow_confidence(tl, self.state.l, fwd, bwd)
-                ab = fuse(ab, corr.confidence, warp(self.state.ab, fwd), conf, weight=self.weight)
-            self.state = TemporalState(tl, ab)
+                ab, weight = fuse(ab, corr.confidence, warp(self.state.ab, fwd), conf, warp(self.state.weight, fwd),
+                                  memory=self.weight)
+            else:
+                weight = 0.25 + corr.confidence
+            self.state = TemporalState(tl, ab, weight)
         image = self.c._render(photo.pixels, tl, ab).image()
         return ColorizedFrame(frame.index, frame.name, frame.pts, np.asarray(image), to_array(ab),
                               cut, self.ref.name, time.perf_counter() - t0)
@@ -189,7 +192,7 @@ class _FrameColorizer:
         detector's memory and the shot's reference (its place among the given ones, or a gallery path)."""
         tensors: dict[str, torch.Tensor] = {}
         if self.state is not None:
-            tensors.update(l=self.state.l, ab=self.state.ab)
+            tensors.update(l=self.state.l, ab=self.state.ab, weight=self.state.weight)
         if self.detector is not None and self.detector._prev is not None:
             tensors.update(hist=torch.from_numpy(self.detector._prev[0]), thumb=torch.from_numpy(self.detector._prev[1]))
         which = next((i for i, r in enumerate(self.refs) if r is self.ref), None)
@@ -201,13 +204,13 @@ class _FrameColorizer:
         ref = meta.get("reference")
         self.ref = self.refs[ref] if isinstance(ref, int) else read_photo(ref) if ref else None
         if "l" in tensors:
-            self.state = TemporalState(tensors["l"].to(self.c.device), tensors["ab"].to(self.c.device))
+            self.state = TemporalState(*(tensors[k].to(self.c.device) for k in ("l", "ab", "weight")))
         if self.detector is not None and "hist" in tensors:
             self.detector._prev = (tensors["hist"].numpy(), tensors["thumb"].numpy())
 
 
 def iter_colorized(colorizer, source, reference=None, *, reference_frame: int | None = None, temporal: bool = True,
-                   detect_cuts: bool = True, max_frames: int | None = None, weight: float = 3.0,
+                   detect_cuts: bool = True, max_frames: int | None = None, weight: float = 20.0,
                    ) -> Iterator[ColorizedFrame]:
     """Colorized frames of ``source`` (a video file or a folder of frames), one at a time (streaming)."""
     refs = load_references(colorizer, source, reference, reference_frame)
@@ -265,7 +268,7 @@ def _progress_bar(total: int | None, start: int):
 def colorize_video(colorizer, source, reference=None, output=None, *, reference_frame: int | None = None,
                    temporal: bool = True, detect_cuts: bool = True, fps: float | None = None, crf: int = 16,
                    codec: str = "libx264", max_frames: int | None = None, progress: bool = False,
-                   weight: float = 3.0, resume: bool = False, segment_frames: int = 48) -> VideoResult:
+                   weight: float = 20.0, resume: bool = False, segment_frames: int = 48) -> VideoResult:
     """Colorize ``source`` into ``output`` (a video file by its extension, e.g. ``.mp4``, or else a folder of
     PNG frames). The output keeps the size, frame rate, frame count and timestamps, and copies the audio
     packets of a video source unchanged; it appears under its name only when complete.
@@ -289,7 +292,7 @@ def colorize_video(colorizer, source, reference=None, output=None, *, reference_
     start_time = time.perf_counter()
     try:
         job = _job(colorizer, source, refs, out, reference_frame=reference_frame, temporal=temporal,
-                   detect_cuts=detect_cuts, weight=weight, fps=fps, crf=crf, codec=codec, max_frames=max_frames,
+                   detect_cuts=detect_cuts, weight=weight, fusion="recursive", fps=fps, crf=crf, codec=codec, max_frames=max_frames,
                    segment_frames=segment_frames)
         work = WorkFolder(out, job, resume=resume, info=reader.info, segment_frames=segment_frames, codec=codec,
                           crf=crf)

@@ -68,9 +68,11 @@ def block_flow(cur: torch.Tensor, prev: torch.Tensor, radius: int = 2, levels: i
 
 
 def flow_confidence(cur: torch.Tensor, prev: torch.Tensor, fwd: torch.Tensor, bwd: torch.Tensor,
-                    sigma_l: float = 4.0, sigma_px: float = 1.0) -> torch.Tensor:
+                    sigma_l: float = 4.0, sigma_px: float = 3.0) -> torch.Tensor:
     """``(B, 1, H, W)`` in [0, 1]: how well the previous frame, moved by ``fwd`` (cur -> prev), explains the
-    current one (box-averaged L difference) times forward-backward agreement (``bwd``: prev -> cur)."""
+    current one (box-averaged L difference) times forward-backward agreement (``bwd``: prev -> cur). The
+    round trip is loose (``sigma_px`` 3): block matching is ambiguous in flat regions (median round trip
+    ~1 px on bikes and carphone where L agrees to 0.1-0.4), and there either choice carries the same colour."""
     b, _, h, w = cur.shape
     pos = _grid(b, h, w, cur.device) + fwd
     err = box((cur - sample(prev, pos)) ** 2, 1).sqrt()
@@ -87,21 +89,25 @@ def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class TemporalState:
-    """What the next frame needs from this one: working-size L and the fused ab."""
+    """What the next frame needs from this one: working-size L, the fused ab and its accumulated weight."""
 
     l: torch.Tensor
     ab: torch.Tensor
+    weight: torch.Tensor
 
 
 def fuse(ab_ref: torch.Tensor, conf_ref: torch.Tensor, ab_prev: torch.Tensor, conf_prev: torch.Tensor,
-         weight: float = 3.0, floor: float = 0.25) -> torch.Tensor:
-    """Per-pixel confidence-weighted mean of the reference colours and the previous output's (moved):
-    ``(w_r ab_ref + w_p ab_prev) / (w_r + w_p)`` with ``w_r = floor + conf_ref``, ``w_p = weight * conf_prev``.
-    Where the content stays (``conf_prev`` ~ 1), colours stay; where it is new (occlusion, fast motion) or
-    the motion is unsure, the reference decides; the reference term always pulls back, so nothing drifts."""
+         weight_prev: torch.Tensor, memory: float = 20.0, floor: float = 0.25) -> tuple[torch.Tensor, torch.Tensor]:
+    """A recursive, per-pixel confidence-weighted mean of the reference colours and the previous output's
+    (moved), and its weight: ``w_r = floor + conf_ref``, ``w_p = conf_prev * min(weight_prev, memory)``,
+    ``ab = (w_r ab_ref + w_p ab_prev) / (w_r + w_p)``, ``weight = w_r + w_p``.
+
+    The weight accumulates while the motion is sure (a colour seen steadily for many frames is hard to
+    move), falls with the motion confidence (occlusion, new content, unsure motion: the reference decides)
+    and is capped at ``memory``, so the reference always keeps a share and nothing drifts."""
     w_r = floor + conf_ref
-    w_p = weight * conf_prev
-    return (w_r * ab_ref + w_p * ab_prev) / (w_r + w_p)
+    w_p = conf_prev * weight_prev.clamp(max=memory)
+    return (w_r * ab_ref + w_p * ab_prev) / (w_r + w_p), w_r + w_p
 
 
 class ShotDetector:
