@@ -251,6 +251,8 @@ def main() -> None:
                     help="frames for the cost of writing (video file, PNG folder) against frames in memory; 0: skip")
     ap.add_argument("--only-writing", action="store_true", help="measure only the cost of writing")
     ap.add_argument("--strip", type=Path, default=None, help="write a before/after strip of the first clip")
+    ap.add_argument("--strip-photo", type=Path, default=None,
+                    help="write a strip of three consecutive frames of the first clip, photo reference (protocol b)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -276,7 +278,10 @@ def main() -> None:
             strip(args.strip, outs, [n // 4, n // 2, n - 1])
         if not args.no_photo_reference and clip in PHOTOS:
             ref = SHARED / "data" / PHOTOS[clip]
-            entry["photo"] = run_clip(colorizer, path, args.frames, ref, PHOTOS[clip], 0, args.weights)[0]
+            entry["photo"], outs = run_clip(colorizer, path, args.frames, ref, PHOTOS[clip], 0, args.weights)
+            if args.strip_photo is not None and i == 0:
+                n = len(outs["truth"])
+                strip(args.strip_photo, outs, [n // 2, n // 2 + 1, n // 2 + 2])
         report["clips"][clip] = entry
         print(json.dumps({clip: entry}), file=sys.stderr, flush=True)
     text = json.dumps(report, indent=2)

@@ -206,6 +206,27 @@ def test_temporal_path_flickers_less_than_per_frame(colorizer, clips):
     assert _flicker(temporal, truth) < 0.98 * _flicker(per_frame, truth)
 
 
+def test_fusion_weight_accumulates_only_where_the_motion_is_sure():
+    """Left half: the motion is sure every frame, so the previous output's weight grows to the cap and a
+    reference that jitters moves the colour less and less; right half: unsure, the reference decides."""
+    from exemplar_color.video.temporal import fuse
+
+    g = torch.Generator().manual_seed(0)
+    conf_prev = torch.ones(1, 1, 4, 8)
+    conf_prev[..., 4:] = 0
+    ab = torch.zeros(1, 2, 4, 8)
+    weight = torch.full((1, 1, 4, 8), 1.25)
+    steps = []
+    for _ in range(40):
+        new, weight = fuse(torch.randn(1, 2, 4, 8, generator=g), torch.ones(1, 1, 4, 8), ab, conf_prev, weight)
+        steps.append((new - ab).abs())
+        ab = new
+    late = torch.stack(steps[-10:]).mean((0, 1, 2, 3))
+    torch.testing.assert_close(weight[..., :4], torch.full((1, 1, 4, 4), 21.25))  # cap 20 + the reference's 1.25
+    torch.testing.assert_close(weight[..., 4:], torch.full((1, 1, 4, 4), 1.25))
+    assert late[:4].mean() < 0.1 * late[4:].mean()
+
+
 @pytest.mark.parametrize("kind", ["missing", "not_video", "truncated", "no_video_stream", "gray_reference",
                                   "no_pyav"])
 def test_bad_input_is_one_clear_error_and_no_output(colorizer, clips, tmp_path, monkeypatch, kind):
