@@ -68,11 +68,12 @@ def block_flow(cur: torch.Tensor, prev: torch.Tensor, radius: int = 2, levels: i
 
 
 def flow_confidence(cur: torch.Tensor, prev: torch.Tensor, fwd: torch.Tensor, bwd: torch.Tensor,
-                    sigma_l: float = 4.0, sigma_px: float = 3.0) -> torch.Tensor:
+                    sigma_l: float = 4.0, sigma_px: float = 6.0) -> torch.Tensor:
     """``(B, 1, H, W)`` in [0, 1]: how well the previous frame, moved by ``fwd`` (cur -> prev), explains the
     current one (box-averaged L difference) times forward-backward agreement (``bwd``: prev -> cur). The
-    round trip is loose (``sigma_px`` 3): block matching is ambiguous in flat regions (median round trip
-    ~1 px on bikes and carphone where L agrees to 0.1-0.4), and there either choice carries the same colour."""
+    round trip is loose (``sigma_px`` 6): block matching is ambiguous in flat regions (median round trip
+    ~1 px on bikes and carphone where L agrees to 0.1-0.4), and there either choice carries the same colour;
+    tighter (1 px), the previous output kept only ~half its weight where it was right."""
     b, _, h, w = cur.shape
     pos = _grid(b, h, w, cur.device) + fwd
     err = box((cur - sample(prev, pos)) ** 2, 1).sqrt()
