@@ -27,6 +27,7 @@ from .color import gray_to_l, rgb_to_lab
 from .colorization.analogy import AnalogyHead
 from .colorization.heads import Head, NetworkHead
 from .correspondence import DEFAULT_LEVELS, Correspondence, Matcher
+from .correspondence.matcher import MatcherPrecision
 from .correspondence import fields as fl
 from .runtime import resolve_device
 from .artifacts import refuse_differences
@@ -73,7 +74,7 @@ class Colorizer:
                  vgg_variant: str | None = None, levels: Sequence[str] | None = None,
                  model: str | os.PathLike | None = "default", size: int = 256, index: Any = None,
                  method: str = "fast", upsample: str = "joint-bilateral", chroma_gain: float | None = None,
-                 precision: str = "auto"):
+                 precision: MatcherPrecision = "auto"):
         self.device = resolve_device(device)
         self.size = size
         if chroma_gain is not None and not 0 < chroma_gain <= 3:
@@ -94,11 +95,11 @@ class Colorizer:
         vgg_variant = vgg_variant or DEFAULT_VARIANT
         self.backbone = VGG19Features(self.levels, weights=vgg_weights, variant=vgg_variant).to(self.device)
         self.matcher = Matcher(self.backbone, self.levels, method=method,  # type: ignore[arg-type]
-                               precision=precision)  # type: ignore[arg-type]
+                               precision=precision)
         self.vgg_weights, self.vgg_variant = vgg_weights, vgg_variant
         self._index = index
         if upsample not in UPSAMPLE_METHODS:
-            raise ValueError(f"upsample must be 'joint-bilateral', 'bilinear' or 'guided', got {upsample!r}")
+            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_METHODS)}, got {upsample!r}")
         self.upsample = upsample
 
     @staticmethod

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 from ..backbone import LEVELS
 from ..correspondence import DEFAULT_LEVELS
+from ..correspondence.matcher import PRECISIONS
 from ..io import MAX_PIXELS, MAX_PIXELS_ENV
 
 MATCH_LEVELS = tuple(lv for lv in LEVELS if lv.startswith("relu"))
@@ -179,7 +180,7 @@ def add_method_option(p: argparse.ArgumentParser, precision: bool = True) -> Non
     p.add_argument("--method", default="fast", choices=("fast", "patchmatch"),
                    help="correspondence search (patchmatch: the published schedule, ~100x slower)")
     if precision:
-        p.add_argument("--precision", default="auto", choices=("auto", "float32", "mixed"),
+        p.add_argument("--precision", default="auto", choices=PRECISIONS,
                        help="VGG-19 arithmetic while matching: mixed = bfloat16 beyond relu2_1 (1.6x faster "
                             "matching on a CPU with AVX512_BF16/AMX, same accuracy); auto (default) = mixed where the "
                             "device computes bfloat16 natively, else float32")

@@ -9,7 +9,7 @@ local search around the inherited field elsewhere) and ``"patchmatch"`` (the pub
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Sequence, get_args
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,7 @@ from .search import VOLUME_BUDGET, coherence_fill, exact_search, local_search, p
 
 Method = Literal["fast", "patchmatch"]
 MatcherPrecision = Literal["auto", "float32", "mixed"]
+PRECISIONS: tuple[MatcherPrecision, ...] = get_args(MatcherPrecision)
 
 DEFAULT_LEVELS = ("relu5_1", "relu4_1", "relu3_1", "relu2_1", "relu1_1")
 
@@ -185,8 +186,8 @@ class Matcher:
             raise ValueError(f"levels {missing} are not computed by the backbone (it has {list(backbone.levels)})")
         if method not in ("fast", "patchmatch"):
             raise ValueError(f"unknown method {method!r}; use 'fast' or 'patchmatch'")
-        if precision not in ("auto", "float32", "mixed"):
-            raise ValueError(f"unknown precision {precision!r}; use 'auto', 'float32' or 'mixed'")
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         self.backbone = backbone
         self.levels = tuple(sorted(levels, key=LEVELS.index, reverse=True))
         self.method = method
