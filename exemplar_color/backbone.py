@@ -277,6 +277,10 @@ def _make_features(last_index: int) -> nn.Sequential:
     return nn.Sequential(*layers[: last_index + 1])
 
 
+def _crop(x: torch.Tensor, c: int) -> torch.Tensor:
+    return x[..., c:x.shape[-2] - c, c:x.shape[-1] - c] if c else x
+
+
 def _make_classifier(last_index: int) -> nn.Sequential:
     layers = [nn.Linear(512 * 7 * 7, 4096), nn.ReLU(), nn.Dropout(), nn.Linear(4096, 4096), nn.ReLU(),
               nn.Dropout(), nn.Linear(4096, 1000)]
@@ -385,12 +389,19 @@ class VGG19Features(nn.Module):
             x = x.flip(1)  # RGB -> BGR
         return (x - self.mean.to(x.dtype)) * self.scale.to(x.dtype)
 
-    def forward(self, x: torch.Tensor, precision: Precision = "float32") -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, precision: Precision = "float32", border: int = 0,
+                border_until: str | None = None) -> dict[str, torch.Tensor]:
         """Features ``{level: (B, C, H / stride, W / stride)}`` for every requested level.
 
         ``precision="mixed"``: float32 up to :data:`MIXED_FROM`, bfloat16 (channels-last) beyond: 2.2x faster on
         a CPU with native bfloat16, while the fine levels that place matches to the pixel stay exact
-        (levels beyond it come back as bfloat16)."""
+        (levels beyond it come back as bfloat16).
+
+        ``border``: ``x`` carries that many pixels of added context on each side (a multiple of every tapped
+        level's stride); each level comes back cropped to the image itself. With ``border_until``, the context
+        is dropped right after that level, so the deeper layers see the image's own edges."""
+        if border and any(border % LEVEL_STRIDE[lv] for lv in self._taps.values()):
+            raise ValueError(f"border {border} is not a multiple of the strides of levels {list(self.levels)}")
         h = self.preprocess(x)
         switch = _RELU_INDEX[MIXED_FROM] if precision == "mixed" else len(self.features)
         if precision == "mixed":
@@ -398,11 +409,15 @@ class VGG19Features(nn.Module):
         elif precision != "float32":
             raise ValueError(f"unknown precision {precision!r}; use 'float32' or 'mixed'")
         out: dict[str, torch.Tensor] = {}
+        stride, until = 1, _RELU_INDEX[border_until] if border_until else None
         for i, layer in enumerate(self.features):
             with torch.autocast(h.device.type, dtype=torch.bfloat16, enabled=i > switch):
                 h = layer(h)
+            stride *= 2 if isinstance(layer, nn.MaxPool2d) else 1
             if i in self._taps:
-                out[self._taps[i]] = h
+                out[self._taps[i]] = _crop(h, border // stride)
+            if i == until:
+                h, border = _crop(h, border // stride), 0
         if self.classifier is not None:
             h = torch.flatten(nn.functional.adaptive_avg_pool2d(h, 7), 1)
             for i, layer in enumerate(self.classifier):

@@ -28,6 +28,7 @@ from exemplar_color.backbone import (
     load_state_dict,
     resolve_weights,
 )
+from exemplar_color.backbone import _RELU_INDEX
 from exemplar_color.color import l_to_gray, rgb_to_lab
 from exemplar_color.errors import WeightsError
 from exemplar_color.io import load_image
@@ -101,6 +102,26 @@ def test_gray_input_equals_three_channel_repeat(vgg_slices, gray_photos):
     a, b = vgg_slices(g), vgg_slices(g.repeat(1, 3, 1, 1))
     for lv in a:
         assert torch.equal(a[lv], b[lv])
+
+
+def test_context_border_is_cropped_from_every_level_and_dropped_after_its_level(vgg_slices, gray_photos):
+    """``border``: features of the padded image, each level cropped back to the image's own grid; with
+    ``border_until``, deeper layers run on the cropped map, as if that map had been the input."""
+    x = gray_photos[:1, :, :64, :64]
+    pad = torch.nn.functional.pad(x, (8,) * 4, mode="replicate")
+    whole = vgg_slices(pad)
+    cropped = vgg_slices(pad, border=8)
+    for lv, f in cropped.items():
+        c = 8 // LEVEL_STRIDE[lv]
+        assert f.shape[-2:] == (64 // LEVEL_STRIDE[lv],) * 2
+        assert torch.equal(f, whole[lv][..., c:-c, c:-c])
+    early = vgg_slices(pad, border=8, border_until="relu2_1")
+    assert torch.equal(early["relu2_1"], cropped["relu2_1"])
+    rest = vgg_slices.features[_RELU_INDEX["relu2_1"] + 1:]  # from the cropped relu2_1 map on
+    assert torch.allclose(early["relu3_1"], rest(early["relu2_1"]), atol=1e-5)
+    assert not torch.allclose(early["relu3_1"], cropped["relu3_1"], atol=1e-3)  # the context did matter there
+    with pytest.raises(ValueError, match="multiple"):
+        vgg_slices(pad, border=6)
 
 
 def test_caffe_preprocessing_is_bgr_0_255_minus_mean(caffe_weights):

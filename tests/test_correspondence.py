@@ -23,9 +23,9 @@ PHOTOS = ("imagenet-sample/n01440764_tench.JPEG", "imagenet-sample/n01914609_sea
           "imagenet-sample/n02279972_monarch.JPEG", "imagenet-val-227/images/ILSVRC2012_val_00000347.JPEG",
           "imagenet-val-227/images/ILSVRC2012_val_00016113.JPEG", "bsds500/test/100007.jpg",
           "bsds500/test/41096.jpg", "kodak/kodim03.png")
-# What the full five levels must reach on FULL_PHOTOS (the issue's goal is a 99% mean, no photo below 95%: not
-# reached yet; measured here 98.2% mean, worst 97.8%; see benchmarks/known_transform.py for 48 unseen photos).
-FULL_MEAN, FULL_MIN = 0.96, 0.94
+# What the full five levels must reach on FULL_PHOTOS (the issue's goal: a 99% mean, no photo below 95%; measured
+# here 99.0% mean, worst 98.5%, since the context border; see benchmarks/known_transform.py for 45 unseen photos).
+FULL_MEAN, FULL_MIN = 0.985, 0.975
 FULL_PHOTOS = ("imagenet-sample/n02804414_bassinet.JPEG", "imagenet-val-227/images/ILSVRC2012_val_00032862.JPEG",
                "bsds500/train/302003.jpg", "kodak/kodim23.png")
 
@@ -73,10 +73,29 @@ def _psnr_overlap(img, lab, ab, overlap) -> float:
 
 def test_known_transform_matches_within_3px(known_pairs):
     fractions = [_within_3px(c, kp) for _, _, kp, c in known_pairs]
-    # the issue's bar for the slices: at least 95% of overlap pixels within 3 px on average (measured: 98.1%,
-    # worst 97.4%); each photo above 93%
-    assert np.mean(fractions) >= 0.95, fractions
-    assert min(fractions) >= 0.93, fractions
+    # the issue's bar for the slices: at least 95% of overlap pixels within 3 px on average (measured: 99.0%,
+    # worst 97.5%)
+    assert np.mean(fractions) >= 0.98, fractions
+    assert min(fractions) >= 0.965, fractions
+
+
+def _edge_band(kp, px: int = 16) -> torch.Tensor:
+    """Overlap pixels within ``px`` of the target's own edge."""
+    band = torch.ones_like(kp.overlap)
+    band[..., px:-px, px:-px] = False
+    return band & kp.overlap
+
+
+def test_context_border_matches_the_edges_of_the_photo(data_dir, vgg_slices, known_pairs):
+    """Without context the zero padding of VGG-19 makes the edges of a photo look unlike the same content
+    inside the other one, and a band along them matches wrongly; the default context border fixes it (16 px
+    band: measured 98.9% within 3 px with it, 93.6% without)."""
+    plain = _known(data_dir, Matcher(vgg_slices, context_border=0), PHOTOS)
+    share = {}
+    for name, pairs in (("context", known_pairs), ("plain", plain)):
+        hits = [((c.forward - kp.truth).norm(dim=1, keepdim=True) <= 3)[_edge_band(kp)] for _, _, kp, c in pairs]
+        share[name] = torch.cat(hits).float().mean().item()
+    assert share["context"] >= 0.975 and share["context"] >= share["plain"] + 0.03, share
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +210,23 @@ def test_patchmatch_reference_runs_and_fast_is_at_least_as_good(vgg_slices, know
 def _crop_tensor(img: torch.Tensor, size: int) -> torch.Tensor:
     h, w = img.shape[-2:]
     return img[:, :, (h - size) // 2:(h - size) // 2 + size, (w - size) // 2:(w - size) // 2 + size].contiguous()
+
+
+def test_position_prior_prefers_the_part_in_the_same_place(matcher, known_pairs):
+    """A reference holding the target twice, side by side: every target patch has two equally good matches.
+    The whole-map search with the position prior takes the copy at the same relative place (so the target's
+    right half goes to the right copy); without it, the tie goes to the first copy (the outer columns, whose
+    patches hang over the edge, find their twin at the reference's own edge either way)."""
+    _, lab, _, _ = known_pairs[0]
+    ft = matcher.features(_crop_tensor(lab[:, :1], 64))["relu3_1"]  # 16 x 16
+    fr = torch.cat([ft, ft], -1)  # 16 x 32
+    w = ft.shape[-1]
+    for prior, right_copy in ((0.0, 0.0), (0.25, 0.5)):
+        phi, _ = exact_search(ft, fr, 3, position_prior=prior)
+        in_right = (phi[:, 0] >= w).float()[..., 1:-1]
+        assert in_right[..., : w // 2 - 2].mean() == 0.0
+        assert in_right[..., w // 2:].mean() == (1.0 if prior else 0.0), prior
+        assert abs(in_right.mean().item() - right_copy) <= 0.08, prior
 
 
 def test_local_search_recovers_a_shift(vgg_slices):

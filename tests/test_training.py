@@ -191,6 +191,20 @@ class TestCache:
             build_cache(m, workdir / "cache", levels=SLICE_LEVELS, size=32, vgg_weights=tv_weights, shard_size=4,
                         variant="torchvision")
 
+    def test_cache_of_an_older_matcher_not_extended(self, workdir, tv_weights, tmp_path):
+        """A cache whose records came from the matcher without context border (older builds) is never
+        extended with records of today's matcher: the difference is named."""
+        copy = tmp_path / "cache"
+        shutil.copytree(workdir / "cache", copy)
+        plan = json.loads((copy / "cache.json").read_text())
+        assert plan["config"]["context_border"] == 16
+        del plan["config"]["context_border"]
+        (copy / "cache.json").write_text(json.dumps(plan))
+        m = PairManifest.load(workdir / "pairs.csv", root=workdir / "images")
+        with pytest.raises(ConfigMismatchError, match="context_border"):
+            build_cache(m, copy, levels=SLICE_LEVELS, size=SIZE, vgg_weights=tv_weights, shard_size=4,
+                        variant="torchvision", progress=False)
+
     def test_resume_rebuilds_only_missing_shards(self, workdir, tv_weights, tmp_path):
         copy = tmp_path / "cache"
         shutil.copytree(workdir / "cache", copy)

@@ -37,11 +37,13 @@ def _window_mask(phi: torch.Tensor, dst_h: int, dst_w: int, radius: int) -> torc
 
 def exact_search(ft: torch.Tensor, fr: torch.Tensor, patch: int,
                  init: tuple[torch.Tensor, torch.Tensor] | None = None, radius: int | None = None,
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+                 position_prior: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Best patch match in both directions, ``(phi: T->R, psi: R->T)``, from the full similarity volume.
 
     With ``init`` (inherited fields) and ``radius``, each pixel searches only the window around its
-    inherited match, as PatchMatch's random search would; without, the whole map.
+    inherited match, as PatchMatch's random search would; without, the whole map. ``position_prior``
+    lowers each pair's mean patch cosine by that much times their squared distance, as fractions of the
+    maps' sides, from where the pixel sits in its own map.
     """
     b, c, ht, wt = ft.shape
     hr, wr = fr.shape[-2:]
@@ -56,6 +58,9 @@ def exact_search(ft: torch.Tensor, fr: torch.Tensor, patch: int,
             if dy or dx:
                 score += vol[:, r + dy:r + dy + ht, r + dx:r + dx + wt, r + dy:r + dy + hr, r + dx:r + dx + wr]
     del vol
+    if position_prior:  # squared distance as two separable terms, never the whole volume twice
+        for term in _relative_offsets2(ht, wt, hr, wr, score.device):
+            score -= position_prior * patch * patch * term
     fwd_score, bwd_score = score, score
     if init is not None and radius is not None:
         fwd_score = score.masked_fill(~_window_mask(init[0], hr, wr, radius), float("-inf"))
@@ -66,6 +71,17 @@ def exact_search(ft: torch.Tensor, fr: torch.Tensor, patch: int,
     phi = torch.stack((fwd % wr, fwd // wr), 1)
     psi = torch.stack((bwd % wt, bwd // wt), 1)
     return phi, psi
+
+
+def _relative_offsets2(ht: int, wt: int, hr: int, wr: int, device: torch.device,
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squared vertical and horizontal offsets between relative positions (0..1 along each side), shaped to
+    broadcast against a ``(B, ht, wt, hr, wr)`` volume."""
+    def rel(n: int) -> torch.Tensor:
+        return torch.arange(n, device=device, dtype=torch.float32) / max(n - 1, 1)
+    dy = (rel(ht).view(ht, 1) - rel(hr).view(1, hr)).pow(2).view(1, ht, 1, hr, 1)
+    dx = (rel(wt).view(wt, 1) - rel(wr).view(1, wr)).pow(2).view(1, 1, wt, 1, wr)
+    return dy, dx
 
 
 def volume_size(ft: torch.Tensor, fr: torch.Tensor, patch: int) -> int:
