@@ -179,7 +179,7 @@ class Matcher:
             along the edges (up to 20 px wide) matched wrongly. The context is cropped after relu4_1
             (``CONTEXT_UNTIL``): relu5_1 keeps the image's own edges, whose position cues help semantic matches
             (PF-WILLOW tuning pairs, context through relu5_1: PCK@0.1 0.633 -> 0.609). Known-transform tuning
-            photos: pixels within 3 px 97.5% -> 99.2%, worst photo 92.1% -> 97.4%; 18% more backbone work on a
+            photos: pixels within 3 px 97.5% -> 99.2%, worst photo 92.1% -> 97.4%; 15-25% more backbone work on a
             256 px pair. 0 disables.
         position_prior: at the coarsest level (searched over the whole map), each candidate's mean patch cosine
             is lowered by this much times the squared distance, in fractions of the sides, between where the
