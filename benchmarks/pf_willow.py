@@ -53,7 +53,7 @@ def _done(log: Path | None) -> dict[str, dict]:
 
 def run(weights: str | None, levels: list[str] | None, size: int, limit: int | None, method: str,
         variant: str | None = None, log: Path | None = None) -> dict:
-    from exemplar_color.backbone import choose_variant
+    from exemplar_color.weights import choose_variant
     from exemplar_color.pipeline import Colorizer
 
     variant = choose_variant(weights, variant)

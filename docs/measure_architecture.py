@@ -25,7 +25,7 @@ PACKAGE = "exemplar_color"
 LAYERS = [
     ("foundation", ("_version", "errors", "runtime", "artifacts", "device", "io", "color", "layout", "working",
                     "metrics")),
-    ("backbone", ("backbone",)),
+    ("backbone", ("vgg_spec", "weights", "backbone")),
     ("correspondence, retrieval", ("correspondence", "retrieval")),
     ("colorization heads", ("colorization", "models")),
     ("pipeline, training", ("pipeline", "photos", "result", "full_resolution", "multireference", "training",

@@ -249,6 +249,18 @@ SHARED_WEIGHTS = {  # file name -> (record name, variant, deepest level)
 }
 
 
+def test_moved_names_stay_importable_from_backbone():
+    """The weight registry (weights.py) and VGG-19's layout (vgg_spec.py) left backbone.py; every name that
+    was public there still is, as the very same object, so code that imports it from backbone is unaffected."""
+    from exemplar_color import backbone, vgg_spec, weights
+
+    for module in (weights, vgg_spec):
+        for name in module.__all__:
+            assert getattr(backbone, name) is getattr(module, name), name
+    assert (set(weights.__all__) | set(vgg_spec.__all__)) - {"DEFAULT_VARIANT"} <= set(backbone.__all__)
+    assert all(hasattr(backbone, name) for name in backbone.__all__)
+
+
 def test_weight_records_carry_hash_preprocessing_and_layers():
     for r in KNOWN_WEIGHTS:
         assert r.variant in VARIANTS and r.preprocessing is PREPROCESSING[r.variant]

@@ -15,9 +15,9 @@ import argparse
 import json
 import sys
 
-from ..backbone import LEVELS
 from ..correspondence import DEFAULT_LEVELS
 from ..errors import UsageError
+from ..vgg_spec import LEVELS
 from .plan import check_output_file, check_output_folder
 from .options import (add_device_option, add_json_option, add_levels_option, add_method_option, add_threads_option,
                       add_vgg_options, at_least, level_of, variant_or_default)

@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any
 
-from ..backbone import LEVELS
+from ..vgg_spec import LEVELS
 from .options import (add_device_option, add_json_option, add_threads_option, add_vgg_options, at_least,
                       existing_file, index_folder, level_of, variant_or_default)
 

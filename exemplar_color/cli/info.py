@@ -8,7 +8,8 @@ import os
 import platform
 
 from .._version import __version__
-from ..backbone import WEIGHTS, cache_dir
+from ..runtime import cache_dir
+from ..weights import WEIGHTS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

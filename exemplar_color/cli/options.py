@@ -14,10 +14,10 @@ import re
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..backbone import LEVELS
 from ..correspondence import DEFAULT_LEVELS
 from ..correspondence.matcher import PRECISIONS
 from ..io import MAX_PIXELS, MAX_PIXELS_ENV
+from ..vgg_spec import LEVELS
 
 MATCH_LEVELS = tuple(lv for lv in LEVELS if lv.startswith("relu"))
 
@@ -193,7 +193,7 @@ def add_json_option(p: argparse.ArgumentParser, help: str = "print the result as
 def variant_or_default(args: argparse.Namespace) -> str:
     """The convention of ``--vgg-weights``: a published file's own (recognised by its SHA-256; a contradicting
     ``--vgg-variant`` is refused), else ``--vgg-variant``, else caffe (where no model can say)."""
-    from ..backbone import choose_variant
+    from ..weights import choose_variant
 
     return choose_variant(args.vgg_weights, args.vgg_variant, default="caffe")  # type: ignore[return-value]
 
@@ -225,7 +225,7 @@ def add_model_option(p: argparse.ArgumentParser) -> None:
 def colorizer_from(args: argparse.Namespace, **extra):
     from ..pipeline import Colorizer
 
-    from ..backbone import choose_variant
+    from ..weights import choose_variant
 
     # a published weight file says its own convention; otherwise the model's, else caffe (the pipeline's rule)
     variant = choose_variant(args.vgg_weights, args.vgg_variant, default=None)

@@ -15,8 +15,8 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any, Callable, get_args, get_type_hints
 
-from ..backbone import LEVELS
 from ..errors import UsageError
+from ..vgg_spec import LEVELS
 from .plan import check_output_folder
 from .options import add_device_option, add_threads_option, existing_file, level_of
 

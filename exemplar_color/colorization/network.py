@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbone import LEVELS, WEIGHTS
+from ..vgg_spec import LEVELS
+from ..weights import WEIGHTS
 
 __all__ = ["ARCH", "AB_SCALE", "ColorizationNetConfig", "ColorizationNet", "make_input", "DEFAULT_LEVELS"]
 

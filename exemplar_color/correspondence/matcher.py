@@ -14,10 +14,11 @@ from typing import Any, Literal, Sequence, get_args
 import torch
 import torch.nn.functional as F
 
-from ..backbone import LEVEL_STRIDE, LEVELS, Precision, VGG19Features
+from ..backbone import Precision, VGG19Features
 from ..color import l_to_gray
 from ..errors import ExemplarColorError
 from ..runtime import native_bfloat16
+from ..vgg_spec import LEVEL_STRIDE, LEVELS
 from . import fields as fl
 from .search import VOLUME_BUDGET, coherence_fill, exact_search, local_search, patchmatch, volume_size
 

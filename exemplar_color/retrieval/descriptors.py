@@ -30,11 +30,13 @@ import torch
 import torch.nn.functional as F
 
 from ..artifacts import file_sha256
-from ..backbone import LEVEL_CHANNELS, LEVELS, VARIANTS, Variant, VGG19Features, resolve_weights
+from ..backbone import VGG19Features
 from ..color import l_to_gray, rgb_to_gray_lab_l
 from ..layout import to_tensor
 from ..io import ImageInput, as_array
 from ..runtime import resolve_device
+from ..vgg_spec import LEVEL_CHANNELS, LEVELS, VARIANTS, Variant
+from ..weights import resolve_weights
 
 __all__ = [
     "DescriptorConfig",

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from ..artifacts import BuildReport
-from ..backbone import Variant
 from ..io import ImageInput
 from ..runtime import set_threads
+from ..vgg_spec import Variant
 from . import build as _build
 from .build import check_config, read_manifest
 from .descriptors import DescriptorConfig, DescriptorExtractor, Descriptors, dequantise_unit

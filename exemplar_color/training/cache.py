@@ -35,11 +35,13 @@ import numpy as np
 import torch
 
 from ..artifacts import BuildReport, ShardPlan, file_sha256, read_manifest, refuse_differences, write_manifest
-from ..backbone import Variant, VGG19Features, resolve_weights
+from ..backbone import VGG19Features
 from ..color import rgb_to_lab
 from ..errors import ConfigMismatchError, ExemplarColorError, ImageError
 from ..io import atomic_write
 from ..runtime import resolve_device
+from ..vgg_spec import Variant
+from ..weights import resolve_weights
 from .pairs import PairManifest
 
 __all__ = ["CacheConfig", "CacheError", "PairCache", "CacheDataset", "build_cache", "decode", "FIELDS"]
