@@ -27,7 +27,7 @@ from .color import gray_to_l, rgb_to_lab
 from .colorization.analogy import AnalogyHead
 from .colorization.heads import Head, NetworkHead
 from .correspondence import DEFAULT_LEVELS, Correspondence, Matcher
-from .correspondence.matcher import MatcherPrecision
+from .correspondence.matcher import POSITION_PRIOR, MatcherPrecision
 from .correspondence import fields as fl
 from .runtime import resolve_device
 from .artifacts import refuse_differences
@@ -64,6 +64,8 @@ class Colorizer:
         method: correspondence search, ``"fast"`` or ``"patchmatch"`` (the published schedule; slow).
         precision: the backbone's arithmetic while matching: ``"auto"`` (bfloat16 beyond relu2_1 where the
             device computes it natively), ``"mixed"`` or ``"float32"`` (see :class:`Matcher`).
+        position_prior: how much the coarsest level holds a match to the same place in both photos (0: the
+            subject may be anywhere in the reference; see :class:`Matcher`).
         upsample: how predicted ab reach full size: ``"joint-bilateral"`` (default: bilinear taps weighted
             by how close their L is to the full-resolution L, so colours stop at the photo's edges),
             ``"bilinear"`` or ``"guided"`` (fast guided filter). Kodak known-transform pairs (4 photos, full
@@ -74,7 +76,7 @@ class Colorizer:
                  vgg_variant: str | None = None, levels: Sequence[str] | None = None,
                  model: str | os.PathLike | None = "default", size: int = 256, index: Any = None,
                  method: str = "fast", upsample: str = "joint-bilateral", chroma_gain: float | None = None,
-                 precision: MatcherPrecision = "auto"):
+                 precision: MatcherPrecision = "auto", position_prior: float = POSITION_PRIOR):
         self.device = resolve_device(device)
         self.size = size
         if chroma_gain is not None and not 0 < chroma_gain <= 3:
@@ -95,7 +97,7 @@ class Colorizer:
         vgg_variant = vgg_variant or DEFAULT_VARIANT
         self.backbone = VGG19Features(self.levels, weights=vgg_weights, variant=vgg_variant).to(self.device)
         self.matcher = Matcher(self.backbone, self.levels, method=method,  # type: ignore[arg-type]
-                               precision=precision)
+                               precision=precision, position_prior=position_prior)
         self.vgg_weights, self.vgg_variant = vgg_weights, vgg_variant
         self._index = index
         if upsample not in UPSAMPLE_METHODS:

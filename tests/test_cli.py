@@ -128,6 +128,24 @@ def test_shared_flags_have_one_name_and_default(parsers):
                            "cache build", "train"}
 
 
+def test_position_prior_reaches_the_matcher_and_bad_values_are_usage_errors(tv_weights, tmp_path, capsys):
+    from exemplar_color.cli.options import colorizer_from
+    from exemplar_color.correspondence.matcher import POSITION_PRIOR
+
+    from PIL import Image
+
+    f = tmp_path / "a.png"
+    Image.new("RGB", (40, 32), (120, 80, 40)).save(f)
+    base = ["match", str(f), str(f), "--out", str(tmp_path / "m.npz"), "--vgg-weights", str(tv_weights),
+            "--levels", "relu3_1", "relu2_1", "relu1_1", "--device", "cpu"]
+    assert parse(*base).position_prior == POSITION_PRIOR == 0.25
+    assert colorizer_from(parse(*base, "--position-prior", "0")).matcher.position_prior == 0.0
+    for bad in ("-0.5", "nan", "x"):
+        capsys.readouterr()
+        assert _exit_code(base + ["--position-prior", bad]) == 2
+        assert "--position-prior" in capsys.readouterr().err
+
+
 def test_index_device_defaults_to_auto_and_variant_alias(tmp_path):
     args = parse("index", "build", str(tmp_path), "--index", str(tmp_path / "i"))
     assert args.device == "auto" and args.vgg_variant is None

@@ -15,11 +15,22 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..correspondence import DEFAULT_LEVELS
-from ..correspondence.matcher import PRECISIONS
+from ..correspondence.matcher import POSITION_PRIOR, PRECISIONS
 from ..io import MAX_PIXELS, MAX_PIXELS_ENV
 from ..vgg_spec import LEVELS
 
 MATCH_LEVELS = tuple(lv for lv in LEVELS if lv.startswith("relu"))
+
+
+def non_negative(text: str) -> float:
+    """A number >= 0 (``--position-prior -1`` and ``nan`` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
 
 
 def at_least(low: int, what: str = "a whole number") -> Callable[[str], int]:
@@ -184,6 +195,10 @@ def add_method_option(p: argparse.ArgumentParser, precision: bool = True) -> Non
                        help="VGG-19 arithmetic while matching: mixed = bfloat16 beyond relu2_1 (1.6x faster "
                             "matching on a CPU with AVX512_BF16/AMX, same accuracy); auto (default) = mixed where the "
                             "device computes bfloat16 natively, else float32")
+        p.add_argument("--position-prior", type=non_negative, default=POSITION_PRIOR, metavar="W",
+                       help="how much the coarsest level holds a match to the same place in both photos "
+                            f"(default {POSITION_PRIOR}: crossing half the photo costs 0.06 of cosine; "
+                            "0: the subject may be anywhere in the reference)")
 
 
 def add_json_option(p: argparse.ArgumentParser, help: str = "print the result as JSON on stdout") -> None:
@@ -231,6 +246,7 @@ def colorizer_from(args: argparse.Namespace, **extra):
     variant = choose_variant(args.vgg_weights, args.vgg_variant, default=None)
     return Colorizer(device=args.device, vgg_weights=args.vgg_weights, vgg_variant=variant,
                      levels=args.levels, size=args.size, method=args.method, precision=args.precision,
+                     position_prior=args.position_prior,
                      model=getattr(args, "model", "analogy"), chroma_gain=getattr(args, "chroma_gain", None),
                      **extra)
 

@@ -213,6 +213,8 @@ class Matcher:
         if context_border < 0 or context_border % deepest:
             raise ValueError(f"context_border must be a multiple of {deepest} (the stride of the deepest level), "
                              f"got {context_border}")
+        if not 0 <= position_prior < float("inf"):
+            raise ValueError(f"position_prior must be a finite number >= 0, got {position_prior}")
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         self.backbone = backbone

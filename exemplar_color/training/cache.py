@@ -67,7 +67,8 @@ class CacheConfig:
     weights_sha256: str  # of the weight file: ties the records to the backbone
     size: int
     method: str = "fast"
-    context_border: int = 0  # the matcher's (caches built before it was recorded had none)
+    context_border: int = 0  # the matcher's (caches built before they were recorded had neither)
+    position_prior: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -205,7 +206,8 @@ def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Seque
     backbone = VGG19Features(levels, weights=weights, variant=variant).to(device)
     # float32 whatever the machine: the records must not depend on which CPU or GPU built them
     matcher = Matcher(backbone, method=method, precision="float32")  # type: ignore[arg-type]
-    config = CacheConfig(matcher.levels, variant, file_sha256(weights), size, method, matcher.context_border)
+    config = CacheConfig(matcher.levels, variant, file_sha256(weights), size, method, matcher.context_border,
+                         matcher.position_prior)
     plan = _plan(manifest, config, shard_size)
     if (root / "cache.json").is_file():
         old = _read_plan(root)
