@@ -395,6 +395,12 @@ def test_ctrl_c_leaves_nothing_under_the_name_and_resume_is_exact(colorizer, cli
         colorizer.colorize_video(tmp_path / "clip", refs, out)
     with pytest.raises(ConfigMismatchError, match="temporal"):
         colorizer.colorize_video(tmp_path / "clip", refs, out, temporal=False, resume=True)
+    prior, colorizer.matcher.position_prior = colorizer.matcher.position_prior, 0.0  # another matcher setting
+    try:
+        with pytest.raises(ConfigMismatchError, match="position_prior"):
+            colorizer.colorize_video(tmp_path / "clip", refs, out, resume=True)
+    finally:
+        colorizer.matcher.position_prior = prior
     r = colorizer.colorize_video(tmp_path / "clip", refs, out, resume=True)
     assert r.resumed_at == 5 and r.frames == 6 and r.cuts == [0, 3] and r.references == full.references
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip", "full", "out", "ref_bikes.png", "ref_car.png"]

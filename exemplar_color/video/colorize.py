@@ -244,6 +244,8 @@ def _job(colorizer, source, refs: list[Any], output: Path, **settings: Any) -> d
                           "vgg_variant": colorizer.vgg_variant, "upsample": colorizer.upsample,
                           "chroma_gain": colorizer.chroma_gain, "method": colorizer.matcher.method,
                           "precision": colorizer.matcher.precision, "device": colorizer.device.type,
+                          "context_border": colorizer.matcher.context_border,
+                          "position_prior": colorizer.matcher.position_prior,
                           "network": None if net is None else _weights_digest(net.net)},
             **settings}
 
