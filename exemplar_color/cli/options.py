@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 from ..correspondence import DEFAULT_LEVELS
 from ..correspondence.matcher import POSITION_PRIOR, PRECISIONS
 from ..io import MAX_PIXELS, MAX_PIXELS_ENV
-from ..vgg_spec import LEVELS
+from ..vgg_spec import LEVELS, VARIANTS
 
 MATCH_LEVELS = tuple(lv for lv in LEVELS if lv.startswith("relu"))
 
@@ -150,7 +150,6 @@ def model_choice(text: str) -> str:
 
 # ----------------------------------------------------------------------------- shared flags
 
-VARIANTS = ("caffe", "torchvision")
 DEVICE_HELP = "auto (CUDA when present; under torchrun this rank's GPU), cpu, cuda, cuda:1, ... (default auto)"
 
 
