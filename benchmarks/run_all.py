@@ -86,7 +86,7 @@ def run_one(module, quick: bool, device: str) -> dict[str, Any]:
     if "device" in params:
         return module.run(quick=quick, device=device)
     if torch.device(device).type != "cpu":
-        return {"skipped": f"run() takes no device argument; measured on CPU only"}
+        return {"skipped": "run() takes no device argument; measured on CPU only"}
     return module.run(quick=quick)
 
 

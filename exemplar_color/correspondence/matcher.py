@@ -233,6 +233,13 @@ class Matcher:
         return next(self.backbone.parameters()).device
 
     @property
+    def settings(self) -> dict[str, Any]:
+        """Everything besides the images, levels and backbone that decides the fields: long jobs record it, so
+        that work of another matcher is never mixed into theirs."""
+        return {"method": self.method, "precision": self.precision, "context_border": self.context_border,
+                "position_prior": self.position_prior}
+
+    @property
     def precision(self) -> Precision:
         """The precision in use on the backbone's current device (``auto`` resolved)."""
         if self.requested_precision == "auto":

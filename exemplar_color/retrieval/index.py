@@ -178,7 +178,7 @@ def load_faiss(path: str | os.PathLike, params: dict[str, Any] | None = None, mm
     flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
     try:
         index = faiss.read_index(str(path), flags)
-    except RuntimeError as e:  # truncated or damaged: FAISS's message is a C++ trace
+    except RuntimeError:  # truncated or damaged: FAISS's message is a C++ trace
         from .errors import GalleryIndexError
 
         raise GalleryIndexError(f"{path}: FAISS index unreadable (truncated or damaged); rebuild the index "

@@ -242,10 +242,8 @@ def _job(colorizer, source, refs: list[Any], output: Path, **settings: Any) -> d
             "references": [[getattr(r, "name", "?"), photo_digest(r)] for r in refs],
             "colorizer": {"head": colorizer.head_name, "levels": list(colorizer.levels), "size": colorizer.size,
                           "vgg_variant": colorizer.vgg_variant, "upsample": colorizer.upsample,
-                          "chroma_gain": colorizer.chroma_gain, "method": colorizer.matcher.method,
-                          "precision": colorizer.matcher.precision, "device": colorizer.device.type,
-                          "context_border": colorizer.matcher.context_border,
-                          "position_prior": colorizer.matcher.position_prior,
+                          "chroma_gain": colorizer.chroma_gain, **colorizer.matcher.settings,
+                          "device": colorizer.device.type,
                           "network": None if net is None else _weights_digest(net.net)},
             **settings}
 
