@@ -11,7 +11,7 @@ from exemplar_color.color import lab_to_rgb, rgb_to_lab
 from exemplar_color.backbone import VGG19Features
 from exemplar_color.correspondence import DEFAULT_LEVELS, CorrespondenceError, Matcher
 from exemplar_color.correspondence import fields as fl
-from exemplar_color.correspondence.search import exact_search, local_search
+from exemplar_color.correspondence.search import exact_search, local_search, prefer_coherent
 from exemplar_color.correspondence.synthetic import random_similarity, similarity_pair
 from exemplar_color.io import load_image
 from exemplar_color.working import resize
@@ -24,8 +24,9 @@ PHOTOS = ("imagenet-sample/n01440764_tench.JPEG", "imagenet-sample/n01914609_sea
           "imagenet-val-227/images/ILSVRC2012_val_00016113.JPEG", "bsds500/test/100007.jpg",
           "bsds500/test/41096.jpg", "kodak/kodim03.png")
 # What the full five levels must reach on FULL_PHOTOS (the issue's goal: a 99% mean, no photo below 95%; measured
-# here 99.0% mean, worst 98.5%, since the context border; see benchmarks/known_transform.py for 45 unseen photos).
-FULL_MEAN, FULL_MIN = 0.985, 0.975
+# here 99.9% mean, worst 99.8%, since the coherence margin (99.0% / 98.5% before); see
+# benchmarks/known_transform.py for 45 unseen photos).
+FULL_MEAN, FULL_MIN = 0.99, 0.98
 FULL_PHOTOS = ("imagenet-sample/n02804414_bassinet.JPEG", "imagenet-val-227/images/ILSVRC2012_val_00032862.JPEG",
                "bsds500/train/302003.jpg", "kodak/kodim23.png")
 
@@ -73,10 +74,10 @@ def _psnr_overlap(img, lab, ab, overlap) -> float:
 
 def test_known_transform_matches_within_3px(known_pairs):
     fractions = [_within_3px(c, kp) for _, _, kp, c in known_pairs]
-    # the issue's bar for the slices: at least 95% of overlap pixels within 3 px on average (measured: 99.4%,
-    # worst 98.3%)
-    assert np.mean(fractions) >= 0.98, fractions
-    assert min(fractions) >= 0.965, fractions
+    # the issue's bar for the slices: at least 95% of overlap pixels within 3 px on average (measured: 99.8%,
+    # worst 99.1%; 99.4% / 98.3% before the coherence margin)
+    assert np.mean(fractions) >= 0.99, fractions
+    assert min(fractions) >= 0.98, fractions
 
 
 def _edge_band(kp, px: int = 16) -> torch.Tensor:
@@ -112,7 +113,7 @@ def test_known_transform_with_the_full_vgg19(full_pairs, precision):
     fractions = [_within_3px(c, kp) for _, _, kp, c in pairs]
     psnrs = [_psnr_overlap(img, lab, c.warped_ab, kp.overlap) for img, lab, kp, c in pairs]
     assert np.mean(fractions) >= FULL_MEAN and min(fractions) >= FULL_MIN, fractions
-    assert np.mean(psnrs) >= 40 and min(psnrs) >= 38, psnrs  # measured 41.3-50.5 dB
+    assert np.mean(psnrs) >= 40 and min(psnrs) >= 38, psnrs  # measured 42.4-51.6 dB
 
 
 def test_mixed_precision_keeps_the_right_matches(full_pairs):
@@ -227,6 +228,33 @@ def test_position_prior_prefers_the_part_in_the_same_place(matcher, known_pairs)
         assert in_right[..., : w // 2 - 2].mean() == 0.0
         assert in_right[..., w // 2:].mean() == (1.0 if prior else 0.0), prior
         assert abs(in_right.mean().item() - right_copy) <= 0.08, prior
+
+
+def _shift_block(field: torch.Tensor, rows: slice, cols: slice, dx: int) -> torch.Tensor:
+    moved = field.clone()
+    moved[:, 0, rows, cols] += dx
+    return moved
+
+
+def test_prefer_coherent_resolves_repeated_texture_by_the_neighbourhood(matcher, known_pairs):
+    """Real relu3_1 features made into a stripe texture (every 4th column alike) and matched to themselves.
+    A block whose matches sit one period to the right, in both directions, scores exactly as well as the right
+    match and passes the cycle check: the neighbourhood's motion (none) must win. A block that truly moved
+    (its content copied one period to the right, its own place overwritten) keeps its better match."""
+    _, lab, _, _ = known_pairs[0]
+    feat = matcher.features(_crop_tensor(lab[:, :1], 128))["relu3_1"]  # 32 x 32
+    stripes = feat[..., torch.arange(32) % 4]
+    ident = fl.identity_field(1, 32, 32, 32, 32, "cpu")
+    block, into = (slice(14, 18), slice(12, 16)), (slice(14, 18), slice(16, 20))
+    phi, psi = _shift_block(ident, *block, 4), _shift_block(ident, *into, -4)
+    assert torch.equal(fl.compose(phi, psi)[..., block[0], block[1]], ident[..., block[0], block[1]])
+    assert torch.equal(prefer_coherent(stripes, stripes, phi, psi, patch=3, window=15, margin=0.02), ident)
+
+    moved = feat.clone()
+    moved[..., into[0], into[1]] = feat[..., block[0], block[1]]
+    moved[..., block[0], block[1]] = feat.flip(-1).flip(-2)[..., block[0], block[1]]
+    kept = prefer_coherent(feat, moved, phi, psi, patch=3, window=15, margin=0.02)
+    assert torch.equal(kept[..., block[0], block[1]], phi[..., block[0], block[1]])
 
 
 def test_local_search_recovers_a_shift(vgg_slices):

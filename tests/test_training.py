@@ -191,17 +191,19 @@ class TestCache:
             build_cache(m, workdir / "cache", levels=SLICE_LEVELS, size=32, vgg_weights=tv_weights, shard_size=4,
                         variant="torchvision")
 
-    def test_cache_of_an_older_matcher_not_extended(self, workdir, tv_weights, tmp_path):
-        """A cache whose records came from the matcher without context border (older builds) is never
-        extended with records of today's matcher: the difference is named."""
+    @pytest.mark.parametrize("key,today", [("context_border", 16), ("coherence_margin", 0.02)])
+    def test_cache_of_an_older_matcher_not_extended(self, workdir, tv_weights, tmp_path, key, today):
+        """A cache whose records came from an older matcher (built before the context border, or before the
+        coherence margin, when its plan did not record them) is never extended with records of today's
+        matcher: the difference is named."""
         copy = tmp_path / "cache"
         shutil.copytree(workdir / "cache", copy)
         plan = json.loads((copy / "cache.json").read_text())
-        assert plan["config"]["context_border"] == 16
-        del plan["config"]["context_border"]
+        assert plan["config"][key] == today
+        del plan["config"][key]
         (copy / "cache.json").write_text(json.dumps(plan))
         m = PairManifest.load(workdir / "pairs.csv", root=workdir / "images")
-        with pytest.raises(ConfigMismatchError, match="context_border"):
+        with pytest.raises(ConfigMismatchError, match=key):
             build_cache(m, copy, levels=SLICE_LEVELS, size=SIZE, vgg_weights=tv_weights, shard_size=4,
                         variant="torchvision", progress=False)
 

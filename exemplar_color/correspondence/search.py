@@ -9,6 +9,9 @@ cosine over a ``patch x patch`` window (the published distance is its negative).
   offset. Per-pixel scores are box-filtered, i.e. a pixel's patch is scored with its neighbours' matches
   shifted by the same offset: exact where the field is locally a translation (what coarse-to-fine gives).
 - :func:`patchmatch`: the published reference (jump-flood propagation + random search, exact patch score).
+
+After a search, :func:`coherence_fill` and :func:`prefer_coherent` settle what patch scores cannot tell apart
+(flat areas, repeated textures) by the motion of the surrounding matches.
 """
 
 from __future__ import annotations
@@ -170,18 +173,44 @@ def _box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
     return F.avg_pool2d(rows, (k, 1), stride=1, padding=(k // 2, 0), count_include_pad=False)
 
 
+def _neighbourhood_motion(phi: torch.Tensor, psi: torch.Tensor, window: int, tolerance: float = 1.0,
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The mean displacement of the cycle-consistent matches of ``phi`` in a ``window`` around each pixel, as a
+    field; with it, where ``phi`` itself is consistent (round trip within ``tolerance``) and where the window
+    held any consistent match to average (a normalised convolution of the displacement field)."""
+    grid = _grid(phi)
+    ok = ((compose(phi, psi) - grid).float().norm(dim=1, keepdim=True) <= tolerance).float()
+    k = min(window | 1, 2 * (max(phi.shape[-2:]) // 2) + 1)
+    num = _box_mean((phi - grid).float() * ok, k)
+    den = _box_mean(ok, k)
+    motion = clamp_field((num / den.clamp_min(1e-6)).round().long() + grid, psi.shape[2], psi.shape[3])
+    return motion, ok > 0.5, den > 1e-3
+
+
 def coherence_fill(phi: torch.Tensor, psi: torch.Tensor, window: int, tolerance: float = 1.0) -> torch.Tensor:
     """Replace the matches of ``phi`` whose round trip ``psi(phi(p))`` misses ``p`` by more than
     ``tolerance`` with the mean displacement of the consistent matches in a ``window`` around them.
 
     Cycle-consistent matches are almost always right; the inconsistent ones sit mostly in flat or
     repetitive regions where any patch scores alike, so borrowing the motion of reliable neighbours
-    beats keeping an arbitrary winner (a normalised convolution of the displacement field).
+    beats keeping an arbitrary winner.
     """
-    grid = _grid(phi)
-    ok = ((compose(phi, psi) - grid).float().norm(dim=1, keepdim=True) <= tolerance).float()
-    k = min(window | 1, 2 * (max(phi.shape[-2:]) // 2) + 1)
-    num = _box_mean((phi - grid).float() * ok, k)
-    den = _box_mean(ok, k)
-    filled = clamp_field((num / den.clamp_min(1e-6)).round().long() + grid, psi.shape[2], psi.shape[3])
-    return torch.where((ok < 0.5) & (den > 1e-3), filled, phi)
+    motion, consistent, found = _neighbourhood_motion(phi, psi, window, tolerance)
+    return torch.where(~consistent & found, motion, phi)
+
+
+def prefer_coherent(ft: torch.Tensor, fr: torch.Tensor, phi: torch.Tensor, psi: torch.Tensor, patch: int,
+                    window: int, margin: float) -> torch.Tensor:
+    """Where the neighbourhood's motion (as in :func:`coherence_fill`) scores within ``margin`` of mean patch
+    cosine of the match ``phi`` found, take the neighbourhood's motion instead.
+
+    In a repeated texture (a radiator's fins, bricks, stripes) the patch one period away scores as well as the
+    right one, and when both directions pick it the cycle check passes it: only the motion of the surrounding
+    photo tells the two apart. Patch scores are box-filtered per-pixel cosines, as in :func:`local_search`.
+    """
+    motion, _, found = _neighbourhood_motion(phi, psi, window)
+    hr, wr = fr.shape[-2:]
+    src, dst = rows(ft), rows(fr)
+    kept = _patch_mean(gather_cosine(src, dst, phi, hr, wr), patch)
+    moved = _patch_mean(gather_cosine(src, dst, motion, hr, wr), patch)
+    return torch.where(found & (moved >= kept - margin).unsqueeze(1), motion, phi)

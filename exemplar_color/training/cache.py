@@ -69,6 +69,7 @@ class CacheConfig:
     method: str = "fast"
     context_border: int = 0  # the matcher's (caches built before they were recorded had neither)
     position_prior: float = 0.0
+    coherence_margin: float = 0.0  # and neither this (nor relu4_1's narrower search, which came with it)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -207,7 +208,7 @@ def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Seque
     # float32 whatever the machine: the records must not depend on which CPU or GPU built them
     matcher = Matcher(backbone, method=method, precision="float32")  # type: ignore[arg-type]
     config = CacheConfig(matcher.levels, variant, file_sha256(weights), size, method, matcher.context_border,
-                         matcher.position_prior)
+                         matcher.position_prior, matcher.coherence_margin)
     plan = _plan(manifest, config, shard_size)
     if (root / "cache.json").is_file():
         old = _read_plan(root)
