@@ -11,6 +11,7 @@ from exemplar_color.color import lab_to_rgb, rgb_to_lab
 from exemplar_color.backbone import VGG19Features
 from exemplar_color.correspondence import DEFAULT_LEVELS, CorrespondenceError, Matcher
 from exemplar_color.correspondence import fields as fl
+from exemplar_color.correspondence.matcher import FAST_RADIUS, _fast_radii
 from exemplar_color.correspondence.search import exact_search, local_search, prefer_coherent
 from exemplar_color.correspondence.synthetic import random_similarity, similarity_pair
 from exemplar_color.io import load_image
@@ -265,6 +266,24 @@ def test_local_search_recovers_a_shift(vgg_slices):
     phi = local_search(f, shifted, start, patch=3, radius=2)
     inner = phi[:, :, 3:-3, 3:-3] - start[:, :, 3:-3, 3:-3]
     assert (inner[:, 0] == 2).all() and (inner[:, 1] == 1).all()
+    # one radius per pixel: radius 1 cannot reach the shift of 2 in the left half; the right half still can
+    per_pixel = torch.full((20, 20), 2)
+    per_pixel[:, :10] = 1
+    phi = local_search(f, shifted, start, patch=3, radius=per_pixel)
+    assert ((phi - start)[:, 0, 3:-3, 10:-3] == 2).all()
+    assert ((phi - start)[:, :, :, :10].abs() <= 1).all()
+
+
+def test_relu4_1_searches_wider_along_the_edges():
+    """relu5_1 is matched without the context border, so relu4_1 keeps the published radius (6) within
+    EDGE_CELLS of each map's edges and the narrow one inside, on each direction's own grid."""
+    ft, fr = torch.zeros(1, 1, 12, 16), torch.zeros(1, 1, 20, 10)
+    fwd, bwd = _fast_radii("relu4_1", 6, ft, fr)
+    assert fwd.shape == (12, 16) and bwd.shape == (20, 10)
+    for r in (fwd, bwd):
+        assert (r[:2] == 6).all() and (r[-2:] == 6).all() and (r[:, :2] == 6).all() and (r[:, -2:] == 6).all()
+        assert (r[2:-2, 2:-2] == FAST_RADIUS["relu4_1"]).all()
+    assert _fast_radii("relu3_1", 6, ft, fr) == (FAST_RADIUS["relu3_1"],) * 2
 
 
 @pytest.mark.parametrize("shape_t,shape_r", [((1, 1, 64, 64), (1, 3, 64, 64)), ((1, 1, 48, 400), (1, 3, 128, 96))])

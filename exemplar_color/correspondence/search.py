@@ -30,21 +30,25 @@ def _patch_mean(score: torch.Tensor, patch: int) -> torch.Tensor:
                         count_include_pad=False).squeeze(1)
 
 
-def _window_mask(phi: torch.Tensor, dst_h: int, dst_w: int, radius: int) -> torch.Tensor:
+def _window_mask(phi: torch.Tensor, dst_h: int, dst_w: int, radius: int | torch.Tensor) -> torch.Tensor:
     """``(B, H, W, dst_h, dst_w)`` True where a destination pixel lies within ``radius`` of ``phi(p)``."""
     ys = torch.arange(dst_h, device=phi.device).view(1, 1, 1, dst_h, 1)
     xs = torch.arange(dst_w, device=phi.device).view(1, 1, 1, 1, dst_w)
+    if isinstance(radius, torch.Tensor):
+        radius = radius.view(1, *radius.shape, 1, 1)
     return ((ys - phi[:, 1, :, :, None, None]).abs() <= radius) & \
         ((xs - phi[:, 0, :, :, None, None]).abs() <= radius)
 
 
 def exact_search(ft: torch.Tensor, fr: torch.Tensor, patch: int,
-                 init: tuple[torch.Tensor, torch.Tensor] | None = None, radius: int | None = None,
+                 init: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 radius: int | tuple[torch.Tensor, torch.Tensor] | None = None,
                  position_prior: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Best patch match in both directions, ``(phi: T->R, psi: R->T)``, from the full similarity volume.
 
     With ``init`` (inherited fields) and ``radius``, each pixel searches only the window around its
-    inherited match, as PatchMatch's random search would; without, the whole map. ``position_prior``
+    inherited match, as PatchMatch's random search would (``radius`` may also be one ``(H, W)`` map per
+    direction, on its source grid: target, then reference); without, the whole map. ``position_prior``
     lowers each pair's mean patch cosine by that much times their squared distance, as fractions of the
     maps' sides, from where the pixel sits in its own map.
     """
@@ -66,8 +70,9 @@ def exact_search(ft: torch.Tensor, fr: torch.Tensor, patch: int,
             score -= position_prior * patch * patch * term
     fwd_score, bwd_score = score, score
     if init is not None and radius is not None:
-        fwd_score = score.masked_fill(~_window_mask(init[0], hr, wr, radius), float("-inf"))
-        back_mask = _window_mask(init[1], ht, wt, radius).permute(0, 3, 4, 1, 2)
+        fwd_r, bwd_r = radius if isinstance(radius, tuple) else (radius, radius)
+        fwd_score = score.masked_fill(~_window_mask(init[0], hr, wr, fwd_r), float("-inf"))
+        back_mask = _window_mask(init[1], ht, wt, bwd_r).permute(0, 3, 4, 1, 2)
         bwd_score = score.masked_fill(~back_mask, float("-inf"))
     fwd = fwd_score.reshape(b, ht * wt, hr * wr).argmax(-1).view(b, ht, wt)
     bwd = bwd_score.reshape(b, ht * wt, hr * wr).argmax(1).view(b, hr, wr)
@@ -93,21 +98,25 @@ def volume_size(ft: torch.Tensor, fr: torch.Tensor, patch: int) -> int:
     return (ft.shape[-2] + p) * (ft.shape[-1] + p) * (fr.shape[-2] + p) * (fr.shape[-1] + p)
 
 
-def local_search(ft: torch.Tensor, fr: torch.Tensor, phi: torch.Tensor, patch: int, radius: int,
+def local_search(ft: torch.Tensor, fr: torch.Tensor, phi: torch.Tensor, patch: int, radius: int | torch.Tensor,
                  ) -> torch.Tensor:
-    """Refine ``phi`` (source ``ft`` -> destination ``fr``) by trying every offset within ``radius``."""
+    """Refine ``phi`` (source ``ft`` -> destination ``fr``) by trying every offset within ``radius`` (one
+    radius, or one per source pixel ``(H, W)``)."""
     hr, wr = fr.shape[-2:]
     src, dst = rows(ft), rows(fr)
     best = _patch_mean(gather_cosine(src, dst, phi, hr, wr), patch)
     best_phi = phi.clone()
-    for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
+    widest = int(radius.max()) if isinstance(radius, torch.Tensor) else radius
+    for dy in range(-widest, widest + 1):
+        for dx in range(-widest, widest + 1):
             if not (dx or dy):
                 continue
             offset = torch.tensor([dx, dy], device=phi.device).view(1, 2, 1, 1)
             cand = clamp_field(phi + offset, hr, wr)
             score = _patch_mean(gather_cosine(src, dst, cand, hr, wr), patch)
             better = score > best
+            if isinstance(radius, torch.Tensor):
+                better &= radius >= max(abs(dx), abs(dy))
             best = torch.where(better, score, best)
             best_phi = torch.where(better.unsqueeze(1), cand, best_phi)
     return best_phi
