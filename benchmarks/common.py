@@ -98,7 +98,7 @@ def vgg_floor(device: str | torch.device = "cpu", size: int | tuple[int, int] = 
 
     def run() -> None:
         with torch.inference_mode():
-            net(x)
+            net(x, channels_last=channels_last)
 
     return timeit(run, repeats=repeats, warmup=warmup, device=device)
 
