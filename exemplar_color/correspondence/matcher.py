@@ -204,8 +204,9 @@ class Matcher:
             as much at relu2_1 and finer). In a repeated texture the patch one period away scores as well as the
             right one, and when both directions pick it the cycle check cannot tell; the motion of the
             surrounding photo can. Known-transform photos (tuning 32, and 60 more drawn for this): pixels
-            within 3 px 99.14% -> 99.66% and 98.82% -> 99.57%; PF-WILLOW tuning pairs PCK@0.1 +0.4 to +1.6
-            points. 0 disables.
+            within 3 px 99.14% -> 99.66% and 98.82% -> 99.57% (with relu4_1's radius 2); PF-WILLOW tuning pairs
+            PCK@0.1 0.683 -> 0.683 and 0.702 -> 0.689 (with relu4_1's former radius 6, coarse levels only: +0.4 and
+            +1.6 points). 0 disables.
 
     Example:
         >>> m = Matcher(VGG19Features(["relu3_1", "relu2_1", "relu1_1"], weights="random"))
