@@ -371,7 +371,8 @@ class Matcher:
         return corr
 
 
-def _fast_radii(lv: str, published: int, ft: torch.Tensor, fr: torch.Tensor) -> tuple[Any, Any]:
+def _fast_radii(lv: str, published: int, ft: torch.Tensor, fr: torch.Tensor,
+                ) -> tuple[int | torch.Tensor, int | torch.Tensor]:
     """The fast matcher's search radius at ``lv`` for each direction: ``FAST_RADIUS``, or per source pixel where
     ``EDGE_CELLS`` keeps the published radius along the edges."""
     fast = FAST_RADIUS.get(lv, published)

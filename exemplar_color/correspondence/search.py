@@ -106,7 +106,8 @@ def local_search(ft: torch.Tensor, fr: torch.Tensor, phi: torch.Tensor, patch: i
     src, dst = rows(ft), rows(fr)
     best = _patch_mean(gather_cosine(src, dst, phi, hr, wr), patch)
     best_phi = phi.clone()
-    widest = int(radius.max()) if isinstance(radius, torch.Tensor) else radius
+    per_pixel = isinstance(radius, torch.Tensor)
+    widest = int(radius.max()) if per_pixel else radius
     for dy in range(-widest, widest + 1):
         for dx in range(-widest, widest + 1):
             if not (dx or dy):
@@ -115,7 +116,7 @@ def local_search(ft: torch.Tensor, fr: torch.Tensor, phi: torch.Tensor, patch: i
             cand = clamp_field(phi + offset, hr, wr)
             score = _patch_mean(gather_cosine(src, dst, cand, hr, wr), patch)
             better = score > best
-            if isinstance(radius, torch.Tensor):
+            if per_pixel:
                 better &= radius >= max(abs(dx), abs(dy))
             best = torch.where(better, score, best)
             best_phi = torch.where(better.unsqueeze(1), cand, best_phi)
