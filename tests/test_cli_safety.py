@@ -336,3 +336,41 @@ def test_animated_gif_and_alpha_are_said(photos, tmp_path, common, capsys):
     assert rc == 0, err
     assert any(ln.startswith("warning:") and "anim.gif" in ln and "first frame" in ln for ln in err), err
     assert any(ln.startswith("warning:") and "scan.png" in ln and "alpha channel" in ln for ln in err), err
+
+
+# ---------------------------------------------------------------- issue 25: nothing a user owns is replaced
+def test_existing_outputs_are_never_replaced_without_overwrite(photos, tmp_path, common, capsys, data_dir,
+                                                               monkeypatch):
+    """An unrelated photo already in the output folder, an existing -o file, an existing -o video: refused
+    before any model (exit 2, naming the file), untouched; --overwrite replaces them."""
+    from exemplar_color.backbone import VGG19Features
+
+    d, ref = photos
+    out = tmp_path / "photos"
+    out.mkdir()
+    mine = data_dir / "kodak" / "kodim01.png"
+    shutil.copy(mine, out / "a.png")  # the user's own photo, same name as a target's output
+    existing = tmp_path / "existing.png"
+    shutil.copy(mine, existing)
+    film = tmp_path / "existing.mp4"
+    shutil.copy(data_dir / "video" / "carphone_pristine.mp4", film)
+    before = snapshot(out) | {str(existing): snapshot(tmp_path)[str(existing)]}
+    video = ["colorize-video", data_dir / "video" / "bikes.mp4", "-r", ref, "-o", film, *common[:4],
+             "--levels", *LEVELS, "--device", "cpu", "--model", "analogy"]
+    pytest.importorskip("av")
+    init = VGG19Features.__init__
+    monkeypatch.setattr(VGG19Features, "__init__", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model")))
+    for args, name in ((["colorize", d, "-r", ref, "-o", out, *common], out / "a.png"),
+                       (["colorize", d, "-r", ref, "-o", out, "--save-confidence", *common], out / "a.png"),
+                       (["colorize", d / "a.jpg", "-r", ref, "-o", existing, *common], existing),
+                       (video, film)):
+        rc, err, _ = cli(capsys, *args)
+        one_error(rc, err, 2, str(name), "already exists", "--overwrite")
+    assert snapshot(out) | {str(existing): snapshot(tmp_path)[str(existing)]} == before
+    assert film.read_bytes() == (data_dir / "video" / "carphone_pristine.mp4").read_bytes()
+    rc, err, _ = cli(capsys, "colorize", d, "-r", ref, "-o", out, "--resume", "--overwrite", *common)
+    one_error(rc, err, 2, "--resume", "--overwrite")
+    monkeypatch.setattr(VGG19Features, "__init__", init)
+    rc, err, _ = cli(capsys, "colorize", d / "a.jpg", "-r", ref, "-o", existing, "--overwrite", *common)
+    assert rc == 0, err
+    assert Image.open(existing).size == (160, 120)  # replaced, as asked

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..errors import ExemplarColorError, ImageError, UsageError
 from ..io import save_image
 from .options import add_model_option, add_pipeline_options, at_least, colorizer_from, existing_file, index_folder
-from .plan import Job, check_writable, plan_colorize, remove_leftovers
+from .plan import Job, check_writable, plan_colorize, refuse_existing, remove_leftovers
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("colorize", help="colorize black-and-white photos with a reference (or automatically)",
@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "with --auto, of the best colour reference found in a gallery index.",
                        epilog="-o is a file (one target) or a folder (keeps each target folder's layout, as "
                               "NAME.png). Inputs that would map to one output, or outputs that would replace an "
-                              "input, are refused before any work (exit 2); an unwritable -o exits 1.")
+                              "input, or that already exist (without --overwrite), are refused before any work "
+                              "(exit 2); an unwritable -o exits 1.")
     p.add_argument("targets", nargs="+", metavar="TARGET")
     p.add_argument("--reference", "-r", metavar="REF", type=existing_file, nargs="+", action="extend", default=[],
                    help="colour reference photo(s); with several, each pixel takes the best-matching one")
@@ -51,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-warped", action="store_true", help="also write <name>_warped.png (raw warped colours)")
     p.add_argument("--resume", action="store_true",
                    help="skip targets whose outputs all exist; remove a killed run's temporary files")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs that already exist (without it, an existing output file is refused "
+                        "before any work, exit 2)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     p.set_defaults(func=run)
 
@@ -112,7 +116,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--auto needs --index PATH (build one with `exemplar-color index build`)")
     if args.top_k > 1 and not args.auto:
         raise UsageError("--top-k is for --auto; give several references with --reference A B C")
+    if args.resume and args.overwrite:
+        raise UsageError("give --resume (keep the finished outputs) or --overwrite (replace them), not both")
     jobs = plan(args)
+    if not (args.overwrite or args.resume):  # --resume skips the finished targets and redoes only the others
+        refuse_existing(o for j in jobs for o in j.outputs)
     shown: set[str] = set()
     for ref in args.reference:
         _check_reference(ref, shown)

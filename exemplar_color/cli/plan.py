@@ -8,6 +8,7 @@ Rules (the README's *Command line* section states them for users):
   (``photo.jpg`` and ``photo.png``, or the same name in two input folders) are refused, never merged.
 - No output may be an input (a target, the reference); the output folder may not be an input folder, and
   an output folder *inside* an input folder is skipped when that folder is scanned.
+- An existing file is never replaced unless ``--overwrite`` is given (:func:`refuse_existing`).
 - Output locations must be writable: checked by creating and removing a temporary file in the nearest
   existing folder, before any model is loaded.
 
@@ -27,7 +28,7 @@ from ..errors import OutputError, UsageError
 from ..io import IMAGE_EXTENSIONS, list_images, temp_leftovers
 
 __all__ = ["Job", "plan_colorize", "check_output_file", "check_output_folder", "check_writable",
-           "remove_leftovers", "SAVE_EXTENSIONS"]
+           "refuse_existing", "remove_leftovers", "SAVE_EXTENSIONS"]
 
 SAVE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 
@@ -136,6 +137,16 @@ def _refuse_collisions(jobs: list[Job], others: list[Path]) -> None:
     if clashes:
         more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
         raise UsageError(f"{clashes[0]}{more}; rename one, or colorize them into separate folders")
+
+
+def refuse_existing(paths: Iterable[Path], option: str = "-o") -> None:
+    """Refuse (UsageError, exit 2) when any of ``paths`` already exists: nothing a user owns is replaced
+    without ``--overwrite``. Names the first one and counts the others."""
+    there = [p for p in paths if os.path.lexists(p)]
+    if there:
+        more = f" (and {len(there) - 1} more output{'s' if len(there) > 2 else ''})" if len(there) > 1 else ""
+        raise UsageError(f"{there[0]} already exists{more}; nothing was written: add --overwrite to replace "
+                         f"{'them' if more else 'it'}, or choose another {option}")
 
 
 def _existing_ancestor(d: Path) -> Path:

@@ -23,6 +23,7 @@ from .options import (
     colorizer_from,
     index_folder,
 )
+from .plan import refuse_existing
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run (killed, Ctrl-C) from its hidden work folder beside OUT "
                         "(.OUT.exemplar-work), skipping finished frames; the result equals an uninterrupted run's")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output video file (without it, an existing OUT is refused before any "
+                        "work, exit 2; a non-empty output folder is always refused)")
     p.add_argument("--segment-frames", type=at_least(1), default=48, metavar="N",
                    help="a video OUT is encoded N frames at a time as the run goes, one keyframe each (default 48)")
     add_model_option(p)
@@ -71,6 +75,8 @@ def _precheck(args: argparse.Namespace) -> None:
         raise UsageError(f"{out}: give a video file (.mp4, .mkv, .mov, .webm, .avi) or a folder for the output")
     if out.is_dir() and any(out.iterdir()):
         raise UsageError(f"{out}: output folder exists and is not empty; choose a new name")
+    if not args.overwrite and not out.is_dir():
+        refuse_existing([out])
     if not args.reference and args.reference_frame is None and not args.index:
         raise UsageError("give --reference REF [REF ...], --reference-frame N, or --index PATH")
     with open_source(src, args.fps):  # missing, not a video, no video stream, no PyAV: one line, here
@@ -115,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
             args.input, refs if args.reference_frame is None else (refs[0] if refs else None), args.out,
             reference_frame=args.reference_frame, temporal=not args.per_frame,
             detect_cuts=not args.no_cut_detection, fps=args.fps, crf=args.crf, max_frames=args.max_frames,
-            progress=not getattr(args, "json", False), resume=args.resume, segment_frames=args.segment_frames)
+            progress=not getattr(args, "json", False), resume=args.resume, segment_frames=args.segment_frames,
+            overwrite=args.overwrite)
     for msg in dict.fromkeys(str(w.message) for w in caught):
         print(f"warning: {msg}", file=sys.stderr)
     summary = {"output": str(result.output), "frames": result.frames, "size": [result.width, result.height],

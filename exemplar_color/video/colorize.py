@@ -268,7 +268,8 @@ def _progress_bar(total: int | None, start: int):
 def colorize_video(colorizer, source, reference=None, output=None, *, reference_frame: int | None = None,
                    temporal: bool = True, detect_cuts: bool = True, fps: float | None = None, crf: int = 16,
                    codec: str = "libx264", max_frames: int | None = None, progress: bool = False,
-                   weight: float = 20.0, resume: bool = False, segment_frames: int = 48) -> VideoResult:
+                   weight: float = 20.0, resume: bool = False, segment_frames: int = 48,
+                   overwrite: bool = False) -> VideoResult:
     """Colorize ``source`` into ``output`` (a video file by its extension, e.g. ``.mp4``, or else a folder of
     PNG frames). The output keeps the size, frame rate, frame count and timestamps, and copies the audio
     packets of a video source unchanged; it appears under its name only when complete.
@@ -276,7 +277,7 @@ def colorize_video(colorizer, source, reference=None, output=None, *, reference_
     The work waits in a hidden folder beside the output (:mod:`.resume`) that a kill or Ctrl-C leaves
     behind; ``resume=True`` continues from it, skipping finished frames, with the same result as an
     uninterrupted run. A video output is encoded in segments of ``segment_frames`` frames (one keyframe
-    each) as the run goes."""
+    each) as the run goes. An existing output file is refused (UsageError) unless ``overwrite=True``."""
     if output is None:
         raise UsageError("colorize_video needs an output (a video file or a folder); "
                          "use exemplar_color.video.iter_colorized for frames in memory")
@@ -287,6 +288,9 @@ def colorize_video(colorizer, source, reference=None, output=None, *, reference_
         raise UsageError(f"{out}: the output would replace the input")
     if not is_video_path(out) and (out.suffix and not out.is_dir() or out.is_dir() and any(out.iterdir())):
         raise UsageError(f"{out}: give a video file (.mp4, .mkv, .mov, .webm, .avi) or a new or empty folder")
+    if not overwrite and os.path.lexists(out) and not out.is_dir():
+        raise UsageError(f"{out} already exists; nothing was written: give overwrite=True (--overwrite) to replace "
+                         f"it, or choose another output")
     refs = load_references(colorizer, source, reference, reference_frame)  # a bad reference: before any output
     reader = open_source(source, Fraction(fps).limit_denominator(1001) if fps else None)
     start_time = time.perf_counter()
