@@ -457,3 +457,47 @@ def test_references_retrieved_per_shot_from_a_gallery(clips, tv_weights, data_di
     truth = [np.linalg.norm(_lab(rgb)[..., 1:], axis=-1).mean() for rgb in (a[1], b[1])]
     # measured: 8.80 and 2.79 against the originals' 9.23 and 5.00 (size 64, slices, analogy head)
     assert chroma[0] > 0.5 * truth[0] and chroma[1] > 0.4 * truth[1]
+
+
+def _faststart_copy(src: Path, dst: Path, n: int = 30) -> None:
+    """The first ``n`` packets of a real clip, copied (not re-encoded) into an mp4 with its index (moov) first."""
+    with av.open(str(src)) as i, av.open(str(dst), "w", options={"movflags": "faststart"}) as o:
+        s = o.add_stream_from_template(i.streams.video[0])
+        packets = [p for p in i.demux(i.streams.video[0]) if p.dts is not None][:n]
+        for p in packets:
+            p.stream = s
+            o.mux(p)
+
+
+def test_a_truncated_video_is_an_error_naming_both_counts(clips, tv_weights, tmp_path, capsys, monkeypatch):
+    """Issue 25: an mp4 cut at 60% with its index at the front decodes 14 of its 30 frames without an FFmpeg
+    error; it used to give a 14-frame output and exit 0. Now: refused before any model, naming both counts;
+    the reader itself refuses at the end of the decodable frames; --max-frames N takes the first N."""
+    from exemplar_color.backbone import VGG19Features
+    from exemplar_color.video import TruncatedVideoError
+    from exemplar_color.video.io import VideoReader
+
+    whole = tmp_path / "whole.mp4"
+    _faststart_copy(clips["carphone_pristine"], whole)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[:int(whole.stat().st_size * 0.6)])
+    ref = tmp_path / "ref.png"
+    Image.fromarray(read_frame(clips["carphone_pristine"], 0)).save(ref)
+    with VideoReader(whole) as r:
+        r.check_complete()
+        assert sum(1 for _ in r.frames()) == 30
+    with VideoReader(cut) as r, pytest.raises(TruncatedVideoError, match=r"only \d+ of the 30 frames"):
+        for _ in r.frames():
+            pass
+    init = VGG19Features.__init__
+    monkeypatch.setattr(VGG19Features, "__init__", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model")))
+    out = tmp_path / "out.mp4"
+    capsys.readouterr()
+    code = main(["colorize-video", str(cut), "-r", str(ref), "-o", str(out), *_cli_args(tv_weights)])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert code == 1 and len(err) == 1 and "cut.mp4" in err[0] and "of the 30 frames" in err[0], err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["cut.mp4", "ref.png", "whole.mp4"]
+    monkeypatch.setattr(VGG19Features, "__init__", init)
+    code = main(["colorize-video", str(cut), "-r", str(ref), "-o", str(out), "--max-frames", "3",
+                 *_cli_args(tv_weights)])
+    assert code == 0 and len(_decode(out)[0]) == 3

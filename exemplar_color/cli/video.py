@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _precheck(args: argparse.Namespace) -> None:
     """Everything that can be refused without a model: input, output, references."""
     from ..photos import GrayReferenceError, read_photo
-    from ..video.io import is_video_path, open_source
+    from ..video.io import VideoReader, is_video_path, open_source
 
     src, out = Path(args.input), Path(args.out)
     if out.exists() and src.exists() and out.resolve() == src.resolve():
@@ -79,8 +79,9 @@ def _precheck(args: argparse.Namespace) -> None:
         refuse_existing([out])
     if not args.reference and args.reference_frame is None and not args.index:
         raise UsageError("give --reference REF [REF ...], --reference-frame N, or --index PATH")
-    with open_source(src, args.fps):  # missing, not a video, no video stream, no PyAV: one line, here
-        pass
+    with open_source(src, args.fps) as reader:  # missing, not a video, no video stream, no PyAV: one line, here
+        if isinstance(reader, VideoReader):
+            reader.check_complete(args.max_frames)  # frames missing from the end (a cut file): here too
     if args.reference_frame is not None:
         if len(args.reference) > 1:
             raise UsageError("--reference-frame takes its frame from one colour video: give one --reference")

@@ -14,6 +14,7 @@ from .colorize import (
 from .io import (
                  EmptyVideoError,
                  NoVideoStreamError,
+                 TruncatedVideoError,
                  VideoDependencyError,
                  VideoError,
                  open_source,
@@ -26,6 +27,7 @@ __all__ = [
                  "EmptyVideoError",
                  "NoVideoStreamError",
                  "ShotDetector",
+                 "TruncatedVideoError",
                  "VideoDependencyError",
                  "VideoError",
                  "VideoResult",

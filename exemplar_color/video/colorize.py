@@ -295,6 +295,8 @@ def colorize_video(colorizer, source, reference=None, output=None, *, reference_
     reader = open_source(source, Fraction(fps).limit_denominator(1001) if fps else None)
     start_time = time.perf_counter()
     try:
+        if isinstance(reader, VideoReader):
+            reader.check_complete(max_frames)  # a cut file: refused before any frame, naming both counts
         job = _job(colorizer, source, refs, out, reference_frame=reference_frame, temporal=temporal,
                    detect_cuts=detect_cuts, weight=weight, fusion="recursive", fps=fps, crf=crf, codec=codec, max_frames=max_frames,
                    segment_frames=segment_frames)

@@ -42,6 +42,10 @@ class EmptyVideoError(VideoError):
     """The video (or folder) holds no frame."""
 
 
+class TruncatedVideoError(VideoError):
+    """The video's frames end before the frame count (or duration) its header declares."""
+
+
 def require_av():
     """The ``av`` module, or one clear error saying how to get it."""
     try:
@@ -113,6 +117,31 @@ class VideoReader:
             self.close()
             raise VideoError(self.path, "the video stream has no picture size (damaged header)")
 
+    def declared_frames(self) -> int | None:
+        """The frames the file says it holds: its frame count, else its duration times its frame rate."""
+        if self.info.frames:
+            return self.info.frames
+        duration = self.stream.duration * self.stream.time_base if self.stream.duration and self.stream.time_base \
+            else self._container.duration / 1_000_000 if self._container.duration else None
+        return int(duration * self.info.fps) if duration else None  # rounded down: never more than there are
+
+    def check_complete(self, max_frames: int | None = None) -> None:
+        """Refuse a file whose video packets end before its declared frames (a cut download or copy), by
+        reading its packets without decoding them; with ``max_frames``, only those first frames must be there."""
+        declared = self.declared_frames()
+        if not declared:
+            return
+        av = require_av()
+        try:
+            with av.open(str(self.path)) as c:
+                held = sum(1 for p in c.demux(c.streams.video[0]) if p.size)
+        except av.error.FFmpegError:
+            return  # frames() says what breaks, and where
+        if held < min(declared, max_frames or declared):
+            raise TruncatedVideoError(self.path, f"truncated: it holds {held} of the {declared} frames it declares "
+                                                 f"(a cut download or copy?); give the complete file, or --max-frames N "
+                                                 f"(max_frames=N) for its first N")
+
     def frames(self) -> Iterator[Frame]:
         av = require_av()
         i = 0
@@ -126,6 +155,10 @@ class VideoReader:
             raise VideoError(self.path, f"cannot be decoded after {i} frames ({_why(e)})") from None
         if i == 0:
             raise EmptyVideoError(self.path, "has no frame that can be decoded")
+        declared = self.declared_frames()
+        if declared and i < declared:  # the decodable frames end early: never a silently shorter result
+            raise TruncatedVideoError(self.path, f"truncated: only {i} of the {declared} frames it declares can be "
+                                                 f"decoded; --max-frames {i} (max_frames={i}) colorizes those")
 
     def close(self) -> None:
         self._container.close()
