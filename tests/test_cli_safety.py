@@ -223,8 +223,8 @@ def test_output_folder_inside_the_input_folder_is_never_an_input(photos, common,
     d, ref = photos
     rc, err, _ = cli(capsys, "colorize", d, "-r", ref, "-o", d / "out", "--save-confidence", *common)
     assert rc == 0, err
-    assert sorted(p.name for p in (d / "out").iterdir()) == ["a.png", "a_confidence.png", "b.png",
-                                                             "b_confidence.png"]
+    assert sorted(p.name for p in (d / "out").iterdir() if p.name != ".exemplar-color-job.json") == [
+        "a.png", "a_confidence.png", "b.png", "b_confidence.png"]
     rc, err, _ = cli(capsys, "colorize", d, "-r", ref, "-o", d / "out", "--save-confidence", "--resume", *common)
     assert rc == 0 and "colorized 0, skipped 2" in err[-1], err
     assert not (d / "out" / "out").exists()
@@ -374,3 +374,29 @@ def test_existing_outputs_are_never_replaced_without_overwrite(photos, tmp_path,
     rc, err, _ = cli(capsys, "colorize", d / "a.jpg", "-r", ref, "-o", existing, "--overwrite", *common)
     assert rc == 0, err
     assert Image.open(existing).size == (160, 120)  # replaced, as asked
+
+
+def test_folder_resume_continues_only_the_same_job(photos, tmp_path, common, capsys, data_dir):
+    """A folder run killed part-way, then resumed with another reference and --size, used to finish the folder
+    the other way (a folder made two ways, exit 0). Its job record (references and settings, beside the
+    outputs, as the video work folder's) refuses that, naming what differs; the same job continues."""
+    d, ref = photos
+    for i in range(4):
+        Image.open(d / ("a.jpg" if i % 2 else "b.png")).rotate(90 * i, expand=True).save(d / f"r{i}.png")
+    out = tmp_path / "out"
+    rc, err, _ = cli(capsys, "colorize", d, "-r", ref, "-o", out, *common)
+    assert rc == 0, err
+    for name in ("r1.png", "r2.png", "r3.png"):  # as a kill after the first three would leave it
+        (out / name).unlink()
+    done = snapshot(out)
+    other = tmp_path / "other.jpg"
+    Image.open(data_dir / "exemplar-pairs" / "example" / "ref2.JPEG").convert("RGB").resize((160, 120)).save(other)
+    changed = [("48" if a == "64" else a) for a in common]
+    rc, err, _ = cli(capsys, "colorize", d, "-r", other, "-o", out, "--resume", *changed)
+    one_error(rc, err, 1, str(out), "another job", "size: 64 then, 48 now", "references", "--overwrite")
+    assert snapshot(out) == done
+    rc, err, _ = cli(capsys, "colorize", d, "-r", ref, "-o", out, "--resume", *common)
+    assert rc == 0 and "colorized 3, skipped 3" in err[-1], err
+    (out / ".exemplar-color-job.json").unlink()  # outputs of unknown origin: --resume cannot vouch for them
+    rc, err, _ = cli(capsys, "colorize", d, "-r", ref, "-o", out, "--resume", *common)
+    one_error(rc, err, 2, "already exists", "no record of an earlier run", "--overwrite")

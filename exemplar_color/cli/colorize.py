@@ -9,13 +9,15 @@ an input, an ``-o`` of the wrong kind and unwritable places are refused in one l
 the run at once; one bad target is reported and skipped, the others go on (exit code 1 when any failed).
 Each output is written atomically, side outputs (``_confidence``, ``_warped``) first and the image last, so
 a target is done exactly when all its outputs exist: ``--resume`` skips those, and removes the temporary
-files (``.NAME.XXXX.exemplar-tmp.png``) a killed run left.
+files (``.NAME.XXXX.exemplar-tmp.png``) a killed run left. A folder run keeps its job record
+(``OUT/.exemplar-color-job.json``: references and settings), so ``--resume`` continues only the same job.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -26,7 +28,7 @@ from tqdm import tqdm
 from ..errors import ExemplarColorError, ImageError, UsageError
 from ..io import save_image
 from .options import add_model_option, add_pipeline_options, at_least, colorizer_from, existing_file, index_folder
-from .plan import Job, check_writable, plan_colorize, refuse_existing, remove_leftovers
+from .plan import Job, JobRecord, check_writable, plan_colorize, refuse_existing, remove_leftovers
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("colorize", help="colorize black-and-white photos with a reference (or automatically)",
@@ -51,7 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also write <name>_confidence.png (and, with several references, <name>_labels.png)")
     p.add_argument("--save-warped", action="store_true", help="also write <name>_warped.png (raw warped colours)")
     p.add_argument("--resume", action="store_true",
-                   help="skip targets whose outputs all exist; remove a killed run's temporary files")
+                   help="skip targets whose outputs all exist; remove a killed run's temporary files; a folder run "
+                        "continues only the same job (references and settings, recorded in "
+                        "OUT/.exemplar-color-job.json)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace outputs that already exist (without it, an existing output file is refused "
                         "before any work, exit 2)")
@@ -107,6 +111,21 @@ def _write(job: Job, result) -> None:
     save_image(job.output, result.image)
 
 
+def _job(args: argparse.Namespace) -> dict:
+    """What makes a folder run's pictures (references and settings), for its :class:`JobRecord`."""
+    from ..artifacts import file_sha256, sha256_of
+
+    def named(path: str | None, digest=file_sha256) -> list[str] | None:
+        return None if path is None else [str(Path(path).resolve()), digest(path)[:16]]
+
+    return {"references": [named(r, sha256_of) for r in args.reference],
+            "auto": {"index": str(Path(args.index).resolve()), "top_k": args.top_k} if args.auto else None,
+            "model": args.model if args.model in ("default", "analogy", "none", "None") else named(args.model),
+            "chroma_gain": args.chroma_gain, "size": args.size, "levels": args.levels,
+            "vgg_weights": named(args.vgg_weights), "vgg_variant": args.vgg_variant, "method": args.method,
+            "precision": args.precision, "position_prior": args.position_prior}
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.auto and not args.reference:
         raise UsageError("give --reference REF, or --auto with --index PATH")
@@ -119,8 +138,13 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise UsageError("give --resume (keep the finished outputs) or --overwrite (replace them), not both")
     jobs = plan(args)
-    if not (args.overwrite or args.resume):  # --resume skips the finished targets and redoes only the others
-        refuse_existing(o for j in jobs for o in j.outputs)
+    existing = [o for j in jobs for o in j.outputs if os.path.lexists(o)]
+    folder = not (len(jobs) == 1 and jobs[0].output == Path(args.out))
+    record = JobRecord(args.out, _job(args)) if folder else None
+    if args.resume and record is not None:
+        record.check(existing)  # only the same job continues: never a folder made two ways
+    elif not (args.overwrite or args.resume):  # --resume skips the finished targets and redoes only the others
+        refuse_existing(existing)
     shown: set[str] = set()
     for ref in args.reference:
         _check_reference(ref, shown)
@@ -134,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
     colorizer = colorizer_from(args, index=args.index if args.auto else None) if todo else None
     if colorizer is not None:
         report |= {"head": colorizer.head_name, "device": str(colorizer.device)}
+        if record is not None and not (args.resume and record.path.is_file()):
+            record.write()  # before the first output: whatever this run leaves is known to be this job's
     start = time.perf_counter()
     bar = tqdm(todo, desc="colorize", unit="img", disable=len(todo) < 2 or args.json, file=sys.stderr)
     for job in bar:

@@ -9,6 +9,8 @@ Rules (the README's *Command line* section states them for users):
 - No output may be an input (a target, the reference); the output folder may not be an input folder, and
   an output folder *inside* an input folder is skipped when that folder is scanned.
 - An existing file is never replaced unless ``--overwrite`` is given (:func:`refuse_existing`).
+- A folder run keeps a job record (:class:`JobRecord`, ``OUT/.exemplar-color-job.json``: its references and
+  settings); ``--resume`` continues only the same job, as ``colorize-video --resume`` does.
 - Output locations must be writable: checked by creating and removing a temporary file in the nearest
   existing folder, before any model is loaded.
 
@@ -18,17 +20,18 @@ Usage mistakes raise :class:`~exemplar_color.errors.UsageError` (exit 2); an unw
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..errors import OutputError, UsageError
-from ..io import IMAGE_EXTENSIONS, list_images, temp_leftovers
+from ..errors import ConfigMismatchError, OutputError, UsageError
+from ..io import IMAGE_EXTENSIONS, atomic_write, list_images, temp_leftovers
 
 __all__ = ["Job", "plan_colorize", "check_output_file", "check_output_folder", "check_writable",
-           "refuse_existing", "remove_leftovers", "SAVE_EXTENSIONS"]
+           "refuse_existing", "remove_leftovers", "JobRecord", "SAVE_EXTENSIONS"]
 
 SAVE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 
@@ -139,14 +142,48 @@ def _refuse_collisions(jobs: list[Job], others: list[Path]) -> None:
         raise UsageError(f"{clashes[0]}{more}; rename one, or colorize them into separate folders")
 
 
-def refuse_existing(paths: Iterable[Path], option: str = "-o") -> None:
+def refuse_existing(paths: Iterable[Path], option: str = "-o", why: str = "") -> None:
     """Refuse (UsageError, exit 2) when any of ``paths`` already exists: nothing a user owns is replaced
     without ``--overwrite``. Names the first one and counts the others."""
     there = [p for p in paths if os.path.lexists(p)]
     if there:
         more = f" (and {len(there) - 1} more output{'s' if len(there) > 2 else ''})" if len(there) > 1 else ""
-        raise UsageError(f"{there[0]} already exists{more}; nothing was written: add --overwrite to replace "
+        raise UsageError(f"{there[0]} already exists{more}{why}; nothing was written: add --overwrite to replace "
                          f"{'them' if more else 'it'}, or choose another {option}")
+
+
+class JobRecord:
+    """What a folder run is (references and settings), kept beside its outputs (``OUT/.exemplar-color-job.json``)
+    from before its first output on, so that ``--resume`` continues only the same job: the folder-run
+    counterpart of the video work folder's ``job.json`` (:mod:`exemplar_color.video.resume`)."""
+
+    NAME = ".exemplar-color-job.json"
+
+    def __init__(self, folder: str | os.PathLike, job: dict):
+        self.path = Path(folder) / self.NAME
+        self.job = json.loads(json.dumps({"format": 1, **job}))  # as it reads back
+
+    def check(self, existing: Sequence[Path]) -> None:
+        """For ``--resume``: the earlier run must have been this job (ConfigMismatchError naming what
+        differs), and outputs that exist with no record are not known to be a run's (UsageError)."""
+        if not self.path.is_file():
+            if existing:
+                refuse_existing(existing, "-o", why=f"; it holds no record of an earlier run ({self.path.name}), "
+                                                    "so --resume cannot tell they are this job's")
+            return
+        try:
+            before = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            raise ConfigMismatchError(f"{self.path}: unreadable job record; use --overwrite to start over") from None
+        diff = [f"{k}: {before.get(k)!r} then, {v!r} now" for k, v in self.job.items() if before.get(k) != v]
+        if diff:
+            raise ConfigMismatchError(f"{self.path.parent}: the earlier run there was another job "
+                                      f"({'; '.join(diff)}); repeat its settings, use --overwrite to start over, "
+                                      f"or choose another -o")
+
+    def write(self) -> None:
+        with atomic_write(self.path) as tmp:
+            tmp.write_text(json.dumps(self.job, indent=1))
 
 
 def _existing_ancestor(d: Path) -> Path:
