@@ -25,7 +25,7 @@ import torch
 from .backbone import VGG19Features
 from .color import gray_to_l, rgb_to_lab
 from .colorization.analogy import AnalogyHead
-from .colorization.heads import Head, NetworkHead
+from .colorization.heads import Head, HypercolumnHead, NetworkHead, network_head
 from .correspondence import DEFAULT_LEVELS, Correspondence, Matcher
 from .correspondence.matcher import POSITION_PRIOR, MatcherPrecision
 from .correspondence import fields as fl
@@ -90,7 +90,7 @@ class Colorizer:
             levels, vgg_variant = self._adopt(path, net.config, levels, vgg_variant)
             if chroma_gain is None:  # the gain calibrated with the model
                 chroma_gain = float(meta.get("release", {}).get("chroma_gain") or 1.0)
-            self.heads["network"] = NetworkHead(net, chroma_gain=chroma_gain)
+            self.heads["network"] = network_head(net, chroma_gain=chroma_gain)
         self.heads["analogy"] = AnalogyHead()
         self.head: Head = next(iter(self.heads.values()))
         self.levels = tuple(levels or DEFAULT_LEVELS)
@@ -124,7 +124,12 @@ class Colorizer:
     def chroma_gain(self) -> float:
         """How far the network head pushes its colours out from gray (1.0 without a network)."""
         net = self.heads.get("network")
-        return net.chroma_gain if isinstance(net, NetworkHead) else 1.0
+        return net.chroma_gain if isinstance(net, (NetworkHead, HypercolumnHead)) else 1.0
+
+    @property
+    def colours_alone(self) -> bool:
+        """Whether this Colorizer's head can colour a photo with no reference (the hypercolumn sub-net)."""
+        return isinstance(self.head, HypercolumnHead)
 
     # ----------------------------------------------------------------- retrieval
     @property
@@ -204,6 +209,8 @@ class Colorizer:
         how evaluations compare the heads on exactly the same matches. ``reference``/``top_k``: as in
         :meth:`colorize`."""
         heads = heads or tuple(self.heads)
+        if reference is None and self._index is None:  # no reference and no gallery: the photo alone
+            return self._colorize_pairs([(target, None)], 1, heads)[0]
         if isinstance(reference, (list, tuple)) or (reference is None and top_k > 1):
             return self._colorize_references(target, reference, top_k, heads)
         return self._colorize_pairs([(target, reference)], 1, heads)[0]
@@ -240,6 +247,8 @@ class Colorizer:
         """Read one pair (finding the reference in the gallery when there is none) at the working size."""
         t0 = time.perf_counter()
         source, recs, passed = target, [], []
+        if reference is None and self._index is None:
+            return self._prepare_alone(i, target, t0)
         if reference is None:
             target = read_photo(source)
             recs = self.recommend(source, k=AUTO_CANDIDATES)
@@ -248,13 +257,27 @@ class Colorizer:
         tl, rlab = self._working(t, r)
         return _Prepared(i, t, r, tl, rlab, recs, passed, time.perf_counter() - t0)
 
+    def _prepare_alone(self, i: int, target: ImageInput, t0: float) -> "_Prepared":
+        """A photo to colour with no reference (the hypercolumn sub-net's prior)."""
+        if not self.colours_alone:
+            raise ExemplarColorError(f"the {self.head_name} head needs a reference: give one, or a gallery index "
+                                     f"(index=PATH), or use a model that colours alone (the default one)")
+        t = target if isinstance(target, Photo) else read_photo(target)
+        if t.colour:
+            warnings.warn(f"{t.name}: the target is a colour photo; only its luminance is used", stacklevel=4)
+        ht, wt = working_size(*t.size, self.size)
+        px = resize(t.pixels.to(self.device), (ht, wt)).clamp(0, 1)
+        tl = rgb_to_lab(px)[:, :1] if px.shape[1] == 3 else gray_to_l(px)
+        return _Prepared(i, t, None, tl, None, [], [], time.perf_counter() - t0)
+
     def _colorize_pairs(self, pairs: Iterable[tuple[ImageInput, ImageInput | None]], batch_size: int,
                         heads: Sequence[str]) -> list[dict[str, ColorizationResult]]:
         prepared = [self._prepare(i, target, reference) for i, (target, reference) in enumerate(pairs)]
         results: list[dict[str, ColorizationResult] | None] = [None] * len(prepared)
         groups: dict[tuple, list[_Prepared]] = {}
         for item in prepared:  # pairs whose working sizes agree share a device batch
-            groups.setdefault((tuple(item.tl.shape), tuple(item.rlab.shape)), []).append(item)
+            groups.setdefault((tuple(item.tl.shape), None if item.rlab is None else tuple(item.rlab.shape)),
+                              []).append(item)
         for items in groups.values():
             for s in range(0, len(items), batch_size):
                 chunk = items[s:s + batch_size]
@@ -263,6 +286,8 @@ class Colorizer:
         return results  # type: ignore[return-value]
 
     def _colorize_batch(self, items: list["_Prepared"], heads: Sequence[str]) -> list[dict[str, ColorizationResult]]:
+        if items[0].reference is None:
+            return self._colorize_alone(items)
         sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
         t0 = time.perf_counter()
         tl = torch.cat([it.tl for it in items])
@@ -272,9 +297,13 @@ class Colorizer:
         t1 = time.perf_counter()
         ab: dict[str, torch.Tensor] = {}
         head_s: dict[str, float] = {}
+        trust: dict[str, torch.Tensor] = {}
         for head in heads:
             h0 = time.perf_counter()
-            ab[head] = self.heads[head](tl, corr)
+            if isinstance(self.heads[head], HypercolumnHead):  # its gate says where colours came from
+                ab[head], trust[head] = self.heads[head].colorize(tl, corr)  # type: ignore[union-attr]
+            else:
+                ab[head] = self.heads[head](tl, corr)
             sync()
             head_s[head] = time.perf_counter() - h0
         out = []
@@ -293,7 +322,8 @@ class Colorizer:
                            "full_resolution_s": time.perf_counter() - t3}
                 timings["total_s"] = sum(timings.values())
                 res = ColorizationResult(
-                    image=image, _ab=full.ab_array, confidence=to_array(one.confidence),
+                    image=image, _ab=full.ab_array,
+                    confidence=to_array(trust[head][j:j + 1] if head in trust else one.confidence),
                     warped_ab=to_array(one.warped_ab), similarity=one.similarity[0].cpu().numpy(), reference=r.name,
                     head=head, levels=self.levels, timings=timings, recommendations=item.recommendations,
                     passed_over=item.passed_over, working_l=tl[j:j + 1].cpu(), _forward=fields["forward"],
@@ -303,15 +333,45 @@ class Colorizer:
         return out
 
 
+    def _colorize_alone(self, items: list["_Prepared"]) -> list[dict[str, ColorizationResult]]:
+        """Photos with no reference: the network's prior from the target's own features."""
+        t0 = time.perf_counter()
+        tl = torch.cat([it.tl for it in items])
+        feats = self.matcher.features(tl)
+        t1 = time.perf_counter()
+        ab = self.head.without_reference(tl, feats)  # type: ignore[union-attr]
+        t2 = time.perf_counter()
+        out = []
+        for j, item in enumerate(items):
+            t3 = time.perf_counter()
+            full = self._render(item.target.pixels, tl[j:j + 1], ab[j:j + 1])
+            image = full.image()
+            timings = {"load_s": item.load_s, "match_s": (t1 - t0) / len(items), "head_s": (t2 - t1) / len(items),
+                       "full_resolution_s": time.perf_counter() - t3}
+            timings["total_s"] = sum(timings.values())
+            h, w = tl.shape[-2:]
+            res = ColorizationResult(
+                image=image, _ab=full.ab_array, confidence=np.zeros((h, w), np.float32),
+                warped_ab=np.zeros((h, w, 2), np.float32), similarity=np.zeros((2 * len(self.levels), h, w), np.float32),
+                reference="", head=self.head_name, levels=self.levels, timings=timings, working_l=tl[j:j + 1].cpu(),
+                _forward=_no_correspondence, _backward=_no_correspondence)
+            out.append({self.head_name: res})
+        return out
+
+
+def _no_correspondence() -> np.ndarray:
+    raise ExemplarColorError("this photo was coloured with no reference: it has no correspondence")
+
+
 @dataclass
 class _Prepared:
     """One pair read and brought to the working size, waiting for its batch."""
 
     index: int  # its place among the pairs asked for
     target: Photo
-    reference: Photo
+    reference: Photo | None  # None: coloured with no reference
     tl: torch.Tensor  # (1, 1, h, w) target L at the working size
-    rlab: torch.Tensor  # (1, 3, h', w') reference Lab at the working size
+    rlab: torch.Tensor | None  # (1, 3, h', w') reference Lab at the working size
     recommendations: list[Any]  # automatic mode: the gallery's ranking
     passed_over: list[tuple[str, str]]  # automatic mode: (path, why) ranked above the reference
     load_s: float

@@ -37,7 +37,8 @@ SHARED = Path(os.environ.get("EXEMPLAR_COLOR_SHARED", ROOT.parent / "shared"))
 DATA = SHARED / "data"
 VGG = SHARED / "weights" / "vgg19-caffe-features-0-34-q8.pth"
 TRAIN_SETS = {"imagenet-sample": "imagenet-sample", "imagenet-val-227": "imagenet-val-227/images",
-              "bsds500-train": "bsds500/train", "bsds500-val": "bsds500/val"}
+              "bsds500-train": "bsds500/train", "bsds500-val": "bsds500/val", "train-extra": "train-extra"}
+CLASSED_EXTRA = ("caltech101", "imagenette")  # train-extra sources whose class column names a real class
 STAGES = ("gallery", "index", "pairs", "cache", "train", "export")
 
 
@@ -50,6 +51,10 @@ def _classes() -> dict[str, str]:
             for r in csv.DictReader(f):
                 if r.get("mode", "RGB") == "RGB":
                     out[f"{folder}/{r['file']}"] = r["class_index"]
+    with open(DATA / "train-extra" / "manifest.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            if r["source"] in CLASSED_EXTRA:
+                out[f"train-extra/{r['file']}"] = f"{r['source']}/{r['class']}"
     return out
 
 
@@ -61,13 +66,13 @@ def stage_gallery(work: Path) -> Path:
         return gallery
     n = 0
     for folder in TRAIN_SETS.values():
-        for src in sorted((DATA / folder).iterdir()):
+        for src in sorted((DATA / folder).rglob("*")):
             if src.suffix.lower() not in (".jpg", ".jpeg", ".png"):
                 continue
             with Image.open(src) as im:
                 if im.mode != "RGB":
                     continue
-            dst = gallery / folder / src.name
+            dst = gallery / src.relative_to(DATA)
             dst.parent.mkdir(parents=True, exist_ok=True)
             if not dst.exists():
                 dst.symlink_to(src.resolve())
@@ -125,8 +130,9 @@ def stage_cache(work: Path, args: argparse.Namespace) -> Path:
     from exemplar_color.training.pairs import PairManifest
 
     manifest = PairManifest.load(work / "pairs.csv", root=DATA)
+    features = tuple(args.features.split(",")) if args.features else ()
     build_cache(manifest, work / "cache", size=args.size, variant="caffe", vgg_weights=VGG, shard_size=256,
-                batch_size=8)
+                batch_size=8, features=features)
     return work / "cache"
 
 
@@ -137,8 +143,11 @@ def stage_train(work: Path, args: argparse.Namespace) -> dict:
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_step_epochs=args.lr_step_epochs,
                       vgg_weights=str(VGG), width=args.width, seed=args.seed, checkpoint_every=args.checkpoint_every,
                       num_workers=0, log_every=10, augment=True, max_steps=args.max_steps,
-                      val_every=args.checkpoint_every, reference_chroma=args.reference_chroma,
-                      saturation=args.saturation)
+                      val_every=args.val_every or args.checkpoint_every, reference_chroma=args.reference_chroma,
+                      saturation=args.saturation, arch=args.arch, depth=args.depth, rebalance=args.rebalance,
+                      temperature=args.temperature, device=args.device)
+    if args.arch == "hypercolumn":
+        cfg.augment = False  # cached features of a flipped or cropped photo are not its features
     return train(cfg)
 
 
@@ -159,7 +168,15 @@ def main() -> int:
     ap.add_argument("--refs", type=int, default=2, help="references per target")
     ap.add_argument("--val-fraction", type=float, default=0.04)
     ap.add_argument("--size", type=int, default=128, help="training size (square crops)")
-    ap.add_argument("--width", type=float, default=0.25)
+    ap.add_argument("--features", default="relu5_1,relu4_1,relu3_1",
+                    help="target feature levels stored in the cache (the hypercolumn sub-net reads them)")
+    ap.add_argument("--arch", choices=("hypercolumn", "unet"), default="hypercolumn")
+    ap.add_argument("--width", type=float, default=1.0, help="channel multiplier (hypercolumn: x 128)")
+    ap.add_argument("--depth", type=int, default=4, help="hypercolumn: residual blocks")
+    ap.add_argument("--rebalance", type=float, default=0.5, help="hypercolumn: class rebalancing lambda")
+    ap.add_argument("--temperature", type=float, default=0.5, help="hypercolumn: readout temperature")
+    ap.add_argument("--val-every", type=int, default=0, help="validate every N steps (default: at checkpoints)")
+    ap.add_argument("--device", default="auto", help="torch device for the cache and training (auto: CUDA if any)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=5e-4)

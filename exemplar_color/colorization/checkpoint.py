@@ -25,16 +25,25 @@ from safetensors.torch import load_file, safe_open, save_file
 from ..artifacts import refuse_differences
 from ..errors import ConfigMismatchError, WeightsError
 from ..io import atomic_write
+from . import hypercolumn
 from .network import ARCH, ColorizationNet, ColorizationNetConfig
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_metadata", "load_model", "MODEL_PREFIX", "META_KEY"]
+ARCHITECTURES: dict[str, tuple[type, type]] = {
+    ARCH: (ColorizationNetConfig, ColorizationNet),
+    hypercolumn.ARCH: (hypercolumn.HypercolumnConfig, hypercolumn.HypercolumnNet),
+}
+"""Architecture name -> (config class, network class): every network a checkpoint may hold."""
+AnyNet = ColorizationNet | hypercolumn.HypercolumnNet
+
+__all__ = ["save_checkpoint", "load_checkpoint", "read_metadata", "load_model", "MODEL_PREFIX", "META_KEY",
+           "ARCHITECTURES"]
 
 META_KEY = "exemplar_color"
 MODEL_PREFIX = "model."
 KIND = "colorization-net"
 
 
-def save_checkpoint(path: str | os.PathLike, model: ColorizationNet, *, extra_tensors: dict[str, torch.Tensor]
+def save_checkpoint(path: str | os.PathLike, model: AnyNet, *, extra_tensors: dict[str, torch.Tensor]
                     | None = None, extra_meta: dict[str, Any] | None = None) -> Path:
     """Write ``model`` (and optional training state) atomically as ``path`` (+ ``path.json``).
 
@@ -81,25 +90,25 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def _config_of(path: Path, meta: dict[str, Any]) -> ColorizationNetConfig:
+def _config_of(path: Path, meta: dict[str, Any]) -> Any:
     arch = meta["config"].get("arch")
-    if arch != ARCH:
-        raise ConfigMismatchError(f"{path}: architecture {arch!r} is not {ARCH!r}")
+    if arch not in ARCHITECTURES:
+        raise ConfigMismatchError(f"{path}: unknown architecture {arch!r}; this version reads "
+                                  f"{', '.join(sorted(ARCHITECTURES))}")
     try:
-        return ColorizationNetConfig.from_dict(meta["config"])
+        return ARCHITECTURES[arch][0].from_dict(meta["config"])
     except (TypeError, ValueError) as e:
         raise ConfigMismatchError(f"{path}: invalid network config in checkpoint ({e})") from None
 
 
-def load_checkpoint(path: str | os.PathLike, expected: ColorizationNetConfig | None = None,
-                    map_location: str | torch.device = "cpu",
-                    ) -> tuple[ColorizationNet, dict[str, Any], dict[str, torch.Tensor]]:
+def load_checkpoint(path: str | os.PathLike, expected: Any = None, map_location: str | torch.device = "cpu",
+                    ) -> tuple[AnyNet, dict[str, Any], dict[str, torch.Tensor]]:
     """Rebuild the network from a checkpoint.
 
     Args:
         path: a ``.safetensors`` file written by :func:`save_checkpoint`.
-        expected: if given, the architecture, levels and backbone variant must equal these (the width
-            is the checkpoint's own).
+        expected: a network config; if given, the architecture, levels (and feature levels) and backbone
+            variant must equal these (the width is the checkpoint's own).
         map_location: device for the tensors.
 
     Returns:
@@ -114,9 +123,9 @@ def load_checkpoint(path: str | os.PathLike, expected: ColorizationNetConfig | N
     meta = read_metadata(p)
     config = _config_of(p, meta)
     if expected is not None:  # what fixes the meaning of the inputs (a checkpoint brings its own width)
-        keys = ("arch", "arch_version", "levels", "variant")
         have, want = config.to_dict(), expected.to_dict()
-        refuse_differences(str(p), {k: have[k] for k in keys}, {k: want[k] for k in keys},
+        keys = [k for k in ("arch", "arch_version", "levels", "features", "variant") if k in have or k in want]
+        refuse_differences(str(p), {k: have.get(k) for k in keys}, {k: want.get(k) for k in keys},
                            built="checkpoint was built for another configuration", have_name="checkpoint has",
                            want_name="expected", fix="load it without an expected configuration, or use its own")
     try:
@@ -125,7 +134,7 @@ def load_checkpoint(path: str | os.PathLike, expected: ColorizationNetConfig | N
         raise WeightsError(f"{p}: damaged checkpoint, its tensors cannot be read ({e})") from None
     state = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
     extra = {k: v for k, v in tensors.items() if not k.startswith(MODEL_PREFIX)}
-    model = ColorizationNet(config)
+    model = ARCHITECTURES[config.arch][1](config)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -136,12 +145,16 @@ def load_checkpoint(path: str | os.PathLike, expected: ColorizationNetConfig | N
                 f"{tuple(own[wrong[0]].shape)}")
         raise ConfigMismatchError(f"{p}: tensors do not fit the {config.arch} architecture of width "
                                   f"{config.width} for levels {list(config.levels)}: {what}")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:  # what a diverged training run leaves: it would colour every photo black
+        raise WeightsError(f"{p}: damaged checkpoint: tensor {bad[0]} holds NaN or infinite values "
+                           f"({len(bad)} tensor(s) in all)")
     model.load_state_dict(state)
     return model.to(map_location).eval(), meta, extra
 
 
-def load_model(path: str | os.PathLike, expected: ColorizationNetConfig | None = None,
-               map_location: str | torch.device = "cpu") -> ColorizationNet:
+def load_model(path: str | os.PathLike, expected: Any = None,
+               map_location: str | torch.device = "cpu") -> AnyNet:
     """Just the network (eval mode); see :func:`load_checkpoint`."""
     return load_checkpoint(path, expected, map_location)[0]
 
@@ -158,7 +171,8 @@ def export_release(src: str | os.PathLike, dst: str | os.PathLike, chroma_gain: 
                "chroma_gain": chroma_gain}
     if train.get("config"):
         keep = ("epochs", "batch_size", "lr", "alpha", "perceptual_level", "augment", "seed", "max_steps",
-                "lr_step_epochs", "width", "reference_chroma", "saturation")
+                "lr_step_epochs", "width", "reference_chroma", "saturation", "arch", "depth", "rebalance",
+                "temperature")
         summary["recipe"] = {k: train["config"].get(k) for k in keep}
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     p = Path(dst)

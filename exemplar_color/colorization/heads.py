@@ -1,8 +1,9 @@
 """One protocol for the colorization heads: the pipeline chooses a head once and calls every head alike.
 
 A head turns the target's L and the correspondence into the target's ab at the working size:
-:class:`~exemplar_color.colorization.analogy.AnalogyHead` (no training) and :class:`NetworkHead` (the
-trained sub-net).
+:class:`~exemplar_color.colorization.analogy.AnalogyHead` (no training), :class:`NetworkHead` (the
+published sub-net, trained) and :class:`HypercolumnHead` (the sub-net that also reads the target's VGG-19
+features; it alone can colour with no reference, :meth:`HypercolumnHead.without_reference`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import torch.nn.functional as F
 
 from ..correspondence import Correspondence
 from .exact import spread_certain_matches
+from .hypercolumn import HypercolumnNet
 from .network import ColorizationNet, make_input
 
-__all__ = ["Head", "NetworkHead"]
+__all__ = ["Head", "NetworkHead", "HypercolumnHead", "network_head"]
 
 
 class Head(Protocol):
@@ -57,3 +59,43 @@ class NetworkHead:
         if ab.shape[-2:] != (h, w):
             ab = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
         return spread_certain_matches(ab, corr, target_l)
+
+
+class HypercolumnHead:
+    """The hypercolumn sub-net as a head: it reads the target features the matcher kept
+    (``corr.target_features``), so it costs no backbone pass of its own; certain matches then keep their colour
+    as with :class:`NetworkHead`.
+
+    Args:
+        net: the network (eval mode).
+        chroma_gain: multiplies its ab (1: as predicted; its colours come from the predicted distribution,
+            not from a gain).
+    """
+
+    name = "network"
+    needs_reference = False
+
+    def __init__(self, net: HypercolumnNet, chroma_gain: float = 1.0):
+        self.net, self.chroma_gain = net, chroma_gain
+
+    def colorize(self, target_l: torch.Tensor, corr: Correspondence) -> tuple[torch.Tensor, torch.Tensor]:
+        """ab ``(B, 2, H, W)`` and the trust ``(B, 1, H, W)`` in [0, 1]: where the colours came from the
+        reference (1) rather than the network's prior (0)."""
+        with torch.inference_mode():
+            ab, gate = self.net.colorize(target_l, corr.target_features, corr.warped_ab, corr.similarity)
+        return spread_certain_matches(ab * self.chroma_gain, corr, target_l), gate
+
+    def __call__(self, target_l: torch.Tensor, corr: Correspondence) -> torch.Tensor:
+        return self.colorize(target_l, corr)[0]
+
+    def without_reference(self, target_l: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """ab ``(B, 2, H, W)`` from the photo alone (``features``: the matcher's unit features of ``target_l``)."""
+        with torch.inference_mode():
+            return self.net.colorize(target_l, features)[0] * self.chroma_gain
+
+
+def network_head(net: ColorizationNet | HypercolumnNet, chroma_gain: float = 1.0) -> NetworkHead | HypercolumnHead:
+    """The head that runs ``net``, whichever architecture it has."""
+    if isinstance(net, HypercolumnNet):
+        return HypercolumnHead(net, chroma_gain)
+    return NetworkHead(net, chroma_gain)

@@ -98,6 +98,8 @@ class Correspondence:
             the distance between a target pixel and where Φ_R→T∘Φ_T→R brings it back (cycle-consistent
             matches were right 98-99% of the time on the known-transform test).
         levels: the VGG-19 levels used, deepest first.
+        target_features: the target's unit features at the matched levels of stride 4 and more (relu3_1 and
+            deeper), as the matcher computed them: the hypercolumn sub-net reads them without another pass.
     """
 
     forward: torch.Tensor
@@ -107,6 +109,7 @@ class Correspondence:
     confidence: torch.Tensor
     levels: tuple[str, ...]
     fields: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
+    target_features: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def forward_similarity(self) -> torch.Tensor:
@@ -132,7 +135,8 @@ class Correspondence:
         """Every tensor (the per-level fields too) passed through ``fn``."""
         moved = {k: fn(v) for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
         fields = {k: (fn(a), fn(b)) for k, (a, b) in self.fields.items()}
-        return Correspondence(**moved, levels=self.levels, fields=fields)
+        feats = {k: fn(v) for k, v in self.target_features.items()}
+        return Correspondence(**moved, levels=self.levels, fields=fields, target_features=feats)
 
     def to(self, device: torch.device | str) -> "Correspondence":
         return self._map(lambda v: v.to(device))
@@ -366,7 +370,8 @@ class Matcher:
         forward = fl.to_pixels(phi, stride, h, w)
         backward = fl.to_pixels(psi, stride, h2, w2)
         warped_ab = fl.vote(reference_lab[:, 1:], forward)
-        corr = Correspondence(forward, backward, similarity, warped_ab, forward[:, :1], self.levels, fields)
+        kept = {lv: ft_all[lv] for lv in self.levels if LEVEL_STRIDE[lv] >= COARSE_STRIDE}
+        corr = Correspondence(forward, backward, similarity, warped_ab, forward[:, :1], self.levels, fields, kept)
         corr.confidence = torch.exp(-0.5 * (corr.cycle_error() / CONFIDENCE_SIGMA) ** 2)
         return corr
 

@@ -11,7 +11,9 @@ The correspondence is the expensive part of training (seconds per pair on a CPU)
     Shard ``i`` holds pairs ``[i * shard_size, (i + 1) * shard_size)``: datasets ``l`` (L, 0..100),
     ``ab`` (ground truth), ``warped_ab`` (R'_ab), ``cycle_ab`` (T'_ab) as float16 and ``similarity``
     (forward then bidirectional cosine, deepest level first) quantised to 8 bits as in the released
-    system, plus ``pair_index`` tying each row to its pair. Pairs whose images are missing, corrupt or
+    system, plus ``pair_index`` tying each row to its pair. A cache built with ``features`` also holds
+    the target's own unit-normalised VGG-19 features at those levels (``feat_relu5_1`` ..., float16): the
+    matcher computes them anyway, and the hypercolumn sub-net reads them. Pairs whose images are missing, corrupt or
     grayscale are skipped; the shard's ``failures`` attribute names each with the reason.
 
 A shard is written to a temporary file and renamed when complete, so a build that is interrupted
@@ -40,17 +42,19 @@ from ..color import rgb_to_lab
 from ..errors import ConfigMismatchError, ExemplarColorError, ImageError
 from ..io import atomic_write
 from ..runtime import resolve_device
-from ..vgg_spec import Variant
+from ..vgg_spec import LEVEL_CHANNELS, LEVEL_STRIDE, LEVELS, Variant
 from ..weights import resolve_weights
 from .pairs import PairManifest
 
-__all__ = ["CacheConfig", "CacheError", "PairCache", "CacheDataset", "build_cache", "decode", "FIELDS"]
+__all__ = ["CacheConfig", "CacheError", "PairCache", "CacheDataset", "build_cache", "decode", "FIELDS",
+           "FEATURE_PREFIX"]
 
 log = logging.getLogger(__name__)
 
 FORMAT = "exemplar_color-pair-cache"
 VERSION = 1
 FIELDS = ("l", "ab", "warped_ab", "cycle_ab", "similarity")
+FEATURE_PREFIX = "feat_"  # + level name: the target's own features, when the cache holds them
 _SIM_LEVELS = 255.0
 
 
@@ -70,15 +74,17 @@ class CacheConfig:
     context_border: int = 0  # the matcher's (caches built before they were recorded had neither)
     position_prior: float = 0.0
     coherence_margin: float = 0.0  # and neither this (nor relu4_1's narrower search, which came with it)
+    features: tuple[str, ...] = ()  # levels whose target features are stored (older caches: none)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["levels"] = list(self.levels)
+        d["features"] = list(self.features)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CacheConfig":
-        return cls(**{**d, "levels": tuple(d["levels"])})
+        return cls(**{**d, "levels": tuple(d["levels"]), "features": tuple(d.get("features", ()))})
 
     def check(self, where: str, **expected: Any) -> None:
         """Raise :class:`ConfigMismatchError` naming every key of ``expected`` (not None) that differs."""
@@ -120,24 +126,28 @@ def _load_pair(manifest: PairManifest, i: int, size: int) -> tuple[torch.Tensor,
 
 
 def _write_shard(path: Path, stamp: dict[str, Any], rows: dict[str, list[np.ndarray]],
-                 pair_index: list[int], failures: list[tuple[int, str]], nsim: int, size: int) -> None:
-    shapes = {"l": 1, "ab": 2, "warped_ab": 2, "cycle_ab": 2, "similarity": nsim}
+                 pair_index: list[int], failures: list[tuple[int, str]], nsim: int, size: int,
+                 features: Sequence[str] = ()) -> None:
+    shapes = {"l": (1, size), "ab": (2, size), "warped_ab": (2, size), "cycle_ab": (2, size),
+              "similarity": (nsim, size)}
+    shapes.update({FEATURE_PREFIX + lv: (LEVEL_CHANNELS[lv], size // LEVEL_STRIDE[lv]) for lv in features})
     with atomic_write(path) as tmp:
         with h5py.File(tmp, "w") as f:
             n = len(pair_index)
-            for name, ch in shapes.items():
+            for name, (ch, side) in shapes.items():
                 dtype = np.uint8 if name == "similarity" else np.float16
-                data = np.stack(rows[name]) if n else np.zeros((0, ch, size, size), dtype)
-                f.create_dataset(name, data=data, dtype=dtype, chunks=(1, ch, size, size) if n else None)
+                data = np.stack(rows[name]) if n else np.zeros((0, ch, side, side), dtype)
+                f.create_dataset(name, data=data, dtype=dtype, chunks=(1, ch, side, side) if n else None)
             f.create_dataset("pair_index", data=np.asarray(pair_index, dtype=np.int64))
             f.attrs.update(stamp)
             f.attrs["failures"] = json.dumps([[i, r] for i, r in failures])
 
 
 def _describe(matcher: Any, manifest: PairManifest, ids: Sequence[int], size: int, batch_size: int,
-              device: torch.device, bar: Any) -> tuple[dict[str, list[np.ndarray]], list[int], list[tuple[int, str]]]:
+              device: torch.device, bar: Any, features: Sequence[str] = (),
+              ) -> tuple[dict[str, list[np.ndarray]], list[int], list[tuple[int, str]]]:
     """The sub-net inputs of the pairs ``ids`` (batch by batch) and the pairs that could not be read."""
-    rows: dict[str, list[np.ndarray]] = {k: [] for k in FIELDS}
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in FIELDS + tuple(FEATURE_PREFIX + lv for lv in features)}
     done: list[int] = []
     failures: list[tuple[int, str]] = []
     for b in range(0, len(ids), batch_size):
@@ -155,12 +165,16 @@ def _describe(matcher: Any, manifest: PairManifest, ids: Sequence[int], size: in
         if good:
             t_lab = rgb_to_lab(torch.stack(tgts).to(device))
             r_lab = rgb_to_lab(torch.stack(refs).to(device))
-            with torch.inference_mode():
-                c = matcher.match(t_lab[:, :1], r_lab)
+            n = len(good)
+            with torch.inference_mode():  # one backbone pass for both images, as Matcher.match does
+                both = matcher.features(torch.cat([t_lab[:, :1], r_lab[:, :1]]))
+                ft = {lv: f[:n] for lv, f in both.items()}
+                c = matcher.match_features(ft, {lv: f[n:] for lv, f in both.items()}, r_lab, (size, size))
                 cycle = c.cycle_warp(t_lab[:, 1:])
             sim = (c.similarity.clamp(0, 1) * _SIM_LEVELS).round().to(torch.uint8)
-            for name, v in (("l", t_lab[:, :1]), ("ab", t_lab[:, 1:]), ("warped_ab", c.warped_ab),
-                            ("cycle_ab", cycle), ("similarity", sim)):
+            own = [(FEATURE_PREFIX + lv, ft[lv]) for lv in features]
+            for name, v in [("l", t_lab[:, :1]), ("ab", t_lab[:, 1:]), ("warped_ab", c.warped_ab),
+                            ("cycle_ab", cycle), ("similarity", sim)] + own:
                 arr = v.cpu().numpy() if name == "similarity" else v.float().cpu().numpy().astype(np.float16)
                 rows[name].extend(arr)
             done.extend(good)
@@ -172,7 +186,7 @@ def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Seque
                 "relu3_1", "relu2_1", "relu1_1"), size: int = 256, variant: Variant = "caffe",
                 vgg_weights: str | os.PathLike | None = None, method: str = "fast", shard_size: int = 256,
                 batch_size: int = 8, device: str | torch.device = "cpu", rank: int = 0, world: int = 1,
-                progress: bool = True) -> BuildReport:
+                progress: bool = True, features: Sequence[str] = ()) -> BuildReport:
     """Compute and store the sub-net inputs of every pair; resumes where a previous build stopped.
 
     Args:
@@ -186,6 +200,8 @@ def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Seque
         device: ``auto``, ``cpu``, ``cuda``, ... (:func:`~exemplar_color.runtime.resolve_device`).
         rank, world: build only shards ``i`` with ``i % world == rank`` (one process per rank).
         progress: a progress bar on stderr.
+        features: also store the target's own matcher features at these levels (a subset of ``levels``;
+            the hypercolumn sub-net needs them).
 
     Returns:
         A :class:`~exemplar_color.artifacts.BuildReport` in pairs (``written``: records stored now) and
@@ -200,6 +216,13 @@ def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Seque
 
     if size % 8:
         raise ValueError(f"size must be a multiple of 8, got {size}")
+    features = tuple(sorted(features, key=LEVELS.index, reverse=True))
+    if set(features) - set(levels):
+        raise ValueError(f"feature levels {sorted(set(features) - set(levels))} are not among the matched levels "
+                         f"{list(levels)}")
+    if features and size % max(LEVEL_STRIDE[lv] for lv in features):
+        raise ValueError(f"size must be a multiple of {max(LEVEL_STRIDE[lv] for lv in features)} to store "
+                         f"features at {list(features)}, got {size}")
     t0 = time.perf_counter()
     root = Path(out)
     device = resolve_device(device)
@@ -208,7 +231,7 @@ def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Seque
     # float32 whatever the machine: the records must not depend on which CPU or GPU built them
     matcher = Matcher(backbone, method=method, precision="float32")  # type: ignore[arg-type]
     config = CacheConfig(matcher.levels, variant, file_sha256(weights), size, method, matcher.context_border,
-                         matcher.position_prior, matcher.coherence_margin)
+                         matcher.position_prior, matcher.coherence_margin, features)
     plan = _plan(manifest, config, shard_size)
     if (root / "cache.json").is_file():
         old = _read_plan(root)
@@ -226,8 +249,10 @@ def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Seque
                desc="cache")
     try:
         for s in todo:
-            rows, done, failures = _describe(matcher, manifest, list(shards.items(s)), size, batch_size, device, bar)
-            _write_shard(shards.path(s), shards.stamp(s), rows, done, failures, 2 * len(config.levels), size)
+            rows, done, failures = _describe(matcher, manifest, list(shards.items(s)), size, batch_size, device, bar,
+                                             features)
+            _write_shard(shards.path(s), shards.stamp(s), rows, done, failures, 2 * len(config.levels), size,
+                         features)
             report.computed += len(done)
             report.parts_built += 1
             report.failures.extend(failures)
@@ -319,11 +344,17 @@ class PairCache:
             f = self._files[shard] = h5py.File(self.shards.path(shard), "r")
         return f
 
-    def read(self, record: int) -> dict[str, np.ndarray]:
-        """One record in its stored dtypes (float16, similarity uint8); see :func:`decode`."""
+    def read(self, record: int, fields: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """One record (``fields`` of it, default all) in its stored dtypes (float16, similarity uint8); see
+        :func:`decode`."""
         shard, row = self.records[record]
         f = self._file(shard)
-        return {k: f[k][row] for k in FIELDS}
+        return {k: f[k][row] for k in (fields or self.fields)}
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The datasets of every record: :data:`FIELDS`, then the stored target features."""
+        return FIELDS + tuple(FEATURE_PREFIX + lv for lv in self.config.features)
 
     def close(self) -> None:
         for f in self._files.values():
@@ -333,7 +364,7 @@ class PairCache:
 
 def decode(batch: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     """Stored dtypes -> ``dtype``: similarity back to cosine in [0, 1]; L, ab in Lab units."""
-    out = {k: v.to(dtype) for k, v in batch.items() if k in FIELDS}
+    out = {k: v.to(dtype) for k, v in batch.items() if k in FIELDS or k.startswith(FEATURE_PREFIX)}
     out["similarity"] = out["similarity"] / _SIM_LEVELS
     return out
 

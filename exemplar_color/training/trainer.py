@@ -40,12 +40,14 @@ from torch import nn
 
 from ..backbone import VGG19Features
 from ..colorization.checkpoint import load_checkpoint, save_checkpoint
+from ..colorization.hypercolumn import FEATURE_LEVELS, HypercolumnConfig, HypercolumnNet
 from ..colorization.network import ColorizationNet, ColorizationNetConfig, make_input
 from ..errors import ConfigMismatchError, ExemplarColorError
 from ..io import atomic_write
 from ..runtime import dist_env, resolve_device
 from .augment import augment
 from .cache import CacheDataset, PairCache, decode
+from .distribution import bin_frequencies, evaluate_hypercolumn, hypercolumn_loss, rebalancing_weights
 from .losses import ALPHA, PerceptualLoss, chrominance_loss, saturation_loss
 from .pairs import PairManifest
 from .state import EpochBatches, optim_from_tensors, optim_to_tensors, rng_state, set_rng_state
@@ -54,8 +56,10 @@ log = logging.getLogger(__name__)
 
 __all__ = ["TrainConfig", "Trainer", "train", "evaluate", "latest_checkpoint"]
 
-METRIC_COLUMNS = ("step", "epoch", "lr", "loss", "chroma", "perceptual", "pairs_per_s", "val_ab_l1", "val_cycle_l1",
-                  "val_warped_l1", "val_cycle_input_l1", "wall_s")
+METRIC_COLUMNS = ("step", "epoch", "lr", "loss", "chroma", "perceptual", "ce", "pairs_per_s", "val_ab_l1",
+                  "val_cycle_l1", "val_warped_l1", "val_cycle_input_l1", "val_noref_l1", "val_gray_l1",
+                  "val_ab_chroma", "val_noref_chroma", "val_warped_chroma", "wall_s")
+ARCHS = ("unet", "hypercolumn")
 
 
 def _setting(default: Any, help: str) -> Any:
@@ -89,7 +93,14 @@ class TrainConfig:
                                       "(default {default:g})")
     perceptual_level: str = _setting("relu5_1", "VGG-19 level of the perceptual loss (default {default})")
     vgg_weights: str | None = _setting(None, "VGG-19 weight file for the perceptual loss")
-    width: float = _setting(1.0, "network channel multiplier (default {default}: ~34 M parameters)")
+    arch: str = _setting("unet", "network: unet (the published U-Net) or hypercolumn (reads the target's frozen "
+                                 "VGG-19 features, predicts an ab distribution, also colours with no reference; "
+                                 "needs a cache built with --features) (default {default})")
+    width: float = _setting(1.0, "network channel multiplier (default {default}: ~34 M parameters; hypercolumn: "
+                                 "x 128 trunk channels)")
+    depth: int = _setting(4, "hypercolumn: residual blocks of the trunk (default {default})")
+    rebalance: float = _setting(0.5, "hypercolumn: class rebalancing lambda, 1 = off (default {default})")
+    temperature: float = _setting(0.5, "hypercolumn: annealed-mean readout temperature (default {default})")
     seed: int = _setting(0, "seed of initialisation and data order (default {default})")
     checkpoint_every: int = _setting(1000, "steps between checkpoints (default {default})")
     keep_checkpoints: int = _setting(3, "checkpoints kept (default {default})")
@@ -165,13 +176,16 @@ class Trainer:
         self.cache = PairCache(config.cache)
         manifest = PairManifest.load(config.pairs, root=self.cache.plan.get("root"))
         self.train_records, self.val_records = self._split(manifest)
-        self.net_config = ColorizationNetConfig(levels=self.cache.levels, variant=self.cache.config.variant,
-                                                width=config.width, size=self.cache.config.size)
+        self.net_config = self._net_config()
         torch.manual_seed(config.seed)  # same initial weights on every rank
-        self.model = ColorizationNet(self.net_config).to(self.device)
-        backbone = VGG19Features([config.perceptual_level], weights=config.vgg_weights,
-                                 variant=self.cache.config.variant).to(self.device)
-        self.perceptual = PerceptualLoss(backbone, config.perceptual_level)
+        self.hypercolumn = config.arch == "hypercolumn"
+        self.model = (HypercolumnNet if self.hypercolumn else ColorizationNet)(self.net_config).to(self.device)
+        self.perceptual = None
+        if not self.hypercolumn:
+            backbone = VGG19Features([config.perceptual_level], weights=config.vgg_weights,
+                                     variant=self.cache.config.variant).to(self.device)
+            self.perceptual = PerceptualLoss(backbone, config.perceptual_level)
+        self.class_weights = self._class_weights() if self.hypercolumn else None
         self.optim = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.sched = torch.optim.lr_scheduler.StepLR(self.optim, config.lr_step_epochs, config.lr_gamma)
         self.amp_dtype = self._amp_dtype()
@@ -187,6 +201,31 @@ class Trainer:
 
     # -- setup helpers
 
+    def _net_config(self) -> Any:
+        cfg, cache = self.cfg, self.cache.config
+        if cfg.arch not in ARCHS:
+            raise ValueError(f"unknown arch {cfg.arch!r}; choose from {', '.join(ARCHS)}")
+        if cfg.arch == "unet":
+            return ColorizationNetConfig(levels=cache.levels, variant=cache.variant, width=cfg.width, size=cache.size)
+        if cfg.augment:
+            raise ValueError("--augment is not available with --arch hypercolumn: the cached VGG-19 features of a "
+                             "flipped or cropped photo are not the flipped or cropped features")
+        missing = [lv for lv in FEATURE_LEVELS if lv not in cache.features]
+        if missing:
+            raise ConfigMismatchError(
+                f"{self.cache.root}: the cache holds no target features at {missing} (it has {list(cache.features)}), "
+                f"which --arch hypercolumn reads; build a new cache with `exemplar-color cache build ... --features "
+                f"{','.join(FEATURE_LEVELS)}`")
+        return HypercolumnConfig(levels=cache.levels, features=FEATURE_LEVELS, variant=cache.variant,
+                                 width=round(128 * cfg.width), depth=cfg.depth, size=cache.size,
+                                 temperature=cfg.temperature)
+
+    def _class_weights(self, sample: int = 1024) -> torch.Tensor:
+        """Rebalancing weights from the bin frequencies of (up to ``sample``) training photos, a seeded draw."""
+        recs = random.Random(self.cfg.seed).sample(self.train_records, min(sample, len(self.train_records)))
+        abs_ = (torch.from_numpy(self.cache.read(r, ("ab",))["ab"]).float()[None] for r in recs)
+        freq = bin_frequencies(abs_, self.model.centres.cpu())
+        return rebalancing_weights(freq, self.cfg.rebalance).to(self.device)
     def _split(self, manifest: PairManifest) -> tuple[list[int], list[int]]:
         """Records of the manifest's pairs, split into train / val (manifest split, else ``val_fraction``)."""
         cache_pairs = {(t, r) for t, r, _ in self.cache.pairs}
@@ -253,9 +292,9 @@ class Trainer:
         if path is None:
             return False
         model, meta, extra = load_checkpoint(path, self.net_config, map_location=self.device)
-        if model.config.width != self.net_config.width:
-            raise ConfigMismatchError(f"{path}: run was started with width {model.config.width}, asked for "
-                                      f"{self.net_config.width}; use another --out to start a new run")
+        if model.config != self.net_config:
+            raise ConfigMismatchError(f"{path}: run was started with network {model.config.to_dict()}, asked for "
+                                      f"{self.net_config.to_dict()}; use another --out to start a new run")
         st = meta["train"]
         self.model.load_state_dict(model.state_dict())
         self.optim.load_state_dict(optim_from_tensors(extra, st["optimizer"]))
@@ -301,6 +340,8 @@ class Trainer:
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One optimiser step on one batch: first half chrominance branch, second half perceptual branch."""
         x = decode({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
+        if self.hypercolumn:
+            return self._hypercolumn_step(x)
         if self.cfg.augment:
             x = augment(x)
         n = x["l"].shape[0]
@@ -324,11 +365,26 @@ class Trainer:
         self.scaler.update()
         return {"loss": loss.detach(), "chroma": chroma.detach(), "perceptual": perc.detach()}
 
+    def _hypercolumn_step(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
+                    else nullcontext())
+        with autocast:
+            parts = hypercolumn_loss(self.ddp, self.model, x, self.class_weights)
+        self.optim.zero_grad(set_to_none=True)
+        self.scaler.scale(parts["loss"]).backward()
+        self.scaler.step(self.optim)
+        self.scaler.update()
+        return {k: v.detach() for k, v in parts.items()}
+
     def validate(self) -> dict[str, float]:
         if not self.val_records or not self.main:
             return {}
         loader = self._loader(self.val_records, batch_size=max(1, self.cfg.batch_size // self.world))
-        self.last_val = evaluate(self.model, loader, self.device)
+        if self.hypercolumn:
+            batches = (decode({k: v.to(self.device) for k, v in b.items()}) for b in loader)
+            self.last_val = evaluate_hypercolumn(self.model, batches)
+        else:
+            self.last_val = evaluate(self.model, loader, self.device)
         score = self.last_val.get("val_ab_l1")
         if score is not None and (self.best_val is None or score < self.best_val):
             # training can overshoot (the chrominance branch pulls towards copying the warped input):
@@ -385,7 +441,7 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or self.step == total or end_of_epoch:
                     means = {k: float(v) / acc_n for k, v in acc.items()}  # the only host sync of a step
                     rate = seen / max(time.perf_counter() - t0, 1e-9)
-                    bar.set_postfix(loss=f"{means['loss']:.3f}", pairs_s=f"{rate:.1f}")
+                    bar.set_postfix(loss=f"{means['loss']:.3f}", pairs_s=f"{rate:.1f}", refresh=False)
                     self._log({"step": self.step, "epoch": self.epoch, "lr": self.optim.param_groups[0]["lr"],
                                **means, "pairs_per_s": rate, "wall_s": time.perf_counter() - wall0})
                     seen, acc_n, acc, t0 = 0, 0, {}, time.perf_counter()

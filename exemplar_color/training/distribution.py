@@ -1,0 +1,130 @@
+"""Training objective of the hypercolumn sub-net (:mod:`exemplar_color.colorization.hypercolumn`).
+
+Every batch has three branches, a third each, so one network learns all three uses:
+
+- **chrominance** (published): the reference input is T'_ab, the target's own colours sent around the
+  cycle — right exactly where the correspondence is consistent;
+- **reference**: the real reference's R'_ab and similarity maps, the condition met in use;
+- **no reference**: warped ab and similarity maps all zero ("no match anywhere"), the automatic colorizer.
+
+Two losses: class-rebalanced cross-entropy between the predicted ab distribution and the soft-encoded truth
+(Zhang et al. 2016: each pixel's truth spread over its 5 nearest bins with a Gaussian of sigma 5, weights
+``1 / ((1 - lambda) p + lambda / Q)`` from the bins' frequency ``p`` in the training photos, so rare saturated
+colours are not drowned by the common grays) on every branch; and the published chrominance loss (smooth-L1
+to the truth) on the fused output of the two reference branches, with the distribution's readout held fixed
+so that it trains only the trust gate — a regression loss on the distribution would pull it back to gray.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+
+from ..colorization.hypercolumn import TRUNK_STRIDE, HypercolumnNet, annealed_mean
+from .cache import FEATURE_PREFIX
+from .losses import chrominance_loss
+
+__all__ = ["soft_encode", "bin_frequencies", "rebalancing_weights", "hypercolumn_loss", "evaluate_hypercolumn"]
+
+SOFT_SIGMA, SOFT_NEIGHBOURS = 5.0, 5
+
+
+def truth_grid(ab: torch.Tensor) -> torch.Tensor:
+    """Ground-truth ab at the trunk's resolution (mean over each ``4 x 4`` cell)."""
+    return F.avg_pool2d(ab.float(), TRUNK_STRIDE)
+
+
+def soft_encode(ab: torch.Tensor, centres: torch.Tensor, sigma: float = SOFT_SIGMA,
+                neighbours: int = SOFT_NEIGHBOURS) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, 2, H, W)`` ab -> ``(B, Q, H, W)`` soft targets over ``centres`` ``(Q, 2)`` and ``(B, H, W)`` the
+    nearest bin of every pixel."""
+    b, _, h, w = ab.shape
+    flat = ab.float().permute(0, 2, 3, 1).reshape(-1, 2)
+    d2 = torch.cdist(flat, centres.float()).pow(2)
+    near_d2, near = d2.topk(neighbours, dim=1, largest=False)
+    wts = torch.softmax(-near_d2 / (2 * sigma ** 2), 1)
+    target = torch.zeros_like(d2).scatter_(1, near, wts)
+    return target.view(b, h, w, -1).permute(0, 3, 1, 2), near[:, 0].view(b, h, w)
+
+
+def bin_frequencies(ab_batches: Iterable[torch.Tensor], centres: torch.Tensor) -> torch.Tensor:
+    """``(Q,)`` share of truth pixels (at the trunk's resolution) whose nearest bin is each bin."""
+    counts = torch.zeros(len(centres), dtype=torch.float64)
+    for ab in ab_batches:
+        _, nearest = soft_encode(truth_grid(ab), centres, neighbours=1)
+        counts += torch.bincount(nearest.flatten().cpu(), minlength=len(centres)).double()
+    return (counts / counts.sum().clamp_min(1)).float()
+
+
+def rebalancing_weights(freq: torch.Tensor, lam: float = 0.5) -> torch.Tensor:
+    """``(Q,)`` per-bin loss weights ``1 / ((1 - lam) p + lam / Q)``, scaled so that their mean over the training
+    pixels is 1 (Zhang et al.: lam = 0.5). ``lam = 1`` switches rebalancing off."""
+    w = 1.0 / ((1 - lam) * freq + lam / len(freq))
+    return w / (freq * w).sum()
+
+
+def _branches(x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Reference inputs of a batch split in three: cycle ab, real reference, nothing; and how many have one."""
+    n = x["l"].shape[0]
+    nc = nr = n // 3 if n >= 3 else 0
+    has = nc + nr
+    ab = torch.cat([x["cycle_ab"][:nc], x["warped_ab"][nc:has], torch.zeros_like(x["ab"][has:])])
+    sim = torch.cat([x["similarity"][:has], torch.zeros_like(x["similarity"][has:])])
+    return ab, sim, has
+
+
+def features_of(x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The target features of a decoded cache batch, by level."""
+    return {k[len(FEATURE_PREFIX):]: v for k, v in x.items() if k.startswith(FEATURE_PREFIX)}
+
+
+def hypercolumn_loss(model: torch.nn.Module, net: HypercolumnNet, x: dict[str, torch.Tensor],
+                     weights: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The loss of one decoded cache batch (see the module docstring): ``loss``, ``ce``, ``chroma``.
+
+    ``model`` is what runs the forward pass (``net`` itself, or its DDP wrapper)."""
+    ab_in, sim_in, has = _branches(x)
+    pred = model(x["l"], features_of(x), ab_in, sim_in)
+    target, nearest = soft_encode(truth_grid(x["ab"]), net.centres)
+    logp = torch.log_softmax(pred.logits.float(), 1)
+    ce = (-(target * logp).sum(1) * weights.to(logp.device)[nearest]).mean()
+    chroma = ce.new_zeros(())
+    if has:
+        size = x["l"].shape[-2:]
+        prior = annealed_mean(pred.logits[:has].detach(), net.centres, net.config.temperature)
+        prior = F.interpolate(prior, size=size, mode="bilinear", align_corners=False)
+        gate = F.interpolate(pred.gate[:has].float(), size=size, mode="bilinear", align_corners=False)
+        fused = gate * ab_in[:has].float() + (1 - gate) * prior
+        chroma = chrominance_loss(fused, x["ab"][:has])
+    return {"loss": ce + chroma, "ce": ce, "chroma": chroma}
+
+
+def _chroma(ab: torch.Tensor) -> torch.Tensor:
+    return ab.float().pow(2).sum(1).sqrt().mean((1, 2))
+
+
+@torch.no_grad()
+def evaluate_hypercolumn(net: HypercolumnNet, batches: Iterable[dict[str, torch.Tensor]],
+                         temperature: float | None = None) -> dict[str, Any]:
+    """Held-out mean ``|ab - truth|`` (ab units) with the real reference (``val_ab_l1``), with T'_ab
+    (``val_cycle_l1``), with no reference (``val_noref_l1``), of the warped ab alone and of the gray image;
+    and the colourfulness (mean chroma) of each output relative to the truth's."""
+    was = net.training
+    net.eval()
+    sums: dict[str, float] = {}
+    count = 0
+    for x in batches:
+        feats, gt, l = features_of(x), x["ab"].float(), x["l"]
+        outs = {"ab": net.colorize(l, feats, x["warped_ab"], x["similarity"], temperature)[0],
+                "cycle": net.colorize(l, feats, x["cycle_ab"], x["similarity"], temperature)[0],
+                "noref": net.colorize(l, feats, None, None, temperature)[0],
+                "warped": x["warped_ab"].float(), "gray": torch.zeros_like(gt)}
+        truth_chroma = _chroma(gt).clamp_min(1e-3)
+        for k, v in outs.items():
+            sums[f"val_{k}_l1"] = sums.get(f"val_{k}_l1", 0.0) + float((v - gt).abs().mean((1, 2, 3)).sum())
+            sums[f"val_{k}_chroma"] = sums.get(f"val_{k}_chroma", 0.0) + float((_chroma(v) / truth_chroma).sum())
+        count += gt.shape[0]
+    net.train(was)
+    return {k: v / max(count, 1) for k, v in sums.items() if k not in ("val_gray_chroma",)}
