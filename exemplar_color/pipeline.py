@@ -228,6 +228,12 @@ class Colorizer:
             target = photo
         return colorize_references(self, target, list(references), heads, recommendations=recs, passed_over=passed)
 
+    def colorize_alone(self, target: ImageInput) -> ColorizationResult:
+        """Colorize ``target`` from the photo alone, even when this Colorizer has a gallery index (the
+        hypercolumn sub-net's learnt prior; other heads raise :class:`ExemplarColorError`)."""
+        return self._colorize_batch([self._prepare_alone(0, target, time.perf_counter())], (self.head_name,))[0][
+            self.head_name]
+
     def colorize_many(self, pairs: Iterable[tuple[ImageInput, ImageInput | None]], batch_size: int = 8,
                       ) -> list[ColorizationResult]:
         """Colorize many ``(target, reference)`` pairs; pairs whose working sizes agree share a device batch."""

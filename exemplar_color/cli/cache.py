@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_method_option(b, precision=False)
     b.add_argument("--shard-size", type=at_least(1), default=256, help="pairs per shard (default 256)")
     b.add_argument("--batch-size", type=at_least(1), default=8, help="pairs matched together (default 8)")
+    b.add_argument("--features", type=level_list, default=(),
+                   help="also store the target's own VGG-19 features at these levels, e.g. relu5_1,relu4_1,relu3_1 "
+                        "(what `train --arch hypercolumn` reads)")
     add_device_option(b)
     add_threads_option(b)
     add_json_option(b, "print the report as JSON")
@@ -81,6 +84,16 @@ def _emit(result: dict, as_json: bool) -> None:
                 print(f"{k}: {v}")
 
 
+def level_list(text: str) -> tuple[str, ...]:
+    """``relu5_1,relu4_1`` -> the levels, each checked."""
+    levels = tuple(t for t in text.replace(" ", ",").split(",") if t)
+    bad = [lv for lv in levels if lv not in LEVELS or not lv.startswith("relu")]
+    if bad or len(set(levels)) != len(levels):
+        raise argparse.ArgumentTypeError(f"expected distinct VGG-19 relu levels, e.g. relu5_1,relu4_1,relu3_1; "
+                                         f"got {text!r}")
+    return levels
+
+
 def run_build(args: argparse.Namespace) -> int:
     from ..runtime import dist_env, resolve_device, set_threads
     from ..training.cache import build_cache
@@ -94,7 +107,7 @@ def run_build(args: argparse.Namespace) -> int:
     report = build_cache(manifest, args.out, levels=args.levels, size=args.size, variant=variant_or_default(args),
                          vgg_weights=args.vgg_weights, method=args.method,
                          shard_size=args.shard_size, batch_size=args.batch_size, device=device, rank=rank,
-                         world=world, progress=not (args.quiet or args.json))
+                         world=world, progress=not (args.quiet or args.json), features=args.features)
     result = {"cache": args.out, "pairs": len(manifest), **report.to_dict()}
     if report.failures:
         print(f"{len(report.failures)} of {len(manifest)} pairs skipped (missing, corrupt or grayscale images)",

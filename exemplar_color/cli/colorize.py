@@ -126,9 +126,17 @@ def _job(args: argparse.Namespace) -> dict:
             "precision": args.precision, "position_prior": args.position_prior}
 
 
+def colours_alone(model: str | None) -> bool:
+    """Whether ``--model`` colours a photo with no reference (checked from its header, before any work)."""
+    from ..models import colours_alone as alone
+
+    return alone(model)
+
+
 def run(args: argparse.Namespace) -> int:
-    if not args.auto and not args.reference:
-        raise UsageError("give --reference REF, or --auto with --index PATH")
+    if not args.auto and not args.reference and not colours_alone(args.model):
+        raise UsageError(f"the {args.model} model needs a reference: give --reference REF, or --auto with --index "
+                         f"PATH, or use a model that colours alone (the default one)")
     if args.auto and args.reference:
         raise UsageError("give --reference REF or --auto, not both")
     if args.auto and not args.index:
@@ -167,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                refs = None if args.auto else (args.reference if len(args.reference) > 1 else args.reference[0])
+                refs = None if args.auto or not args.reference else (
+                    args.reference if len(args.reference) > 1 else args.reference[0])  # none: the photo alone
                 result = colorizer.colorize(job.target, refs, top_k=args.top_k)
             _show(caught, shown)
             if args.auto and not args.json:

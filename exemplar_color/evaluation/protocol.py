@@ -30,7 +30,7 @@ __all__ = ["MODES", "METHODS", "EvalItem", "Evaluation", "items_from_source", "r
            "decolorize", "evaluate", "summarize"]
 
 MODES = ("given", "auto", "self-transform")
-METHODS = ("result", "analogy", "warped_ab", "reinhard")
+METHODS = ("result", "no_reference", "analogy", "warped_ab", "reinhard", "gray")
 
 
 @dataclass
@@ -219,6 +219,11 @@ def _evaluate_one(item: EvalItem, colorizer: Any, mode: str, seed: int, thumb_si
     preds = {"result": np.asarray(result.image.convert("RGB")), "warped_ab": warped, "reinhard": reinhard}
     if analogy is not None:
         preds["analogy"] = np.asarray(analogy.image.convert("RGB"))
+    alone = None
+    if getattr(colorizer, "colours_alone", False) and mode != "self-transform":  # the same photo, no reference
+        alone = colorizer.colorize_alone(gray)
+        preds["no_reference"] = np.asarray(alone.image.convert("RGB"))
+    preds["gray"] = np.repeat(gray[..., None], 3, 2)  # leaving the photo gray (ab = 0)
 
     metrics = {}
     vgg = getattr(colorizer, "backbone", None)
@@ -246,6 +251,7 @@ def _evaluate_one(item: EvalItem, colorizer: Any, mode: str, seed: int, thumb_si
     th = {"gray": thumbnail(gray, thumb_size), "reference": thumbnail(ref_rgb, thumb_size),
           "result": thumbnail(result.image, thumb_size), "warped_ab": thumbnail(warped, thumb_size),
           "analogy": None if analogy is None else thumbnail(analogy.image, thumb_size),
+          "no_reference": None if alone is None else thumbnail(alone.image, thumb_size),
           "reinhard": thumbnail(reinhard, thumb_size), "ground truth": thumbnail(gt, thumb_size)}
     return row, th
 

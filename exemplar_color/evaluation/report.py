@@ -23,7 +23,8 @@ from .sheet import contact_sheet, sheet_rows, sheet_sample
 __all__ = ["METHOD_LABELS", "methods_of", "versions", "render_markdown", "write_report", "run_evaluation"]
 
 METHOD_LABELS = {"result": "exemplar-color (full pipeline)", "analogy": "analogy head (same matches)",
-                 "warped_ab": "warped ab alone", "reinhard": "Reinhard global transfer"}
+                 "warped_ab": "warped ab alone", "reinhard": "Reinhard global transfer",
+                 "no_reference": "no reference (the sub-net's prior)", "gray": "left gray (ab = 0)"}
 
 
 def methods_of(report: dict[str, Any]) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 __all__ = ["SHEET_ROWS", "thumbnail", "contact_sheet", "sheet_rows", "sheet_sample"]
 
-SHEET_ROWS = ("gray", "reference", "result", "analogy", "warped_ab", "reinhard", "ground truth")
+SHEET_ROWS = ("gray", "reference", "result", "no_reference", "analogy", "warped_ab", "reinhard", "ground truth")
 
 
 def thumbnail(img: np.ndarray | Image.Image | None, size: int) -> Image.Image | None:

@@ -24,3 +24,13 @@ def resolve_model(model: str | os.PathLike | None) -> Path | None:
     if str(model) == "default":
         return DEFAULT_MODEL
     return Path(model)
+
+
+def colours_alone(model: str | os.PathLike | None) -> bool:
+    """Whether ``model`` can colour a photo with no reference (a hypercolumn checkpoint); reads only the
+    checkpoint's header, so a command can decide before loading anything."""
+    from ..colorization.checkpoint import read_metadata
+    from ..colorization.hypercolumn import ARCH
+
+    path = resolve_model(model)
+    return path is not None and path.is_file() and read_metadata(path)["config"].get("arch") == ARCH
