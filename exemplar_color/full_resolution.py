@@ -18,10 +18,15 @@ import torch
 from PIL import Image
 
 from .color import gray_to_l, lab_to_rgb8, rgb_to_lab
+from .errors import ExemplarColorError
 from .colorization.guided import bilinear_rows, guided_coefficients, guided_rows, joint_bilateral_rows
 from .layout import to_array
 
-__all__ = ["FullResolution", "UPSAMPLE_METHODS", "BAND_PIXELS"]
+__all__ = ["FullResolution", "UPSAMPLE_METHODS", "BAND_PIXELS", "ColorizationError"]
+
+
+class ColorizationError(ExemplarColorError, ValueError):
+    """The colours computed for a photo are not usable (NaN or infinite)."""
 
 UPSAMPLE_METHODS = ("joint-bilateral", "bilinear", "guided")
 BAND_PIXELS = 1 << 19  # pixels per band: some 90 MB of temporaries at the peak, whatever the photo's size
@@ -43,6 +48,9 @@ class FullResolution:
                  band_pixels: int = BAND_PIXELS):
         if method not in UPSAMPLE_METHODS:
             raise ValueError(f"method must be one of {UPSAMPLE_METHODS}, got {method!r}")
+        if not bool(torch.isfinite(ab).all()):  # a damaged model: never pass a black or broken photo as a result
+            raise ColorizationError("the colours came out as NaN or infinity (a damaged model or checkpoint?); "
+                                    "nothing was written")
         self.pixels, self.ab, self.method, self.band_pixels = pixels, ab, method, band_pixels
         self.guide_low = tl / 100
         self._coeff = guided_coefficients(self.guide_low, ab) if method == "guided" else None

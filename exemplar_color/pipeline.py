@@ -89,7 +89,7 @@ class Colorizer:
             net, meta, _ = load_checkpoint(path, map_location=self.device)
             levels, vgg_variant = self._adopt(path, net.config, levels, vgg_variant)
             if chroma_gain is None:  # the gain calibrated with the model
-                chroma_gain = float(meta.get("release", {}).get("chroma_gain") or 1.0)
+                chroma_gain = _release_gain(path, meta)
             self.heads["network"] = network_head(net, chroma_gain=chroma_gain)
         self.heads["analogy"] = AnalogyHead()
         self.head: Head = next(iter(self.heads.values()))
@@ -363,6 +363,18 @@ class Colorizer:
                 _forward=_no_correspondence, _backward=_no_correspondence)
             out.append({self.head_name: res})
         return out
+
+
+def _release_gain(path: Path, meta: dict[str, Any]) -> float:
+    """The chroma gain a checkpoint's metadata asks for, checked like ``--chroma-gain`` (1 when absent)."""
+    from .errors import WeightsError
+
+    gain = meta.get("release", {}).get("chroma_gain", 1.0)
+    if gain is None:
+        return 1.0
+    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not 0 < gain <= 3:
+        raise WeightsError(f"{path}: damaged checkpoint: its chroma_gain {gain!r} is not a number in (0, 3]")
+    return float(gain)
 
 
 def _no_correspondence() -> np.ndarray:

@@ -174,3 +174,31 @@ def test_checkpoint_with_nan_weights_is_refused(tmp_path):
         load_checkpoint(tmp_path / "nan.safetensors")
     with pytest.raises(ConfigMismatchError, match="features"):
         load_checkpoint(path, HypercolumnConfig(features=("relu4_1", "relu3_1")))
+
+
+@pytest.mark.parametrize("gain", ["NaN", "-3", "50", "\"x\""])
+def test_checkpoint_with_a_bad_chroma_gain_is_refused(tmp_path, gain, full_weights):
+    import json
+
+    from exemplar_color import Colorizer
+    from exemplar_color.models import DEFAULT_MODEL
+
+    tensors = load_file(str(DEFAULT_MODEL))
+    from safetensors import safe_open
+
+    with safe_open(str(DEFAULT_MODEL), framework="pt") as f:
+        meta = json.loads(f.metadata()["exemplar_color"])
+    meta["release"]["chroma_gain"] = "__GAIN__"
+    text = json.dumps(meta).replace('"__GAIN__"', gain)  # NaN is what Python's json writes for float("nan")
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata={"exemplar_color": text})
+    with pytest.raises(WeightsError, match="chroma_gain"):
+        Colorizer(model=tmp_path / "bad.safetensors", vgg_weights=full_weights, device="cpu")
+
+
+def test_nan_colours_are_never_rendered(data_dir):
+    from exemplar_color.full_resolution import ColorizationError, FullResolution
+
+    ab = torch.zeros(1, 2, 8, 8)
+    ab[0, 0, 3, 3] = float("nan")
+    with pytest.raises(ColorizationError, match="NaN"):
+        FullResolution(torch.rand(1, 3, 16, 16), torch.full((1, 1, 8, 8), 50.0), ab)
