@@ -142,7 +142,7 @@ def test_cli_colorize_folder_with_corrupt_file_and_resume(tv_weights, pair, tmp_
     assert report["failed"][0]["target"].endswith("broken.jpg")
     assert Image.open(out / "good.png").size == Image.open(pair[0]).size
     assert (out / "good_confidence.png").exists()
-    assert sorted(p.name for p in out.iterdir()) == ["good.png", "good_confidence.png"]  # no temp files left
+    assert sorted(p.name for p in out.iterdir()) == [".exemplar-color-job.json", "good.png", "good_confidence.png"]  # no temp files left; the job record
     (src / "broken.jpg").unlink()
     stamp = (out / "good.png").stat().st_mtime_ns
     rc = _cli("colorize", str(src), "--reference", str(pair[1]), "-o", str(out), "--json", "--resume", *common)
