@@ -31,7 +31,8 @@ from .correspondence.matcher import POSITION_PRIOR, MatcherPrecision
 from .correspondence import fields as fl
 from .runtime import resolve_device
 from .artifacts import refuse_differences
-from .errors import ExemplarColorError
+from .errors import ConfigMismatchError, ExemplarColorError
+from .weights import choose_variant
 from .full_resolution import UPSAMPLE_METHODS, FullResolution
 from .io import ImageInput
 from .models import resolve_model
@@ -83,18 +84,19 @@ class Colorizer:
             raise ValueError(f"chroma_gain must be in (0, 3], got {chroma_gain}")
         self.heads: dict[str, Head] = {}  # the chosen head first; colorize_heads runs them all
         path = resolve_model(model)
+        model_variant = None
         if path is not None:
             from .colorization.checkpoint import load_checkpoint
 
             net, meta, _ = load_checkpoint(path, map_location=self.device)
-            levels, vgg_variant = self._adopt(path, net.config, levels, vgg_variant)
+            levels, model_variant = self._adopt(path, net.config, levels, vgg_variant)
             if chroma_gain is None:  # the gain calibrated with the model
                 chroma_gain = _release_gain(path, meta)
             self.heads["network"] = network_head(net, chroma_gain=chroma_gain)
         self.heads["analogy"] = AnalogyHead()
         self.head: Head = next(iter(self.heads.values()))
         self.levels = tuple(levels or DEFAULT_LEVELS)
-        vgg_variant = vgg_variant or DEFAULT_VARIANT
+        vgg_variant = self._variant(path, model_variant, vgg_weights, vgg_variant)
         self.backbone = VGG19Features(self.levels, weights=vgg_weights, variant=vgg_variant).to(self.device)
         self.matcher = Matcher(self.backbone, self.levels, method=method,  # type: ignore[arg-type]
                                precision=precision, position_prior=position_prior)
@@ -115,6 +117,17 @@ class Colorizer:
                            "features it was trained on", fix="leave them unset to use the model's, or use "
                            "model='analogy'")
         return tuple(config.levels), config.variant
+
+    @staticmethod
+    def _variant(path: Path | None, model_variant: str | None, weights: Any, asked: str | None) -> str:
+        """The backbone convention, decided once: what was asked for, else the model's, else a recognised
+        weight file's own, else Caffe; a recognised file that contradicts the model is refused naming both."""
+        own = choose_variant(weights, asked, default=None)  # refuses an explicit choice the file contradicts
+        if model_variant is not None and own is not None and own != model_variant:
+            raise ConfigMismatchError(f"{path}: the model was trained on {model_variant} VGG-19 features, but the "
+                                      f"weight file is the {own} VGG-19; use a {model_variant} weight file, or "
+                                      f"model='analogy' (--model analogy) with this one")
+        return model_variant or own or DEFAULT_VARIANT
 
     @property
     def head_name(self) -> str:

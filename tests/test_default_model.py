@@ -202,3 +202,12 @@ def test_chroma_gain_makes_uncertain_colours_vivid_and_keeps_certain_matches(dat
     exact = chroma(vivid, moved) / chroma(plain, moved)
     assert 1.3 < cross <= 1.55, cross
     assert exact < 1.15, exact
+
+
+def test_the_backbone_convention_defaults_to_the_files_own_and_names_both_when_the_model_disagrees(tv_weights):
+    """README: the default convention is a recognised file's own; the API used to force Caffe on it (issue 25, 9)."""
+    c = Colorizer(vgg_weights=tv_weights, model="analogy", levels=["relu3_1", "relu2_1", "relu1_1"], device="cpu")
+    assert c.vgg_variant == "torchvision"
+    with pytest.raises(ConfigMismatchError, match="trained on caffe VGG-19 features, but the weight file is the "
+                                                  "torchvision"):
+        Colorizer(vgg_weights=tv_weights, device="cpu")  # the user asked for nothing: no "asked for" in the message
