@@ -92,14 +92,15 @@ class Colorizer:
             levels, model_variant = self._adopt(path, net.config, levels, vgg_variant)
             if chroma_gain is None:  # the gain calibrated with the model
                 chroma_gain = _release_gain(path, meta)
-            self.heads["network"] = network_head(net, chroma_gain=chroma_gain)
-        self.heads["analogy"] = AnalogyHead()
-        self.head: Head = next(iter(self.heads.values()))
         self.levels = tuple(levels or DEFAULT_LEVELS)
         vgg_variant = self._variant(path, model_variant, vgg_weights, vgg_variant)
         self.backbone = VGG19Features(self.levels, weights=vgg_weights, variant=vgg_variant).to(self.device)
         self.matcher = Matcher(self.backbone, self.levels, method=method,  # type: ignore[arg-type]
                                precision=precision, position_prior=position_prior)
+        if path is not None:
+            self.heads["network"] = network_head(net, chroma_gain, self.matcher.features)
+        self.heads["analogy"] = AnalogyHead()
+        self.head: Head = next(iter(self.heads.values()))
         self.vgg_weights, self.vgg_variant = vgg_weights, vgg_variant
         self._index = index
         if upsample not in UPSAMPLE_METHODS:
@@ -356,16 +357,15 @@ class Colorizer:
         """Photos with no reference: the network's prior from the target's own features."""
         t0 = time.perf_counter()
         tl = torch.cat([it.tl for it in items])
-        feats = self.matcher.features(tl)
         t1 = time.perf_counter()
-        ab = self.head.without_reference(tl, feats)  # type: ignore[union-attr]
+        ab = self.head.without_reference(tl)  # type: ignore[union-attr]
         t2 = time.perf_counter()
         out = []
         for j, item in enumerate(items):
             t3 = time.perf_counter()
             full = self._render(item.target.pixels, tl[j:j + 1], ab[j:j + 1])
             image = full.image()
-            timings = {"load_s": item.load_s, "match_s": (t1 - t0) / len(items), "head_s": (t2 - t1) / len(items),
+            timings = {"load_s": item.load_s, "match_s": 0.0, "head_s": (t2 - t1) / len(items),
                        "full_resolution_s": time.perf_counter() - t3}
             timings["total_s"] = sum(timings.values())
             h, w = tl.shape[-2:]

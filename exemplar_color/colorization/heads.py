@@ -8,7 +8,7 @@ features; it alone can colour with no reference, :meth:`HypercolumnHead.without_
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -62,40 +62,70 @@ class NetworkHead:
 
 
 class HypercolumnHead:
-    """The hypercolumn sub-net as a head: it reads the target features the matcher kept
-    (``corr.target_features``), so it costs no backbone pass of its own; certain matches then keep their colour
-    as with :class:`NetworkHead`.
+    """The hypercolumn sub-net as a head; certain matches then keep their colour as with :class:`NetworkHead`.
 
     Args:
         net: the network (eval mode).
         chroma_gain: multiplies its ab (1: as predicted; its colours come from the predicted distribution,
             not from a gain).
+        features: the matcher's feature function (:meth:`~exemplar_color.correspondence.Matcher.features`),
+            for the no-reference case and for ``at_trained_size``.
+        at_trained_size: run the network at the short side it learnt at (its features then see objects at
+            the scale it learnt them; one extra backbone pass at that size), and fuse its colours with the
+            warped reference ab at the working size; without it, it reads the features the matcher kept
+            (``corr.target_features``) at the working size and costs no backbone pass.
     """
 
     name = "network"
-    needs_reference = False
 
-    def __init__(self, net: HypercolumnNet, chroma_gain: float = 1.0):
-        self.net, self.chroma_gain = net, chroma_gain
+    def __init__(self, net: HypercolumnNet, chroma_gain: float = 1.0,
+                 features: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
+                 at_trained_size: bool = True):
+        self.net, self.chroma_gain, self.features = net, chroma_gain, features
+        self.at_trained_size = at_trained_size and features is not None
+
+    def _small(self, target_l: torch.Tensor) -> tuple[int, int] | None:
+        """The working size brought to the trained short side (None: already about that size)."""
+        h, w = target_l.shape[-2:]
+        scale = self.net.config.size / min(h, w)
+        return (max(16, round(h * scale)), max(16, round(w * scale))) if scale < 0.8 else None
+
+    def _predict(self, target_l: torch.Tensor, corr: Correspondence | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prior ab and gate at the working size."""
+        size = target_l.shape[-2:]
+        small = self._small(target_l) if self.at_trained_size else None
+        shrink = (lambda x: x) if small is None else (
+            lambda x: F.interpolate(x.float(), size=small, mode="bilinear", antialias=True, align_corners=False))
+        l = shrink(target_l)
+        if corr is not None and small is None and corr.target_features:
+            feats = corr.target_features
+        else:
+            assert self.features is not None, "a HypercolumnHead without a feature function needs corr.target_features"
+            feats = self.features(l)
+        ab, sim = (None, None) if corr is None else (shrink(corr.warped_ab), shrink(corr.similarity))
+        with torch.inference_mode():
+            return self.net.readout(self.net(l, feats, ab, sim), size)
 
     def colorize(self, target_l: torch.Tensor, corr: Correspondence) -> tuple[torch.Tensor, torch.Tensor]:
         """ab ``(B, 2, H, W)`` and the trust ``(B, 1, H, W)`` in [0, 1]: where the colours came from the
         reference (1) rather than the network's prior (0)."""
-        with torch.inference_mode():
-            ab, gate = self.net.colorize(target_l, corr.target_features, corr.warped_ab, corr.similarity)
+        prior, gate = self._predict(target_l, corr)
+        ab = gate * corr.warped_ab.float() + (1 - gate) * prior
         return spread_certain_matches(ab * self.chroma_gain, corr, target_l), gate
 
     def __call__(self, target_l: torch.Tensor, corr: Correspondence) -> torch.Tensor:
         return self.colorize(target_l, corr)[0]
 
-    def without_reference(self, target_l: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        """ab ``(B, 2, H, W)`` from the photo alone (``features``: the matcher's unit features of ``target_l``)."""
-        with torch.inference_mode():
-            return self.net.colorize(target_l, features)[0] * self.chroma_gain
+    def without_reference(self, target_l: torch.Tensor) -> torch.Tensor:
+        """ab ``(B, 2, H, W)`` from the photo alone."""
+        return self._predict(target_l, None)[0] * self.chroma_gain
 
 
-def network_head(net: ColorizationNet | HypercolumnNet, chroma_gain: float = 1.0) -> NetworkHead | HypercolumnHead:
-    """The head that runs ``net``, whichever architecture it has."""
+def network_head(net: ColorizationNet | HypercolumnNet, chroma_gain: float = 1.0,
+                 features: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
+                 ) -> NetworkHead | HypercolumnHead:
+    """The head that runs ``net``, whichever architecture it has (``features``: the matcher's, which the
+    hypercolumn sub-net reads)."""
     if isinstance(net, HypercolumnNet):
-        return HypercolumnHead(net, chroma_gain)
+        return HypercolumnHead(net, chroma_gain, features)
     return NetworkHead(net, chroma_gain)

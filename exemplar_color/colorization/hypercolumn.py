@@ -217,16 +217,19 @@ class HypercolumnNet(nn.Module):
         y = self.trunk(self.merge(y))
         return Prediction(self.logits(y), torch.sigmoid(self.gate(y)))
 
+    def readout(self, pred: Prediction, size: tuple[int, int], temperature: float | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The distribution's annealed mean ``(B, 2, H, W)`` and the gate ``(B, 1, H, W)``, brought to ``size``."""
+        prior = annealed_mean(pred.logits, self.centres, temperature or self.config.temperature)
+        prior = F.interpolate(prior, size=size, mode="bilinear", align_corners=False)
+        return prior, F.interpolate(pred.gate.float(), size=size, mode="bilinear", align_corners=False)
+
     def colorize(self, l: torch.Tensor, features: dict[str, torch.Tensor], ab: torch.Tensor | None = None,
                  similarity: torch.Tensor | None = None, temperature: float | None = None,
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """ab ``(B, 2, H, W)`` and the gate ``(B, 1, H, W)`` at ``l``'s resolution: the distribution's annealed
         mean where the gate is low, the warped reference ab where it is high. With no reference the gate is 0."""
-        pred = self(l, features, ab, similarity)
-        size = l.shape[-2:]
-        prior = annealed_mean(pred.logits, self.centres, temperature or self.config.temperature)
-        prior = F.interpolate(prior, size=size, mode="bilinear", align_corners=False)
+        prior, gate = self.readout(self(l, features, ab, similarity), l.shape[-2:], temperature)
         if ab is None:
-            return prior, prior.new_zeros(prior.shape[0], 1, *size)
-        gate = F.interpolate(pred.gate.float(), size=size, mode="bilinear", align_corners=False)
+            return prior, torch.zeros_like(gate)
         return gate * ab.float() + (1 - gate) * prior, gate
