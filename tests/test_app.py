@@ -24,6 +24,7 @@ from exemplar_color.color import rgb_to_lab  # noqa: E402
 from exemplar_color.io import pixel_limit  # noqa: E402
 
 LEVELS = ["relu3_1", "relu2_1", "relu1_1"]
+PAGE = {"X-Exemplar-Color": "1"}  # what the app's own page sends with every request
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def make_app(tv_weights, index, **kw):
 @pytest.fixture(scope="module")
 def client(tv_weights, gallery_index):
     with TestClient(make_app(tv_weights, gallery_index, max_upload_bytes=2_000_000),
-                    base_url="http://127.0.0.1") as c:
+                    base_url="http://127.0.0.1", headers=PAGE) as c:
         yield c
 
 
@@ -173,9 +174,128 @@ def test_jobs_do_not_mix(client, data_dir):
 def test_app_without_index_and_cli_refusals(tv_weights, capsys):
     from exemplar_color.cli.main import main
 
-    with TestClient(make_app(tv_weights, None), base_url="http://127.0.0.1") as c:
+    with TestClient(make_app(tv_weights, None), base_url="http://127.0.0.1", headers=PAGE) as c:
         assert c.get("/api/info").json()["index"] is False
         assert c.get("/api/gallery/0/thumb").status_code == 404
     with pytest.raises(SystemExit) as exit_:
         main(["app", "--index", "/nonexistent/index"])
     assert exit_.value.code == 2 and "no such gallery index" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- issue 25: a web page cannot exhaust the app
+def test_other_sites_cannot_make_the_app_work(tv_weights, data_dir):
+    """A page of another site POSTing text/plain (no preflight) used to be accepted; now a foreign Origin or a
+    request without the page's header is refused (403) before anything is read or decoded."""
+    with TestClient(make_app(tv_weights, None), base_url="http://127.0.0.1") as c:
+        data = gray_png(data_dir)
+        evil = c.post("/api/upload?role=target", content=data,
+                      headers={"Origin": "http://evil.example", "Content-Type": "text/plain", **PAGE})
+        assert evil.status_code == 403 and "another site" in evil.json()["error"]
+        bare = c.post("/api/upload?role=target", content=data, headers={"Content-Type": "text/plain"})
+        assert bare.status_code == 403 and "X-Exemplar-Color" in bare.json()["error"]
+        assert c.post("/api/jobs", json={"target": "x", "references": [{"gallery": 0}]}).status_code == 403
+        assert len(c.app.state.uploads.items) == 0
+        own = c.post("/api/upload?role=target", content=data, headers={"Origin": "http://127.0.0.1", **PAGE})
+        assert own.status_code == 200, own.json()
+        assert c.get("/api/info").status_code == 200  # reading needs no header
+
+
+def test_uploads_are_decoded_one_at_a_time_under_the_apps_own_pixel_limit(tv_weights, data_dir, monkeypatch):
+    """Four uploads at once used to be decoded in four threads at once, up to the CLI's 150 MP each; now one
+    at a time, and above the app's own limit (lower, set with --max-upload-pixels) refused from the header."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from exemplar_color.app import jobs as app_jobs
+
+    inside, most = [0], [0]
+    lock = threading.Lock()
+    real = app_jobs.load_image
+
+    def counting(*a, **k):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            time.sleep(0.2)
+            return real(*a, **k)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(app_jobs, "load_image", counting)
+    photo = (data_dir / "kodak" / "kodim05.png").read_bytes()  # 768x512 = 393,216 pixels
+    with TestClient(make_app(tv_weights, None, max_upload_pixels=300_000), base_url="http://127.0.0.1",
+                    headers=PAGE) as c:
+        big = upload(c, photo, name="kodim05.png")
+        assert big.status_code == 400 and "kodim05.png" in big.json()["error"], big.json()
+        assert "over the limit of 300,000 for uploads" in big.json()["error"]
+        assert "--max-upload-pixels" in big.json()["error"] and most[0] == 0  # refused from the header
+        small = gray_png(data_dir, size=(400, 300))
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda i: upload(c, small, name=f"{i}.png"), range(4)))
+        assert [a.status_code for a in answers] == [200] * 4 and most[0] == 1
+
+
+def test_queued_jobs_and_their_uploads_are_never_forgotten(tv_weights, gallery_index, data_dir):
+    """The 33rd job used to evict the oldest even while it was queued (status 404, yet it ran), and a queued
+    job failed when its upload was evicted. Now: past the limit a new job is refused (503) while all are
+    waiting; finished jobs are forgotten first; an upload a job needs stays until the job ends."""
+    import threading
+
+    gate = threading.Event()
+    with TestClient(make_app(tv_weights, gallery_index, job_limit=2), base_url="http://127.0.0.1",
+                    headers=PAGE) as c:
+        c.app.state.worker.submit(gate.wait, 120)  # the worker is busy: the jobs below wait in the queue
+        try:
+            _queued_jobs_and_uploads(c, gate, data_dir)
+        finally:
+            gate.set()
+
+
+def _queued_jobs_and_uploads(c, gate, data_dir) -> None:
+    c.app.state.uploads.items.limit = 2
+    target = upload(c, gray_png(data_dir, "kodim05.png", (160, 112))).json()
+    own = io.BytesIO()
+    Image.open(data_dir / "kodak" / "kodim05.png").resize((160, 108)).save(own, "JPEG")
+    ref = upload(c, own.getvalue(), role="reference", name="own.jpg").json()
+    body = {"target": target["id"], "references": [{"upload": ref["id"]}]}
+    first, second = (c.post("/api/jobs", json=body).json() for _ in range(2))
+    third = c.post("/api/jobs", json=body)
+    assert third.status_code == 503 and "waiting or running" in third.json()["error"]
+    for _ in range(3):  # more uploads than the store keeps: the queued jobs' uploads stay
+        assert upload(c, gray_png(data_dir, "kodim13.png", (112, 160))).status_code == 200
+    assert c.get(f"/api/jobs/{first['id']}").json()["state"] == "queued"
+    gate.set()
+    for job in (first, second):
+        done = wait(c, job["id"])
+        assert done["state"] == "done", done
+    later = c.post("/api/jobs", json=body)  # finished jobs make room; the uploads are released
+    assert later.status_code == 202 and wait(c, later.json()["id"])["state"] == "done"
+    assert c.get(f"/api/jobs/{second['id']}").status_code == 200  # the oldest finished one went
+    assert c.get(f"/api/jobs/{first['id']}").status_code == 404
+    assert len(c.app.state.uploads.items) <= 2
+
+
+def test_only_servable_gallery_images_are_recommended(tv_weights, data_dir, tmp_path):
+    """An image added to the index from outside the gallery root used to be recommended (first, here), then
+    its thumbnail was 404 and a job with it failed; the app recommends only what it can serve."""
+    from exemplar_color.retrieval import DescriptorConfig, GalleryIndex
+
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+    for f in sorted((data_dir / "imagenet-sample").glob("*.JPEG"))[:4]:
+        shutil.copy(f, gallery / f.name)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.copy(data_dir / "kodak" / "kodim05.png", outside / "kodim05.png")
+    index = tmp_path / "g.index"
+    g = GalleryIndex.build(gallery, index, config=DescriptorConfig(level="relu3_1", size=112, variant="torchvision"),
+                           weights=tv_weights, progress=False)
+    g.add([outside / "kodim05.png"], progress=False)
+    g.close()
+    with TestClient(make_app(tv_weights, index), base_url="http://127.0.0.1", headers=PAGE) as c:
+        target = upload(c, gray_png(data_dir, "kodim05.png", (192, 128))).json()
+        recs = c.post(f"/api/recommend/{target['id']}").json()["recommendations"]
+        assert len(recs) == 4 and "kodim05.png" not in [r["name"] for r in recs], recs
+        assert all(c.get(f"/api/gallery/{r['id']}/thumb").status_code == 200 for r in recs)

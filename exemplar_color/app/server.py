@@ -4,7 +4,10 @@ Security for a server on the user's machine: only the page's own files (a fixed 
 and, for thumbnails, gallery images looked up by their integer id in the index are ever read from disk — no
 part of a request becomes a path; uploads are size-limited while they stream in and decoded with the CLI's
 pixel limit; nothing is unpickled; only requests addressed to this machine's loopback names (or the host the
-user chose) are answered (a guard against DNS rebinding).
+user chose) are answered (a guard against DNS rebinding); a request that changes state must come from the
+page itself (same ``Origin`` and the ``X-Exemplar-Color: 1`` header), so another site the user visits cannot
+make the app work; uploads are decoded one at a time under the app's own pixel limit; a queued or running job,
+and the uploads it needs, are never forgotten; only gallery images the app can serve are recommended.
 
 API: ``GET /api/info``; ``POST /api/upload?role=target|reference`` (body: the image file) -> upload id;
 ``POST /api/recommend/{upload}`` -> gallery thumbnails; ``GET /api/gallery/{id}/thumb``; ``POST /api/jobs``
@@ -33,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import ExemplarColorError, ImageError
-from .jobs import Job, UploadStore, Worker, new_id, png_bytes
+from .jobs import MAX_UPLOAD_PIXELS, Job, UploadStore, Worker, new_id, png_bytes
 
 STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
           "app.css": "text/css; charset=utf-8"}
@@ -41,19 +44,45 @@ MAX_REFERENCES = 8
 RECOMMENDATIONS = 8
 THUMB = 160
 LOOPBACK = ["127.0.0.1", "localhost", "[::1]", "::1"]
+CSRF_HEADER = "X-Exemplar-Color"  # the page sends it (value 1) with every POST
 
 
 def _error(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+class SameOriginOnly:
+    """ASGI middleware: a request that changes state (any method but GET/HEAD/OPTIONS) must come from the
+    app's own page: an ``Origin`` other than this server's is refused, and so is a request without the
+    ``X-Exemplar-Color`` header, which a page of another site cannot send here without a CORS preflight this
+    server never grants (a cross-origin ``text/plain`` form or fetch cannot add it)."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            origin, own = headers.get("origin"), f"{scope.get('scheme', 'http')}://{headers.get('host', '')}"
+            why = (f"requests from another site ({origin}) are refused" if origin is not None and origin != own
+                   else f"the {CSRF_HEADER} header is missing: requests come from the app's own page"
+                   if headers.get(CSRF_HEADER.lower()) != "1" else None)
+            if why is not None:
+                await _error(why, 403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(make_colorizer: Callable[[], Any], *, index: str | os.PathLike | None = None,
-               max_upload_bytes: int = 50 * 2**20, host: str = "127.0.0.1", job_limit: int = 32) -> Starlette:
+               max_upload_bytes: int = 50 * 2**20, host: str = "127.0.0.1", job_limit: int = 32,
+               max_upload_pixels: int = MAX_UPLOAD_PIXELS) -> Starlette:
     """The app. ``make_colorizer`` builds the :class:`~exemplar_color.Colorizer` (with ``index`` when
-    recommendations are wanted) on the worker thread, at the first request that needs it."""
+    recommendations are wanted) on the worker thread, at the first request that needs it. At most
+    ``job_limit`` jobs are kept (finished ones are forgotten first; queued or running ones never: past it,
+    a new job is refused); uploads are decoded one at a time, up to ``max_upload_pixels``."""
     files = {name: (resources.files(__package__).joinpath("static", name).read_bytes(), kind)
              for name, kind in STATIC.items()}
-    uploads = UploadStore()
+    uploads = UploadStore(max_pixels=max_upload_pixels)
     worker = Worker(make_colorizer)
     jobs: dict[str, Job] = {}
 
@@ -102,9 +131,10 @@ def create_app(make_colorizer: Callable[[], Any], *, index: str | os.PathLike | 
         if up is None:
             return _error("unknown or expired upload; upload the photo again", 404)
 
-        def run() -> list[dict[str, Any]]:
-            recs = worker.colorizer().recommend(up.path, k=RECOMMENDATIONS)
-            return [{"id": r.id, "name": Path(r.relpath).name, "score": round(r.score, 4)} for r in recs]
+        def run() -> list[dict[str, Any]]:  # only what the app can serve (a file under the gallery root)
+            recs = worker.colorizer().recommend(up.path, k=RECOMMENDATIONS * 3)
+            return [{"id": r.id, "name": Path(r.relpath).name, "score": round(r.score, 4)} for r in recs
+                    if _gallery_path(r.id) is not None][:RECOMMENDATIONS]
 
         try:
             return JSONResponse({"recommendations": await asyncio.wrap_future(worker.submit(run))})
@@ -152,6 +182,9 @@ def create_app(make_colorizer: Callable[[], Any], *, index: str | os.PathLike | 
         target = uploads.get(str(body.get("target", ""))) if isinstance(body, dict) else None
         if target is None:
             return _error("unknown or expired target upload; upload the photo again", 404)
+        busy = [j for j in jobs.values() if j.state in ("queued", "running")]
+        if len(busy) >= job_limit:
+            return _error(f"{len(busy)} jobs are waiting or running; try again when one has finished", 503)
         refs_in = body.get("references") or []
         if not isinstance(refs_in, list) or not refs_in:
             return _error("select at least one reference")
@@ -166,14 +199,23 @@ def create_app(make_colorizer: Callable[[], Any], *, index: str | os.PathLike | 
             else:
                 return _error(f"unknown reference {r!r}; select it again", 404)
         names = [u.name if kind == "upload" else f"gallery #{u}" for kind, u in refs]
+        needed = [target.id] + [u.id for kind, u in refs if kind == "upload"]
+        if uploads.acquire(needed) is None:  # kept until the job ends
+            return _error("an upload expired; upload the photo again", 404)
         job = Job(new_id(), names, width=target.width, height=target.height)
+        for old in [k for k, j in jobs.items() if j.state in ("done", "error")][:max(0, len(jobs) + 1 - job_limit)]:
+            jobs.pop(old)  # the oldest finished jobs only: never one queued or running
         jobs[job.id] = job
-        while len(jobs) > job_limit:
-            jobs.pop(next(iter(jobs)))
-        worker.submit(_run_job, job, target, refs)
+        worker.submit(_run_job, job, target, refs, needed)
         return JSONResponse(job.to_dict(), status_code=202)
 
-    def _run_job(job: Job, target: Any, refs: list[tuple[str, Any]]) -> None:
+    def _run_job(job: Job, target: Any, refs: list[tuple[str, Any]], needed: list[str]) -> None:
+        try:
+            _colorize_job(job, target, refs)
+        finally:
+            uploads.release(needed)
+
+    def _colorize_job(job: Job, target: Any, refs: list[tuple[str, Any]]) -> None:
         job.state = "running"
         try:
             c = worker.colorizer(job)
@@ -231,7 +273,7 @@ def create_app(make_colorizer: Callable[[], Any], *, index: str | os.PathLike | 
         worker.close()
         uploads.close()
 
-    app = Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed)],
-                    lifespan=lifespan)
+    app = Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed),
+                                               Middleware(SameOriginOnly)], lifespan=lifespan)
     app.state.uploads, app.state.jobs, app.state.worker = uploads, jobs, worker
     return app

@@ -11,7 +11,8 @@ import importlib.util
 import sys
 
 from ..errors import ExemplarColorError
-from .options import add_model_option, add_pipeline_options, at_least, colorizer_from, index_folder
+from ..app.jobs import MAX_UPLOAD_PIXELS
+from .options import add_model_option, add_pipeline_options, at_least, colorizer_from, index_folder, pixel_count
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -25,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=at_least(1), default=8765, help="port (default 8765)")
     p.add_argument("--max-upload-mb", type=at_least(1), default=50, metavar="MB",
                    help="largest upload accepted, in megabytes (default 50)")
+    p.add_argument("--max-upload-pixels", type=pixel_count, default=MAX_UPLOAD_PIXELS, metavar="N",
+                   help=f"largest upload decoded, in pixels (default {MAX_UPLOAD_PIXELS:,}: ~0.6 GB while decoded; "
+                        "uploads are decoded one at a time; never above --max-pixels)")
     add_model_option(p)
     add_pipeline_options(p)
     p.set_defaults(func=run)
@@ -49,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if args.host not in LOOPBACK_HOSTS:
         print(f"warning: listening on {args.host}: anyone who can reach it can use this app", file=sys.stderr)
     app = create_app(lambda: colorizer_from(args, index=args.index), index=args.index,
-                     max_upload_bytes=args.max_upload_mb * 2**20, host=args.host)
+                     max_upload_bytes=args.max_upload_mb * 2**20, host=args.host,
+                     max_upload_pixels=args.max_upload_pixels)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"exemplar-color app: http://{shown}:{args.port}  (Ctrl+C stops it)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

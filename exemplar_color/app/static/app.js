@@ -13,10 +13,12 @@ function say(text) {
   m.hidden = !text;
 }
 
-async function api(url, options) {
+async function api(url, options = {}) {
+  // the server refuses any POST without this header: another site's page cannot send it here
+  const headers = { ...(options.headers || {}), "X-Exemplar-Color": "1" };
   let response;
   try {
-    response = await fetch(url, options);
+    response = await fetch(url, { ...options, headers });
   } catch (e) {
     throw new Error("the app's server does not answer (is `exemplar-color app` still running?)");
   }
