@@ -48,7 +48,7 @@ def read_photo(image: ImageInput) -> Photo:
 
 def usable_references(source: ImageInput, target: Photo, recs: list[Any], n: int,
                       ) -> tuple[list[Photo], list[tuple[str, str]]]:
-    """The ``n`` best-ranked recommendations that are readable colour photos and not the target itself
+    """The ``n`` best-ranked recommendations that are existing, readable colour photos and not the target itself
     (same file, same bytes, or the same pixels) (fewer when the ranking runs out, at least one or an
     error), and ``[(path, why)]`` of those passed over on the way. The colour original of a gray scan is
     a good reference, and is kept."""
@@ -59,6 +59,10 @@ def usable_references(source: ImageInput, target: Photo, recs: list[Any], n: int
     passed: list[tuple[str, str]] = []
     found: list[Photo] = []
     for rec in recs:
+        if not os.path.isfile(rec.path):  # deleted or moved since the index was built
+            passed.append((rec.path, "missing (gone since the index was built; `exemplar-color index add GALLERY "
+                                     "--index INDEX --remove-missing` forgets it)"))
+            continue
         if same_file is not None and os.path.realpath(rec.path) == same_file:
             passed.append((rec.path, "the target itself"))
             continue

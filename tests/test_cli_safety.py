@@ -400,3 +400,28 @@ def test_folder_resume_continues_only_the_same_job(photos, tmp_path, common, cap
     (out / ".exemplar-color-job.json").unlink()  # outputs of unknown origin: --resume cannot vouch for them
     rc, err, _ = cli(capsys, "colorize", d, "-r", ref, "-o", out, "--resume", *common)
     one_error(rc, err, 2, "already exists", "no record of an earlier run", "--overwrite")
+
+
+def test_auto_passes_over_a_gallery_photo_deleted_since_the_build(tmp_path, data_dir, tv_weights, common, capsys):
+    """The top-ranked gallery photo deleted after the build used to fail the whole target with a raw
+    `[Errno 2]`; it is passed over like a corrupt one, saying how to forget it."""
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+    sample = data_dir / "imagenet-sample"
+    for name in ["n01440764_tench.JPEG", "n01443537_goldfish.JPEG", "n01484850_great_white_shark.JPEG",
+                 "n01491361_tiger_shark.JPEG"]:
+        shutil.copy(sample / name, gallery / name)
+    index = tmp_path / "g.index"
+    rc, err, out = cli(capsys, "index", "build", gallery, "--index", index, "--level", "relu3_1", "--size", "64",
+                       "--vgg-variant", "torchvision", "--vgg-weights", tv_weights, "--workers", "0")
+    assert rc == 0, (out, err)
+    target = tmp_path / "scan.png"
+    Image.open(sample / "n01491361_tiger_shark.JPEG").convert("L").save(target)
+    rc, _, out = cli(capsys, "index", "query", target, "--index", index, "-k", "2")
+    first, second = [ln.split("\t")[2] for ln in out.splitlines()]
+    Path(first).unlink()  # deleted after the build
+    rc, err, _ = cli(capsys, "colorize", target, "--auto", "--index", index, "-o", tmp_path / "auto.png", *common)
+    assert rc == 0, err
+    line = next(ln for ln in err if "reference" in ln and not ln.startswith("warning"))
+    assert f"reference {second}" in line and f"passed over {first} (missing" in line, line
+    assert "--remove-missing" in line and (tmp_path / "auto.png").is_file()
