@@ -39,7 +39,8 @@ VGG = SHARED / "weights" / "vgg19-caffe-features-0-34-q8.pth"
 TRAIN_SETS = {"imagenet-sample": "imagenet-sample", "imagenet-val-227": "imagenet-val-227/images",
               "bsds500-train": "bsds500/train", "bsds500-val": "bsds500/val", "train-extra": "train-extra"}
 CLASSED_EXTRA = ("caltech101", "imagenette")  # train-extra sources whose class column names a real class
-STAGES = ("gallery", "index", "pairs", "cache", "train", "export")
+STAGES = ("gallery", "index", "pairs", "cache", "train", "calibrate", "export")
+TEMPERATURES = (0.25, 0.3, 0.38, 0.45, 0.55, 0.7, 1.0)
 
 
 def _classes() -> dict[str, str]:
@@ -58,25 +59,28 @@ def _classes() -> dict[str, str]:
     return out
 
 
-def stage_gallery(work: Path) -> Path:
+def stage_gallery(work: Path, args: argparse.Namespace) -> Path:
     from PIL import Image
 
     gallery = work / "gallery"
     if (gallery / ".done").is_file():
         return gallery
-    n = 0
+    photos = []
     for folder in TRAIN_SETS.values():
         for src in sorted((DATA / folder).rglob("*")):
             if src.suffix.lower() not in (".jpg", ".jpeg", ".png"):
                 continue
             with Image.open(src) as im:
-                if im.mode != "RGB":
-                    continue
-            dst = gallery / src.relative_to(DATA)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if not dst.exists():
-                dst.symlink_to(src.resolve())
-            n += 1
+                if im.mode == "RGB":
+                    photos.append(src)
+    if args.limit:
+        photos = sorted(np.random.default_rng(args.seed).choice(photos, min(args.limit, len(photos)), replace=False))
+    for src in photos:
+        dst = gallery / src.relative_to(DATA)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not dst.exists():
+            dst.symlink_to(src.resolve())
+    n = len(photos)
     (gallery / ".done").write_text(f"{n}\n")
     print(f"gallery: {n} colour training photos", file=sys.stderr)
     return gallery
@@ -91,7 +95,7 @@ def stage_index(work: Path, args: argparse.Namespace):
         return GalleryIndex.open(path, weights=VGG)
     config = DescriptorConfig(level="relu5_4", variant="caffe", size=args.index_size)
     return GalleryIndex.build(work / "gallery", path, config=config, weights=VGG, variant="caffe", resume=True,
-                              batch=16)
+                              batch=16, device=args.device)
 
 
 def stage_pairs(work: Path, args: argparse.Namespace) -> Path:
@@ -132,7 +136,7 @@ def stage_cache(work: Path, args: argparse.Namespace) -> Path:
     manifest = PairManifest.load(work / "pairs.csv", root=DATA)
     features = tuple(args.features.split(",")) if args.features else ()
     build_cache(manifest, work / "cache", size=args.size, variant="caffe", vgg_weights=VGG, shard_size=256,
-                batch_size=8, features=features)
+                batch_size=8, features=features, device=args.device)
     return work / "cache"
 
 
@@ -151,13 +155,48 @@ def stage_train(work: Path, args: argparse.Namespace) -> dict:
     return train(cfg)
 
 
+def _chosen(work: Path, args: argparse.Namespace) -> Path:
+    run = work / args.run
+    best = run / "best.safetensors"
+    return best if args.export == "best" and best.is_file() else run / "model.safetensors"
+
+
+def stage_calibrate(work: Path, args: argparse.Namespace) -> dict:
+    """The hypercolumn sub-net's readout temperature, chosen on the held-out model-selection pairs (never on
+    evaluation photos): the most colourful temperature whose ab errors, with the real reference and with none,
+    stay within ``--calibrate-slack`` of the best temperature's."""
+    import random
+
+    from exemplar_color.colorization.checkpoint import load_checkpoint
+    from exemplar_color.training.cache import CacheDataset, PairCache, decode
+    from exemplar_color.training.distribution import evaluate_hypercolumn
+    out = work / args.run / "calibration.json"
+    if out.is_file():
+        return json.loads(out.read_text())
+    net = load_checkpoint(_chosen(work, args))[0]
+    cache = PairCache(work / "cache")
+    recs = cache.records_of(split="val")
+    recs = random.Random(args.seed).sample(recs, min(len(recs), args.calibrate_pairs))
+    loader = torch.utils.data.DataLoader(CacheDataset(cache, recs), batch_size=16)
+    batches = [decode(b) for b in loader]
+    rows = {t: evaluate_hypercolumn(net, batches, temperature=t) for t in TEMPERATURES}
+    score = {t: r["val_ab_l1"] + r["val_noref_l1"] for t, r in rows.items()}
+    best = min(score.values())
+    chosen = min(t for t in TEMPERATURES if score[t] <= best + args.calibrate_slack)
+    result = {"pairs": len(recs), "temperature": chosen, "slack": args.calibrate_slack,
+              "by_temperature": {str(t): r for t, r in rows.items()}}
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"calibrate: temperature {chosen} on {len(recs)} held-out pairs", file=sys.stderr)
+    return result
+
+
 def stage_export(work: Path, args: argparse.Namespace) -> Path:
     from exemplar_color.colorization.checkpoint import export_release
 
-    run = work / args.run
-    best = run / "best.safetensors"
-    src = best if args.export == "best" and best.is_file() else run / "model.safetensors"
-    return export_release(src, work / "export" / args.run / "default.safetensors", chroma_gain=args.chroma_gain)
+    cal = work / args.run / "calibration.json"
+    temperature = json.loads(cal.read_text())["temperature"] if cal.is_file() else None
+    return export_release(_chosen(work, args), work / "export" / args.run / "default.safetensors",
+                          chroma_gain=args.chroma_gain, temperature=temperature)
 
 
 def main() -> int:
@@ -165,7 +204,9 @@ def main() -> int:
     ap.add_argument("--work", default="runs/default")
     ap.add_argument("--stages", default="all", help=f"comma-separated among {','.join(STAGES)}, or all")
     ap.add_argument("--index-size", type=int, default=160)
-    ap.add_argument("--refs", type=int, default=2, help="references per target")
+    ap.add_argument("--refs", type=int, default=1, help="references per target")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="use only N of the training photos (a seeded sample): a smoke run of the whole recipe")
     ap.add_argument("--val-fraction", type=float, default=0.04)
     ap.add_argument("--size", type=int, default=128, help="training size (square crops)")
     ap.add_argument("--features", default="relu5_1,relu4_1,relu3_1",
@@ -175,21 +216,25 @@ def main() -> int:
     ap.add_argument("--depth", type=int, default=4, help="hypercolumn: residual blocks")
     ap.add_argument("--rebalance", type=float, default=0.5, help="hypercolumn: class rebalancing lambda")
     ap.add_argument("--temperature", type=float, default=0.5, help="hypercolumn: readout temperature")
-    ap.add_argument("--val-every", type=int, default=0, help="validate every N steps (default: at checkpoints)")
+    ap.add_argument("--calibrate-pairs", type=int, default=240, help="held-out pairs the temperature is chosen on")
+    ap.add_argument("--calibrate-slack", type=float, default=0.3,
+                    help="ab error (sum of with and without reference) the most colourful temperature may add")
+    ap.add_argument("--val-every", type=int, default=200, help="validate every N steps (0: at checkpoints)")
     ap.add_argument("--device", default="auto", help="torch device for the cache and training (auto: CUDA if any)")
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--lr-step-epochs", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr-step-epochs", type=int, default=4)
     ap.add_argument("--reference-chroma", type=float, default=1.0,
                     help="chrominance loss on the real-reference branch too (0: as published)")
     ap.add_argument("--saturation", type=float, default=0.5, help="colourfulness-matching loss on that branch")
-    ap.add_argument("--run", default="run-refchroma-sat", help="folder of the training run inside --work")
-    ap.add_argument("--export", choices=("best", "final"), default="final",
+    ap.add_argument("--run", default="run-hypercolumn", help="folder of the training run inside --work")
+    ap.add_argument("--export", choices=("best", "final"), default="best",
                     help="which checkpoint to ship: lowest held-out ab error, or the last step")
-    ap.add_argument("--chroma-gain", type=float, default=1.2, help="the shipped model's default chroma gain")
-    ap.add_argument("--max-steps", type=int, default=500)
-    ap.add_argument("--checkpoint-every", type=int, default=50)
+    ap.add_argument("--chroma-gain", type=float, default=1.0,
+                    help="the shipped model's default chroma gain (1: colours as the distribution gives them)")
+    ap.add_argument("--max-steps", type=int, default=None, help="stop after N steps (default: all epochs)")
+    ap.add_argument("--checkpoint-every", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -204,7 +249,7 @@ def main() -> int:
         if s in stages:
             print(f"== {s}", file=sys.stderr)
             fn = globals()[f"stage_{s}"]
-            fn(work) if s == "gallery" else fn(work, args)
+            fn(work, args)
     return 0
 
 

@@ -159,13 +159,19 @@ def load_model(path: str | os.PathLike, expected: Any = None,
     return load_checkpoint(path, expected, map_location)[0]
 
 
-def export_release(src: str | os.PathLike, dst: str | os.PathLike, chroma_gain: float = 1.0) -> Path:
+def export_release(src: str | os.PathLike, dst: str | os.PathLike, chroma_gain: float = 1.0,
+                   temperature: float | None = None) -> Path:
     """A training checkpoint as a release file: the network only (no optimiser or RNG state), float16
-    tensors (half the size; the network runs in float32 after loading), its training summary and the
-    ``chroma_gain`` the Colorizer applies by default (calibrated on held-out training pairs)."""
+    tensors (half the size; the network runs in float32 after loading), its training summary, the
+    ``chroma_gain`` the Colorizer applies by default and, for the hypercolumn sub-net, its readout
+    ``temperature`` (both calibrated on held-out training pairs)."""
     if not 0 < chroma_gain <= 3:
         raise ValueError(f"chroma_gain must be in (0, 3], got {chroma_gain}")
     model, meta, _ = load_checkpoint(src)
+    if temperature is not None:
+        import dataclasses
+
+        model.config = dataclasses.replace(model.config, temperature=temperature)
     train = meta.get("train", {})
     summary = {"step": train.get("step"), "val": train.get("val"), "source": Path(src).name,
                "chroma_gain": chroma_gain}
