@@ -128,8 +128,8 @@ def test_outputs_that_would_replace_an_input_are_refused(photos, tmp_path, commo
 
 
 @pytest.mark.parametrize("args, words", [
-    (["colorize", "{a}", "-r", "{ref}", "-o", "{o}", "--size", "0"], "--size: must be at least 16"),
-    (["colorize", "{a}", "-r", "{ref}", "-o", "{o}", "--size", "-5"], "--size: must be at least 16"),
+    (["colorize", "{a}", "-r", "{ref}", "-o", "{o}", "--size", "0"], "--size: must be a whole number from 32 to 2048"),
+    (["colorize", "{a}", "-r", "{ref}", "-o", "{o}", "--size", "-5"], "--size: must be a whole number from 32 to"),
     (["colorize", "{a}", "-r", "{ref}", "-o", "{o}", "--levels", "relu9_1"], "unknown VGG-19 level"),
     (["colorize", "{a}", "-r", "{o}/missing.jpg", "-o", "{o}"], "no such file"),
     (["colorize", "{a}", "--auto", "--index", "{ref}", "-o", "{o}"], "is a file, not a gallery index"),
@@ -425,3 +425,84 @@ def test_auto_passes_over_a_gallery_photo_deleted_since_the_build(tmp_path, data
     line = next(ln for ln in err if "reference" in ln and not ln.startswith("warning"))
     assert f"reference {second}" in line and f"passed over {first} (missing" in line, line
     assert "--remove-missing" in line and (tmp_path / "auto.png").is_file()
+
+
+@pytest.mark.parametrize("flag, value, words", [
+    ("--size", "16", "--size: must be a whole number from 32 to 2048, got 16"),
+    ("--size", "20", "from 32 to 2048"),
+    ("--size", "100000", "from 32 to 2048, got 100000"),
+    ("--chroma-gain", "nan", "--chroma-gain: must be in (0, 3], got nan"),
+    ("--chroma-gain", "inf", "in (0, 3]"),
+    ("--chroma-gain", "0", "in (0, 3]"),
+    ("--chroma-gain", "-1", "in (0, 3]"),
+    ("--chroma-gain", "1e6", "in (0, 3]"),
+    ("--device", "meta", "unknown device 'meta'"),
+    ("--device", "banana", "unknown device 'banana'; use auto, cpu, cuda or cuda:N"),
+    ("--levels", "relu2_1,relu2_1", "relu2_1 given twice"),
+])
+def test_option_ranges_are_usage_errors_at_parse_time(photos, tmp_path, capsys, no_model, flag, value, words):
+    """These used to end in `unexpected ..., please report it` (exit 1) after the work started, or be accepted
+    (`--levels a,a`); now one line, exit 2, before anything is loaded, with the range (also in --help)."""
+    d, ref = photos
+    rc, err, _ = cli(capsys, "colorize", d / "a.jpg", "-r", ref, "-o", tmp_path / "o.png", flag, value)
+    assert rc == 2 and len(err) == 1 and words in err[0], err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_ranges_are_in_the_help_and_mps_only_where_it_exists(photos, tmp_path, capsys):
+    import torch
+
+    d, ref = photos
+    assert _exit(["colorize", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "32 to 2048" in text and "(0, 3]" in text
+    if not torch.backends.mps.is_available():
+        rc = _exit(["colorize", str(d / "a.jpg"), "-r", str(ref), "-o", str(tmp_path / "o.png"), "--device", "mps"])
+        assert rc == 2 and "mps (Apple GPUs) is not available" in capsys.readouterr().err
+
+
+def _exit(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return int(e.code)
+
+
+def test_size_above_every_photo_is_refused_before_the_work(photos, tmp_path, common, capsys, no_model):
+    """--size 2048 on small photos used to upsample them (minutes, ~11 GB on a 256 px photo); above the
+    default, a working size larger than the largest photo's short side is refused, naming it."""
+    d, ref = photos  # 160x120 and 120x160: short side 120
+    args = [a if a != "64" else "300" for a in common]
+    rc, err, _ = cli(capsys, "colorize", d, "-r", ref, "-o", tmp_path / "out", *args)
+    one_error(rc, err, 2, "--size 300", "120 px", "give --size 120 or less")
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_index_kind_is_refused_before_extraction_and_never_saved(tmp_path, data_dir, tv_weights, capsys,
+                                                                     monkeypatch):
+    """`index build --kind bogus` used to be refused only after every descriptor was extracted, and the kind
+    was saved in the resume plan, so `--resume --kind flat` failed the same way."""
+    from exemplar_color.retrieval import descriptors
+
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+    for f in sorted((data_dir / "imagenet-sample").glob("*.JPEG"))[:3]:
+        shutil.copy(f, gallery / f.name)
+    base = ["index", "build", gallery, "--index", tmp_path / "g.index", "--level", "relu3_1", "--size", "64",
+            "--vgg-variant", "torchvision", "--vgg-weights", tv_weights, "--workers", "0"]
+    init = descriptors.DescriptorExtractor.__init__
+    monkeypatch.setattr(descriptors.DescriptorExtractor, "__init__",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("extractor built")))
+    rc, err, _ = cli(capsys, *base, "--kind", "bogus")
+    one_error(rc, err, 2, "--kind 'bogus'", "FAISS factory")
+    assert not (tmp_path / "g.index").exists()
+    monkeypatch.setattr(descriptors.DescriptorExtractor, "__init__", init)
+    # an interrupted build (its plan saved) resumed with another kind: the kind asked for now is used
+    from exemplar_color.retrieval import build as build_mod
+
+    real = build_mod._commit_new
+    monkeypatch.setattr(build_mod, "_commit_new", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert cli(capsys, *base, "--kind", "hnsw")[0] == 130
+    monkeypatch.setattr(build_mod, "_commit_new", real)
+    rc, err, out = cli(capsys, *base, "--resume", "--kind", "flat")
+    assert rc == 0 and ", Flat)" in out, (out, err)  # not the interrupted build's HNSW32,Flat

@@ -28,7 +28,15 @@ from tqdm import tqdm
 from ..errors import ExemplarColorError, ImageError, UsageError
 from ..io import save_image
 from .options import add_model_option, add_pipeline_options, at_least, colorizer_from, existing_file, index_folder
-from .plan import Job, JobRecord, check_writable, plan_colorize, refuse_existing, remove_leftovers
+from .plan import (
+    Job,
+    JobRecord,
+    check_working_size,
+    check_writable,
+    plan_colorize,
+    refuse_existing,
+    remove_leftovers,
+)
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("colorize", help="colorize black-and-white photos with a reference (or automatically)",
@@ -146,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise UsageError("give --resume (keep the finished outputs) or --overwrite (replace them), not both")
     jobs = plan(args)
+    check_working_size(args.size, [j.target for j in jobs])
     existing = [o for j in jobs for o in j.outputs if os.path.lexists(o)]
     folder = not (len(jobs) == 1 and jobs[0].output == Path(args.out))
     record = JobRecord(args.out, _job(args)) if folder else None

@@ -123,9 +123,12 @@ def run_build(args: argparse.Namespace) -> int:
     if not Path(args.gallery).is_dir():
         raise UsageError(f"{args.gallery}: no such folder")
     check_output_folder(args.index, "--index")  # before VGG-19 is loaded
-    device = _setup(args)
     config = DescriptorConfig(level=args.level, grid_level=args.grid_level, variant=variant_or_default(args),
                               size=args.size, classes=args.classes)
+    from ..retrieval.index import resolve_kind
+
+    resolve_kind(args.kind, config.dim, 1000, _params(args))  # a bad --kind: refused here, not after the work
+    device = _setup(args)
     index = GalleryIndex.build(args.gallery, args.index, config=config, kind=args.kind, params=_params(args),
                                weights=args.vgg_weights, device=device, batch=args.batch, workers=args.workers,
                                resume=args.resume, overwrite=args.overwrite, checkpoint=args.checkpoint,

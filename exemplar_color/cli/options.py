@@ -49,6 +49,46 @@ def at_least(low: int, what: str = "a whole number") -> Callable[[str], int]:
     return parse
 
 
+def in_range(low: float, high: float, what: str = "a number", integer: bool = False,
+             low_open: bool = False) -> Callable[[str], float]:
+    """A finite number in [low, high] (``(low, high]`` with ``low_open``): nan, inf and out-of-range values are
+    refused at parse time, stating the range (``--size 100000``, ``--chroma-gain nan``)."""
+    shown = f"{'(' if low_open else '['}{low:g}, {high:g}]" if not integer else f"{low:g} to {high:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = int(text.replace("_", "")) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not (low < value if low_open else low <= value) or not value <= high:
+            raise argparse.ArgumentTypeError(f"must be {'a whole number from ' + shown if integer else 'in ' + shown}, "
+                                             f"got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+SIZE_RANGE = (32, 2048)  # the matcher needs two relu5_1 cells (32 px); 2048 already costs ~11 GB
+CHROMA_GAIN_RANGE = (0.0, 3.0)  # as the Colorizer accepts: (0, 3]
+
+
+def device_name(text: str) -> str:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` (and ``mps`` where this machine has it), refused at parse time
+    otherwise (``--device banana``, ``meta``)."""
+    name = text.strip().lower()
+    if name in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", name):
+        return name
+    if name == "mps":
+        import torch
+
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return name
+        raise argparse.ArgumentTypeError("mps (Apple GPUs) is not available on this machine; use auto, cpu, cuda "
+                                         "or cuda:N")
+    raise argparse.ArgumentTypeError(f"unknown device {text!r}; use auto, cpu, cuda or cuda:N")
+
+
 def pixel_count(text: str) -> int:
     """A pixel count: ``400000000``, ``400_000_000`` or ``4e8``."""
     try:
@@ -78,6 +118,9 @@ def level_list(known: tuple[str, ...]) -> Callable[[str], list[str]]:
         names = [one(part.strip()) for part in text.split(",") if part.strip()]
         if not names:
             raise argparse.ArgumentTypeError("expected at least one VGG-19 level")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise argparse.ArgumentTypeError(f"{', '.join(twice)} given twice; name each level once")
         return names
 
     parse.__name__ = "levels"
@@ -155,7 +198,7 @@ DEVICE_HELP = "auto (CUDA when present; under torchrun this rank's GPU), cpu, cu
 
 def add_device_option(p: argparse.ArgumentParser, default: str | None = "auto") -> None:
     """``--device``; ``default=None`` only where a settings file may give it (``train``: auto otherwise)."""
-    p.add_argument("--device", default=default, metavar="DEVICE", help=DEVICE_HELP)
+    p.add_argument("--device", default=default, metavar="DEVICE", type=device_name, help=DEVICE_HELP)
 
 
 def add_levels_option(p: argparse.ArgumentParser, default: Sequence[str] | None = None,
@@ -213,7 +256,9 @@ def variant_or_default(args: argparse.Namespace) -> str:
 
 
 def add_pipeline_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--size", type=at_least(16), default=256, help="working size: short side in pixels (default 256)")
+    p.add_argument("--size", type=in_range(*SIZE_RANGE, "a whole number of pixels", integer=True), default=256,
+                   help=f"working size: short side in pixels, {SIZE_RANGE[0]} to {SIZE_RANGE[1]} (default 256; "
+                        "above 256, never more than the largest photo's own short side)")
     add_levels_option(p, default_help=f"{' '.join(DEFAULT_LEVELS)}, or the model's")
     add_vgg_options(p)
     add_device_option(p)
@@ -231,9 +276,10 @@ def add_model_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", metavar="default|analogy|PATH", type=model_choice,
                    help="default: the trained colorization sub-net shipped with the package; analogy (or none): "
                         "the analogy head, no network; PATH: your own checkpoint (.safetensors)")
-    p.add_argument("--chroma-gain", type=float, default=None, metavar="G",
-                   help="push the trained sub-net's colours out from gray by G (default: the model's calibrated "
-                        "gain; 1: as predicted; >1: more vivid, at some cost in colour error)")
+    p.add_argument("--chroma-gain", type=in_range(*CHROMA_GAIN_RANGE, low_open=True), default=None, metavar="G",
+                   help="push the trained sub-net's colours out from gray by G, in (0, 3] (default: the model's "
+                        "calibrated gain; 1: as predicted; >1: more vivid, at some cost in colour error); the analogy "
+                        "head has no gain: ignored there, with a warning")
 
 
 def colorizer_from(args: argparse.Namespace, **extra):
@@ -250,7 +296,7 @@ def colorizer_from(args: argparse.Namespace, **extra):
                      **extra)
 
 
-__all__ = ["at_least", "pixel_count", "level_of", "level_list", "join_level_lists", "existing_file", "index_folder",
+__all__ = ["at_least", "in_range", "device_name", "SIZE_RANGE", "CHROMA_GAIN_RANGE", "pixel_count", "level_of", "level_list", "join_level_lists", "existing_file", "index_folder",
            "model_choice", "add_device_option", "add_levels_option", "add_vgg_options", "add_threads_option",
            "add_method_option", "add_json_option", "variant_or_default", "add_pipeline_options",
            "add_max_pixels_option", "add_model_option", "colorizer_from", "MATCH_LEVELS", "LEVELS", "VARIANTS",

@@ -31,7 +31,7 @@ from ..errors import ConfigMismatchError, OutputError, UsageError
 from ..io import IMAGE_EXTENSIONS, atomic_write, list_images, temp_leftovers
 
 __all__ = ["Job", "plan_colorize", "check_output_file", "check_output_folder", "check_writable",
-           "refuse_existing", "remove_leftovers", "JobRecord", "SAVE_EXTENSIONS"]
+           "refuse_existing", "remove_leftovers", "JobRecord", "check_working_size", "SAVE_EXTENSIONS"]
 
 SAVE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 
@@ -184,6 +184,28 @@ class JobRecord:
     def write(self) -> None:
         with atomic_write(self.path) as tmp:
             tmp.write_text(json.dumps(self.job, indent=1))
+
+
+def check_working_size(size: int, photos: Iterable[Path], default: int = 256) -> None:
+    """A working size above ``default`` that is also above every photo's own short side would only upsample
+    them (``--size 2048`` on a 256 px photo: minutes and ~11 GB for nothing): refused (UsageError), read from
+    the headers before any model. Unreadable photos are left to the run, which reports them."""
+    if size <= default:
+        return
+    from PIL import Image
+
+    largest, name = 0, None
+    for p in photos:
+        try:
+            with Image.open(p) as img:
+                side = min(img.size)
+        except Exception:  # noqa: BLE001 - not an image, corrupt: the run says which
+            continue
+        if side > largest:
+            largest, name = side, p
+    if largest and size > largest:
+        raise UsageError(f"--size {size} is above the short side of the largest photo ({name}: {largest} px): it "
+                         f"would only upsample it, at a great cost in time and memory; give --size {largest} or less")
 
 
 def _existing_ancestor(d: Path) -> Path:

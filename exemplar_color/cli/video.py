@@ -82,6 +82,11 @@ def _precheck(args: argparse.Namespace) -> None:
     with open_source(src, args.fps) as reader:  # missing, not a video, no video stream, no PyAV: one line, here
         if isinstance(reader, VideoReader):
             reader.check_complete(args.max_frames)  # frames missing from the end (a cut file): here too
+        if args.size > 256 and args.size > min(reader.info.width, reader.info.height):
+            raise UsageError(f"--size {args.size} is above the frames' short side ({src}: "
+                             f"{min(reader.info.width, reader.info.height)} px): it would only upsample them, at a "
+                             f"great cost in time and memory; give --size "
+                             f"{min(reader.info.width, reader.info.height)} or less")
     if args.reference_frame is not None:
         if len(args.reference) > 1:
             raise UsageError("--reference-frame takes its frame from one colour video: give one --reference")

@@ -239,6 +239,7 @@ def build_gallery(gallery: str | os.PathLike, path: str | os.PathLike, config: D
     if not (build_dir / "plan.json").is_file() and not files:  # before loading VGG-19: fail fast
         raise EmptyGalleryError(f"{root}: no images found (looked for files ending in .jpg, .jpeg, .png, "
                                 f".tif, .webp, .bmp, ...)")
+    resolve_kind(kind, config.dim, max(1, len(files)), params)  # a bad --kind: refused before any work
     extractor = DescriptorExtractor(config, weights=weights, device=device)
     plan = _plan(out, root, files, extractor.config, kind, params, checkpoint, rank, resume)
     rel, root = plan["files"], Path(plan["root"])
@@ -261,7 +262,8 @@ def build_gallery(gallery: str | os.PathLike, path: str | os.PathLike, config: D
     if not rows.paths:
         reasons = "; ".join(f"{p}: {r}" for p, r in rows.failures[:3])
         raise EmptyGalleryError(f"{root}: none of the {len(rel)} images could be read ({reasons}...)")
-    _commit_new(out, root, extractor.config, plan["kind"], plan["params"], rows, extractor.weights_path)
+    # the kind asked for now (it does not change the descriptors): an interrupted build may change it
+    _commit_new(out, root, extractor.config, kind, params or {}, rows, extractor.weights_path)
     report.written = len(rows.paths)
     report.seconds = time.perf_counter() - t0
     shutil.rmtree(build_dir, ignore_errors=True)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UsageError
 from ..io import atomic_write
 
 __all__ = ["IndexSpec", "resolve_kind", "build_faiss", "add_vectors", "set_search_params", "save_faiss",
@@ -78,7 +79,7 @@ def resolve_kind(kind: str, dim: int, n: int, params: dict[str, Any] | None = No
         try:
             _faiss().index_factory(dim, k, _faiss().METRIC_INNER_PRODUCT)
         except Exception as e:  # FAISS raises RuntimeError with a C++ message
-            raise ValueError(f"--kind {kind!r} is neither one of {', '.join(KINDS)} nor a valid FAISS factory "
+            raise UsageError(f"--kind {kind!r} is neither one of {', '.join(KINDS)} nor a valid FAISS factory "
                              f"string for dimension {dim}: {str(e).strip().splitlines()[-1]}") from None
         p: dict[str, Any] = {}
         if "IVF" in k:
