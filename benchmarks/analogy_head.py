@@ -61,7 +61,7 @@ def main() -> int:
     t0 = time.perf_counter()
     for target, reference in _pairs(Path(args.pairs), args.limit):
         t, r = read_photo(target), read_photo(reference)
-        tl, rlab = c._working(t, r)
+        tl, rlab = c.working(t, r)
         truth = rgb_to_lab(torch.nn.functional.interpolate(t.pixels, size=tl.shape[-2:], mode="bilinear",
                                                            antialias=True, align_corners=False).clamp(0, 1))[:, 1:]
         corr = c.matcher.match(tl, rlab)

@@ -155,13 +155,13 @@ def component_times(colorizer, clip: Path) -> dict:
 
     a, b = _truth(clip, 2)
     pa, pb = (Photo("f", to_tensor(x.astype(np.float32) / 255), False) for x in (a, b))
-    tl, rlab = colorizer._working(pb, pa)
-    tl0 = colorizer._working(pa, pa)[0]
+    tl, rlab = colorizer.working(pb, pa)
+    tl0 = colorizer.working_l(pa)
 
     def frame():
         corr = colorizer.matcher.match(tl, rlab)
         ab = colorizer.head(tl, corr)
-        colorizer._render(pb.pixels, tl, ab).ab_array()
+        colorizer.render(pb.pixels, tl, ab).ab_array()
         return ab, corr
 
     ab, corr = frame()

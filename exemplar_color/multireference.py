@@ -46,9 +46,9 @@ def colorize_references(colorizer, target: Any, references: Sequence[Any], heads
         with warnings.catch_warnings():
             if i:  # a colour target is said once, not once per reference
                 warnings.simplefilter("ignore")
-            photos.append(colorizer._load_pair(t, ref)[1])
+            photos.append(colorizer.read_pair(t, ref)[1])
     if len(photos) == 1:  # exactly today's path
-        out = colorizer._colorize_pairs([(t, photos[0])], 1, heads)[0]
+        out = colorizer.colorize_pairs([(t, photos[0])], 1, heads)[0]
         for res in out.values():
             h, w = res.confidence.shape
             res.labels = np.zeros((h, w), np.uint8)
@@ -57,12 +57,12 @@ def colorize_references(colorizer, target: Any, references: Sequence[Any], heads
         return out
 
     m = colorizer.matcher
-    tl = colorizer._working(t, photos[0])[0]
+    tl = colorizer.working(t, photos[0])[0]
     ft = m.features(tl)
     corrs: list[Correspondence] = []
     for r in photos:
-        rlab = colorizer._working(t, r)[1]
-        m._check_size(tl.shape[-2:], rlab.shape[-2:])
+        rlab = colorizer.working(t, r)[1]
+        m.check_size(tl.shape[-2:], rlab.shape[-2:])
         corrs.append(m.match_features(ft, m.features(rlab[:, :1]), rlab, tuple(tl.shape[-2:])))
     weights, labels = reference_weights(match_scores(corrs), tl)
     fused = fuse_correspondences(corrs, weights)
@@ -76,12 +76,12 @@ def colorize_references(colorizer, target: Any, references: Sequence[Any], heads
         else:
             ab[head] = fuse_ab([colorizer.heads[head](tl, c) for c in corrs], weights)
         head_s[head] = time.perf_counter() - h0
-    fields = [colorizer._full_fields(c, t.size, r.size) for c, r in zip(corrs, photos)]
+    fields = [colorizer.full_fields(c, t.size, r.size) for c, r in zip(corrs, photos)]
     forward = partial(_chosen_forward, [f["forward"] for f in fields], labels)
     out = {}
     for head in heads:
         t3 = time.perf_counter()
-        full = colorizer._render(t.pixels, tl, ab[head])
+        full = colorizer.render(t.pixels, tl, ab[head])
         image = full.image()
         timings = {"load_s": 0.0, "match_s": t_match - t0, "head_s": head_s[head],
                    "full_resolution_s": time.perf_counter() - t3}

@@ -162,16 +162,21 @@ class Colorizer:
         return self.index.search(target, k=k)
 
     # ----------------------------------------------------------------- matching
-    def _working(self, target: Photo, reference: Photo) -> tuple[torch.Tensor, torch.Tensor]:
-        ht, wt = working_size(*target.size, self.size)
+    def working_l(self, target: Photo) -> torch.Tensor:
+        """Pipeline stage: the target's L ``(1, 1, h, w)`` at the working size (short side ``size``)."""
+        t = resize(target.pixels.to(self.device), working_size(*target.size, self.size)).clamp(0, 1)
+        return rgb_to_lab(t)[:, :1] if t.shape[1] == 3 else gray_to_l(t)
+
+    def working(self, target: Photo, reference: Photo) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pipeline stage: target L ``(1, 1, h, w)`` and reference Lab ``(1, 3, h', w')`` at the working size."""
+        tl = self.working_l(target)
         hr, wr = working_size(*reference.size, self.size)
-        t = resize(target.pixels.to(self.device), (ht, wt)).clamp(0, 1)
-        tl = rgb_to_lab(t)[:, :1] if t.shape[1] == 3 else gray_to_l(t)
         rpx = reference.pixels if reference.pixels.shape[1] == 3 else reference.pixels.expand(-1, 3, -1, -1)
         rlab = rgb_to_lab(resize(rpx.to(self.device), (hr, wr)).clamp(0, 1))  # a gray one: matched on L
         return tl, rlab
 
-    def _load_pair(self, target: ImageInput | Photo, reference: ImageInput | Photo) -> tuple[Photo, Photo]:
+    def read_pair(self, target: ImageInput | Photo, reference: ImageInput | Photo) -> tuple[Photo, Photo]:
+        """Pipeline stage: both photos read, with the one gray-reference rule (refused) and colour-target warning."""
         t = target if isinstance(target, Photo) else read_photo(target)
         r = reference if isinstance(reference, Photo) else read_photo(reference)
         if not r.colour:
@@ -186,13 +191,13 @@ class Colorizer:
         ``(H_r, W_r, 2)`` at the images' ORIGINAL sizes, in the other image's original pixel coordinates
         (``x, y``, 0-based, pixel centres at integers)."""
         t, r = read_photo(target), read_photo(reference)
-        tl, rlab = self._working(t, r)
+        tl, rlab = self.working(t, r)
         corr = self.matcher.match(tl, rlab)
-        return corr, {d: f() for d, f in self._full_fields(corr, t.size, r.size).items()}
+        return corr, {d: f() for d, f in self.full_fields(corr, t.size, r.size).items()}
 
     @staticmethod
-    def _full_fields(corr: Correspondence, t_size: tuple[int, int], r_size: tuple[int, int],
-                     ) -> dict[str, Callable[[], np.ndarray]]:
+    def full_fields(corr: Correspondence, t_size: tuple[int, int], r_size: tuple[int, int],
+                    ) -> dict[str, Callable[[], np.ndarray]]:
         """How to compute ``forward`` and ``backward`` at their images' original sizes, in the other image's
         original pixels: 8 bytes per pixel each, so a :class:`ColorizationResult` computes them only if read
         (from the working-size fields and the two sizes alone)."""
@@ -204,8 +209,8 @@ class Colorizer:
         return {"forward": partial(full, fwd, t_size, bwd, r_size), "backward": partial(full, bwd, r_size, fwd, t_size)}
 
     # ----------------------------------------------------------------- colorizing
-    def _render(self, pixels: torch.Tensor, tl: torch.Tensor, ab: torch.Tensor) -> FullResolution:
-        """The full-resolution stage for the photo ``pixels``, in row bands (bounded memory at any size)."""
+    def render(self, pixels: torch.Tensor, tl: torch.Tensor, ab: torch.Tensor) -> FullResolution:
+        """Pipeline stage: the full-resolution result for the photo ``pixels``, in row bands (bounded memory)."""
         return FullResolution(pixels, tl, ab, self.upsample)
 
     def colorize(self, target: ImageInput, reference: ImageInput | Sequence[ImageInput] | None = None, *,
@@ -224,10 +229,10 @@ class Colorizer:
         :meth:`colorize`."""
         heads = heads or tuple(self.heads)
         if reference is None and self._index is None:  # no reference and no gallery: the photo alone
-            return self._colorize_pairs([(target, None)], 1, heads)[0]
+            return self.colorize_pairs([(target, None)], 1, heads)[0]
         if isinstance(reference, (list, tuple)) or (reference is None and top_k > 1):
             return self._colorize_references(target, reference, top_k, heads)
-        return self._colorize_pairs([(target, reference)], 1, heads)[0]
+        return self.colorize_pairs([(target, reference)], 1, heads)[0]
 
     def _colorize_references(self, target: ImageInput, references: Sequence[ImageInput] | None, top_k: int,
                              heads: Sequence[str]) -> dict[str, ColorizationResult]:
@@ -251,7 +256,7 @@ class Colorizer:
     def colorize_many(self, pairs: Iterable[tuple[ImageInput, ImageInput | None]], batch_size: int = 8,
                       ) -> list[ColorizationResult]:
         """Colorize many ``(target, reference)`` pairs; pairs whose working sizes agree share a device batch."""
-        return [r[self.head_name] for r in self._colorize_pairs(pairs, batch_size, (self.head_name,))]
+        return [r[self.head_name] for r in self.colorize_pairs(pairs, batch_size, (self.head_name,))]
 
     def colorize_video(self, source: str | os.PathLike, reference: Any = None, output: str | os.PathLike | None = None,
                        **options: Any):
@@ -273,8 +278,8 @@ class Colorizer:
             target = read_photo(source)
             recs = self.recommend(source, k=AUTO_CANDIDATES)
             (reference,), passed = usable_references(source, target, recs, 1)
-        t, r = self._load_pair(target, reference)
-        tl, rlab = self._working(t, r)
+        t, r = self.read_pair(target, reference)
+        tl, rlab = self.working(t, r)
         return _Prepared(i, t, r, tl, rlab, recs, passed, time.perf_counter() - t0)
 
     def _prepare_alone(self, i: int, target: ImageInput, t0: float) -> "_Prepared":
@@ -285,13 +290,12 @@ class Colorizer:
         t = target if isinstance(target, Photo) else read_photo(target)
         if t.colour:
             warnings.warn(f"{t.name}: the target is a colour photo; only its luminance is used", stacklevel=4)
-        ht, wt = working_size(*t.size, self.size)
-        px = resize(t.pixels.to(self.device), (ht, wt)).clamp(0, 1)
-        tl = rgb_to_lab(px)[:, :1] if px.shape[1] == 3 else gray_to_l(px)
-        return _Prepared(i, t, None, tl, None, [], [], time.perf_counter() - t0)
+        return _Prepared(i, t, None, self.working_l(t), None, [], [], time.perf_counter() - t0)
 
-    def _colorize_pairs(self, pairs: Iterable[tuple[ImageInput, ImageInput | None]], batch_size: int,
-                        heads: Sequence[str]) -> list[dict[str, ColorizationResult]]:
+    def colorize_pairs(self, pairs: Iterable[tuple[ImageInput, ImageInput | None]], batch_size: int,
+                       heads: Sequence[str]) -> list[dict[str, ColorizationResult]]:
+        """``{head: result}`` for every ``(target, reference)`` pair (reference None: the gallery's best, or the
+        photo alone without a gallery); pairs whose working sizes agree share a device batch."""
         prepared = [self._prepare(i, target, reference) for i, (target, reference) in enumerate(pairs)]
         results: list[dict[str, ColorizationResult] | None] = [None] * len(prepared)
         groups: dict[tuple, list[_Prepared]] = {}
@@ -331,11 +335,11 @@ class Colorizer:
         for j, item in enumerate(items):
             t, r = item.target, item.reference
             one = corr.select(j)
-            fields = self._full_fields(one, t.size, r.size)
+            fields = self.full_fields(one, t.size, r.size)
             per_head = {}
             for head in heads:
                 t3 = time.perf_counter()
-                full = self._render(t.pixels, tl[j:j + 1], ab[head][j:j + 1])
+                full = self.render(t.pixels, tl[j:j + 1], ab[head][j:j + 1])
                 image = full.image()
                 sync()
                 timings = {"load_s": item.load_s, "match_s": (t1 - t0) / n, "head_s": head_s[head] / n,
@@ -363,7 +367,7 @@ class Colorizer:
         out = []
         for j, item in enumerate(items):
             t3 = time.perf_counter()
-            full = self._render(item.target.pixels, tl[j:j + 1], ab[j:j + 1])
+            full = self.render(item.target.pixels, tl[j:j + 1], ab[j:j + 1])
             image = full.image()
             timings = {"load_s": item.load_s, "match_s": 0.0, "head_s": (t2 - t1) / len(items),
                        "full_resolution_s": time.perf_counter() - t3}

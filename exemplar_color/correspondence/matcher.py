@@ -281,7 +281,7 @@ class Matcher:
             feats = self.backbone(gray, precision=self.precision, border=pad, border_until=CONTEXT_UNTIL)
         return {lv: _normalise(feats[lv]) for lv in self.levels}
 
-    def _check_size(self, *shapes: tuple[int, int]) -> None:
+    def check_size(self, *shapes: tuple[int, int]) -> None:
         stride = LEVEL_STRIDE[self.levels[0]]
         for h, w in shapes:
             if min(h, w) < 2 * stride:
@@ -330,7 +330,7 @@ class Matcher:
         if reference_lab.dim() != 4 or reference_lab.shape[1] != 3 or reference_lab.shape[0] != target_l.shape[0]:
             raise ValueError(f"reference_lab must be (B, 3, H2, W2) with B={target_l.shape[0]}, "
                              f"got {tuple(reference_lab.shape)}")
-        self._check_size(target_l.shape[-2:], reference_lab.shape[-2:])
+        self.check_size(target_l.shape[-2:], reference_lab.shape[-2:])
         target_l = target_l.to(self.device).float()
         reference_lab = reference_lab.to(self.device).float()
         h, w = target_l.shape[-2:]

@@ -132,14 +132,14 @@ class _FrameColorizer:
         """The reference's Lab at the working size and its unit VGG features, computed once per reference."""
         cached = self._features.get(id(ref))
         if cached is None:
-            rlab = self.c._working(photo, ref)[1]
+            rlab = self.c.working(photo, ref)[1]
             cached = (rlab, self.c.matcher.features(rlab[:, :1]))
             self._features[id(ref)] = cached
         return cached
 
     def _match(self, photo, tl: torch.Tensor, ref):
         rlab, fr = self._reference(photo, ref)
-        self.c.matcher._check_size(tl.shape[-2:], rlab.shape[-2:])
+        self.c.matcher.check_size(tl.shape[-2:], rlab.shape[-2:])
         return self.c.matcher.match_features(self.c.matcher.features(tl), fr, rlab, tuple(tl.shape[-2:]))
 
     def _pick(self, photo, tl: torch.Tensor, frame: Frame):
@@ -163,7 +163,7 @@ class _FrameColorizer:
     def __call__(self, frame: Frame) -> ColorizedFrame:
         t0 = time.perf_counter()
         photo = Photo(frame.name, to_tensor(frame.rgb.astype(np.float32) / 255), False)
-        tl = self.c._working(photo, photo)[0]  # the target's working size does not depend on the reference
+        tl = self.c.working_l(photo)  # the target's working size does not depend on the reference
         new_shot = self.detector is not None and self.detector(tl)
         cut = self.ref is None or new_shot
         corr = None
@@ -183,7 +183,7 @@ class _FrameColorizer:
             else:
                 weight = 0.25 + corr.confidence
             self.state = TemporalState(tl, ab, weight)
-        image = self.c._render(photo.pixels, tl, ab).image()
+        image = self.c.render(photo.pixels, tl, ab).image()
         return ColorizedFrame(frame.index, frame.name, frame.pts, np.asarray(image), to_array(ab),
                               cut, self.ref.name, time.perf_counter() - t0)
 
@@ -193,8 +193,8 @@ class _FrameColorizer:
         tensors: dict[str, torch.Tensor] = {}
         if self.state is not None:
             tensors.update(l=self.state.l, ab=self.state.ab, weight=self.state.weight)
-        if self.detector is not None and self.detector._prev is not None:
-            tensors.update(hist=torch.from_numpy(self.detector._prev[0]), thumb=torch.from_numpy(self.detector._prev[1]))
+        if self.detector is not None and self.detector.previous is not None:
+            tensors.update(hist=torch.from_numpy(self.detector.previous[0]), thumb=torch.from_numpy(self.detector.previous[1]))
         which = next((i for i, r in enumerate(self.refs) if r is self.ref), None)
         return tensors, {"reference": which if which is not None else getattr(self.ref, "name", None)}
 
@@ -206,7 +206,7 @@ class _FrameColorizer:
         if "l" in tensors:
             self.state = TemporalState(*(tensors[k].to(self.c.device) for k in ("l", "ab", "weight")))
         if self.detector is not None and "hist" in tensors:
-            self.detector._prev = (tensors["hist"].numpy(), tensors["thumb"].numpy())
+            self.detector.previous = (tensors["hist"].numpy(), tensors["thumb"].numpy())
 
 
 def iter_colorized(colorizer, source, reference=None, *, reference_frame: int | None = None, temporal: bool = True,

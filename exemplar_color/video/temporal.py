@@ -119,7 +119,7 @@ class ShotDetector:
 
     def __init__(self, threshold: float = 0.5, min_change: float = 12.0, bins: int = 32):
         self.threshold, self.min_change, self.bins = threshold, min_change, bins
-        self._prev: tuple[np.ndarray, np.ndarray] | None = None
+        self.previous: tuple[np.ndarray, np.ndarray] | None = None  # the last frame's (histogram, thumbnail)
         self.last_scores: tuple[float, float] = (0.0, 0.0)
 
     def _describe(self, l: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +130,7 @@ class ShotDetector:
     def __call__(self, l: torch.Tensor) -> bool:
         """``True`` when the frame with working-size L ``(1, 1, H, W)`` starts a new shot (the first does)."""
         desc = self._describe(l)
-        prev, self._prev = self._prev, desc
+        prev, self.previous = self.previous, desc
         if prev is None:
             self.last_scores = (2.0, 100.0)
             return True
@@ -140,4 +140,4 @@ class ShotDetector:
         return hist_d > self.threshold and mean_d > self.min_change
 
     def reset(self) -> None:
-        self._prev = None
+        self.previous = None
