@@ -134,9 +134,12 @@ def stage_cache(work: Path, args: argparse.Namespace) -> Path:
     from exemplar_color.training.pairs import PairManifest
 
     manifest = PairManifest.load(work / "pairs.csv", root=DATA)
+    from exemplar_color.runtime import dist_env
+
     features = tuple(args.features.split(",")) if args.features else ()
+    rank, world, _ = dist_env()  # RANK / WORLD_SIZE: one process per share of the shards (e.g. one per core)
     build_cache(manifest, work / "cache", size=args.size, variant="caffe", vgg_weights=VGG, shard_size=256,
-                batch_size=8, features=features, device=args.device)
+                batch_size=8, features=features, device=args.device, rank=rank, world=world)
     return work / "cache"
 
 
