@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-__all__ = ["LEVELS", "LEVEL_CHANNELS", "LEVEL_STRIDE", "VARIANTS", "DEFAULT_VARIANT", "PREPROCESSING",
+__all__ = ["DEFAULT_LEVELS", "LEVELS", "LEVEL_CHANNELS", "LEVEL_STRIDE", "VARIANTS", "DEFAULT_VARIANT", "PREPROCESSING",
            "Preprocessing", "Variant"]
 
 Variant = Literal["caffe", "torchvision"]
@@ -38,6 +38,7 @@ def _conv_names() -> list[tuple[str, int]]:
 
 _RELU_INDEX = dict(_conv_names())
 LEVELS: tuple[str, ...] = tuple(_RELU_INDEX) + ("fc6", "fc7", "fc8")
+DEFAULT_LEVELS: tuple[str, ...] = ("relu5_1", "relu4_1", "relu3_1", "relu2_1", "relu1_1")  # the paper's five, deepest first
 """Every level the extractor can return: relu1_1 ... relu5_4, then the classifier's fc6, fc7 (after
 ReLU) and fc8 (the 1000 ImageNet logits). fc levels need a file with the classifier layers."""
 

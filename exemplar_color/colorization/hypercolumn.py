@@ -33,9 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..vgg_spec import LEVEL_CHANNELS, LEVEL_STRIDE, LEVELS
+from ..vgg_spec import DEFAULT_LEVELS, LEVEL_CHANNELS, LEVEL_STRIDE, LEVELS
 from ..weights import WEIGHTS
-from .network import DEFAULT_LEVELS
 
 __all__ = ["ARCH", "FEATURE_LEVELS", "HypercolumnConfig", "HypercolumnNet", "Prediction", "ab_bins",
            "annealed_mean"]

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..vgg_spec import LEVELS
+from ..vgg_spec import DEFAULT_LEVELS, LEVELS
 from ..weights import WEIGHTS
 
 __all__ = ["ARCH", "AB_SCALE", "ColorizationNetConfig", "ColorizationNet", "make_input", "DEFAULT_LEVELS"]
@@ -34,7 +34,6 @@ ARCH = "deep-exemplar-unet"
 """Architecture name stored in every checkpoint; a checkpoint with another name is refused."""
 ARCH_VERSION = 1
 AB_SCALE = 100.0  # tanh output x 100 -> ab units (the published bound)
-DEFAULT_LEVELS = ("relu5_1", "relu4_1", "relu3_1", "relu2_1", "relu1_1")
 _L_SCALE, _AB_IN_SCALE = 50.0, 110.0  # bring L-50 and ab to about [-1, 1] before the first conv
 
 
