@@ -29,6 +29,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import (
     CorruptImageError,
+    ExemplarColorError,
     ImageError,
     ImageNotFoundError,
     ImageTooLargeError,
@@ -73,8 +74,13 @@ def current_max_pixels() -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise ImageError(None, f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r} is not a positive number of pixels")
+        raise PixelLimitSettingError(f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r} is not a positive number of "
+                                     f"pixels; set it to one (e.g. 400000000), or unset it for {MAX_PIXELS:,}")
     return value
+
+
+class PixelLimitSettingError(ExemplarColorError, ValueError):
+    """``$EXEMPLAR_COLOR_MAX_PIXELS`` is not a positive number (an environment problem, no image's fault)."""
 
 
 class pixel_limit:
@@ -184,8 +190,9 @@ def load_image(
     limit = max_pixels if max_pixels is not None else current_max_pixels()
     pil_limit = Image.MAX_IMAGE_PIXELS
     try:
-        # our limit replaces Pillow's (its warning at 89.5 MP, its error at twice that)
-        Image.MAX_IMAGE_PIXELS = max(limit, pil_limit or 0)
+        # our limit replaces Pillow's (its warning at 89.5 MP, its error at twice that): _check_size refuses
+        # from the header, before any decoding, with the project's limit and how to raise it
+        Image.MAX_IMAGE_PIXELS = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(p) as img:

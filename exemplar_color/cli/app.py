@@ -34,6 +34,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _check_port(host: str, port: int) -> None:
+    """The address can be listened on (uvicorn would print its own lines and exit 3 after our URL)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise ExemplarColorError(f"--host {host}: not an address of this computer ({e.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a closed port's TIME_WAIT is fine
+        try:
+            s.bind(address)
+        except OSError as e:
+            raise ExemplarColorError(f"cannot listen on {host}:{port} ({e.strerror}): another program (another "
+                                     f"exemplar-color app?) uses it; choose another with --port") from None
+
+
 def run(args: argparse.Namespace) -> int:
     missing = [m for m in ("starlette", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
@@ -50,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         from ..retrieval.gallery import read_manifest
 
         read_manifest(Path(args.index))  # a missing or interrupted index: one line, before serving
+    _check_port(args.host, args.port)  # busy: one line, before the URL is printed
     if args.host not in LOOPBACK_HOSTS:
         print(f"warning: listening on {args.host}: anyone who can reach it can use this app", file=sys.stderr)
     app = create_app(lambda: colorizer_from(args, index=args.index), index=args.index,

@@ -210,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
+        where = f"-> {args.out}" if report["outputs"] or report["skipped"] else "; nothing written"
         print(f"colorized {len(report['outputs'])}, skipped {len(report['skipped'])}, "
-              f"failed {len(report['failed'])} -> {args.out}", file=sys.stderr)
+              f"failed {len(report['failed'])} {where}", file=sys.stderr)
     return 1 if report["failed"] else 0

@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--checkpoint", type=at_least(1), default=256, help="images per resumable chunk (default 256)")
     b.add_argument("--resume", action="store_true", help="continue an interrupted build")
     b.add_argument("--overwrite", action="store_true", help="replace an existing index or partial build")
+    b.add_argument("--strict", action="store_true",
+                   help="exit 1 when any file was skipped, grayscale ones included (default: only unreadable files "
+                        "make it exit 1; grayscale photos are expected in a gallery and only counted)")
     add_json_option(b, "print the build report as JSON; no progress bar")
     backbone(b, variant=True)
     b.set_defaults(func=run_build)
@@ -68,6 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--batch", type=at_least(1), default=16)
     a.add_argument("--workers", type=at_least(0), default=0)
     a.add_argument("--remove-missing", action="store_true", help="also drop entries whose file disappeared")
+    a.add_argument("--strict", action="store_true",
+                   help="exit 1 when any file was skipped, grayscale ones included (default: unreadable ones only)")
     add_json_option(a, "print the report as JSON; no progress bar")
     backbone(a)
     a.set_defaults(func=run_add)
@@ -144,7 +149,7 @@ def run_build(args: argparse.Namespace) -> int:
         print(f"{index.path}: {len(index)} images indexed ({index.config.kind}, dim {index.config.dim}, "
               f"{index.spec.factory}); computed {rep.get('computed', 0)}, reused {rep.get('reused', 0)}, "
               f"skipped {gray} grayscale, {bad} unreadable")
-    return 1 if gray or bad else 0  # built, but not from every file: say so
+    return _exit_code(gray, bad, args.strict)
 
 
 def run_add(args: argparse.Namespace) -> int:
@@ -167,7 +172,13 @@ def run_add(args: argparse.Namespace) -> int:
     else:
         print(f"{index.path}: added {report.computed}, already present {report.reused}, skipped "
               f"{gray} grayscale, {bad} unreadable, removed {len(gone)} missing; {len(index)} images")
-    return 1 if gray or bad else 0
+    return _exit_code(gray, bad, args.strict)
+
+
+def _exit_code(gray: int, bad: int, strict: bool) -> int:
+    """0 when only grayscale photos were skipped (expected in a gallery: counted in the summary line);
+    1 when a file could not be read, or with ``--strict`` when any was skipped."""
+    return 1 if bad or (strict and gray) else 0
 
 
 def run_query(args: argparse.Namespace) -> int:

@@ -64,7 +64,8 @@ def one_line(message: object) -> str:
 
 
 class _Stderr(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time (tests and notebooks swap it)."""
+    """Writes to whatever ``sys.stderr`` is at the time (tests and notebooks swap it), through tqdm, so a
+    line logged while a progress bar runs is printed above the bar, never glued to it."""
 
     @property
     def stream(self):  # type: ignore[override]
@@ -73,6 +74,14 @@ class _Stderr(logging.StreamHandler):
     @stream.setter
     def stream(self, _value) -> None:
         pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
 
 
 def setup_logging(quiet: bool) -> None:
@@ -94,10 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     setup_logging(bool(getattr(args, "json", False) or getattr(args, "quiet", False)))
-    from ..io import pixel_limit
+    from ..io import current_max_pixels, pixel_limit
 
     try:
         with pixel_limit(getattr(args, "max_pixels", None)):
+            current_max_pixels()  # a bad $EXEMPLAR_COLOR_MAX_PIXELS: one line, before any work
             return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -283,7 +283,14 @@ def add_model_option(p: argparse.ArgumentParser) -> None:
 
 
 def colorizer_from(args: argparse.Namespace, **extra):
+    import sys
+
     from ..pipeline import Colorizer
+
+    if getattr(args, "chroma_gain", None) is not None and getattr(args, "model", "analogy") in ("analogy", "none",
+                                                                                                "None"):
+        print(f"warning: --chroma-gain {args.chroma_gain:g} is ignored: the analogy head has no gain (it is the "
+              "trained sub-net's; --model default or a checkpoint)", file=sys.stderr)
 
     from ..weights import choose_variant
 
