@@ -78,7 +78,11 @@ def _precheck(args: argparse.Namespace) -> None:
     if not args.overwrite and not out.is_dir():
         refuse_existing([out])
     if not args.reference and args.reference_frame is None and not args.index:
-        raise UsageError("give --reference REF [REF ...], --reference-frame N, or --index PATH")
+        from ..models import colours_alone
+
+        if not colours_alone(args.model):
+            raise UsageError(f"the {args.model} model needs a reference: give --reference REF [REF ...], "
+                             f"--reference-frame N, or --index PATH, or use a model that colours alone (the default)")
     with open_source(src, args.fps) as reader:  # missing, not a video, no video stream, no PyAV: one line, here
         if isinstance(reader, VideoReader):
             reader.check_complete(args.max_frames)  # frames missing from the end (a cut file): here too

@@ -107,9 +107,9 @@ def load_references(colorizer, source, reference=None, reference_frame: int | No
             raise GrayReferenceError(p.name, "the reference is grayscale: it has no colour to transfer; "
                                              "choose a colour photo of similar content")
         photos.append(p)
-    if not photos and colorizer.index is None:
+    if not photos and colorizer.index is None and not colorizer.colours_alone:
         raise UsageError("give a reference (a colour photo, several, or reference_frame=N), "
-                         "or create the Colorizer with a gallery index")
+                         "or create the Colorizer with a gallery index, or use a model that colours alone")
     return photos
 
 
@@ -126,6 +126,8 @@ class _FrameColorizer:
         self.weight = weight
         self.state: TemporalState | None = None
         self.ref = None
+        self.started = False
+        self.alone = not references and colorizer.index is None  # no reference, no gallery: the sub-net's prior
         self._features: dict[int, tuple[tuple, dict[str, torch.Tensor]]] = {}
 
     def _reference(self, photo, ref) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -165,27 +167,33 @@ class _FrameColorizer:
         photo = Photo(frame.name, to_tensor(frame.rgb.astype(np.float32) / 255), False)
         tl = self.c.working_l(photo)  # the target's working size does not depend on the reference
         new_shot = self.detector is not None and self.detector(tl)
-        cut = self.ref is None or new_shot
+        cut = not self.started or new_shot
+        self.started = True
         corr = None
         if cut:
             self.state = None
-            self.ref, corr = self._pick(photo, tl, frame)
-        if corr is None:
-            corr = self._match(photo, tl, self.ref)
-        ab = self.c.head(tl, corr)
+            if not self.alone:
+                self.ref, corr = self._pick(photo, tl, frame)
+        if self.alone:
+            ab = self.c.head.without_reference(tl)
+            confidence = torch.zeros_like(tl)  # nothing came from a reference
+        else:
+            if corr is None:
+                corr = self._match(photo, tl, self.ref)
+            ab, confidence = self.c.head(tl, corr), corr.confidence
         if self.temporal:
             if self.state is not None and self.state.l.shape == tl.shape:
                 fwd = block_flow(tl, self.state.l)
                 bwd = block_flow(self.state.l, tl)
                 conf = flow_confidence(tl, self.state.l, fwd, bwd)
-                ab, weight = fuse(ab, corr.confidence, warp(self.state.ab, fwd), conf, warp(self.state.weight, fwd),
+                ab, weight = fuse(ab, confidence, warp(self.state.ab, fwd), conf, warp(self.state.weight, fwd),
                                   memory=self.weight)
             else:
-                weight = 0.25 + corr.confidence
+                weight = 0.25 + confidence
             self.state = TemporalState(tl, ab, weight)
         image = self.c.render(photo.pixels, tl, ab).image()
         return ColorizedFrame(frame.index, frame.name, frame.pts, np.asarray(image), to_array(ab),
-                              cut, self.ref.name, time.perf_counter() - t0)
+                              cut, "" if self.ref is None else self.ref.name, time.perf_counter() - t0)
 
     def snapshot(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """What the next frame needs, to be saved and :meth:`restore` d: the temporal state, the shot
@@ -203,6 +211,7 @@ class _FrameColorizer:
 
         ref = meta.get("reference")
         self.ref = self.refs[ref] if isinstance(ref, int) else read_photo(ref) if ref else None
+        self.started = True  # frames before this one were coloured
         if "l" in tensors:
             self.state = TemporalState(*(tensors[k].to(self.c.device) for k in ("l", "ab", "weight")))
         if self.detector is not None and "hist" in tensors:
