@@ -75,11 +75,12 @@ class SameOriginOnly:
 
 def create_app(make_colorizer: Callable[[], Any], *, index: str | os.PathLike | None = None,
                max_upload_bytes: int = 50 * 2**20, host: str = "127.0.0.1", job_limit: int = 32,
-               max_upload_pixels: int = MAX_UPLOAD_PIXELS) -> Starlette:
+               max_upload_pixels: int = MAX_UPLOAD_PIXELS, colours_alone: bool = False) -> Starlette:
     """The app. ``make_colorizer`` builds the :class:`~exemplar_color.Colorizer` (with ``index`` when
     recommendations are wanted) on the worker thread, at the first request that needs it. At most
     ``job_limit`` jobs are kept (finished ones are forgotten first; queued or running ones never: past it,
-    a new job is refused); uploads are decoded one at a time, up to ``max_upload_pixels``."""
+    a new job is refused); uploads are decoded one at a time, up to ``max_upload_pixels``. With
+    ``colours_alone`` (a model that colours with no reference), a job may come with no reference."""
     files = {name: (resources.files(__package__).joinpath("static", name).read_bytes(), kind)
              for name, kind in STATIC.items()}
     uploads = UploadStore(max_pixels=max_upload_pixels)
@@ -98,7 +99,7 @@ def create_app(make_colorizer: Callable[[], Any], *, index: str | os.PathLike | 
 
     def info(request: Request) -> JSONResponse:
         return JSONResponse({"index": index is not None, "max_upload_bytes": max_upload_bytes,
-                             "max_references": MAX_REFERENCES})
+                             "max_references": MAX_REFERENCES, "colours_alone": colours_alone})
 
     async def upload(request: Request) -> JSONResponse:
         role = request.query_params.get("role", "target")
@@ -186,7 +187,7 @@ def create_app(make_colorizer: Callable[[], Any], *, index: str | os.PathLike | 
         if len(busy) >= job_limit:
             return _error(f"{len(busy)} jobs are waiting or running; try again when one has finished", 503)
         refs_in = body.get("references") or []
-        if not isinstance(refs_in, list) or not refs_in:
+        if not isinstance(refs_in, list) or not (refs_in or colours_alone):
             return _error("select at least one reference")
         if len(refs_in) > MAX_REFERENCES:
             return _error(f"select at most {MAX_REFERENCES} references")
@@ -228,8 +229,12 @@ def create_app(make_colorizer: Callable[[], Any], *, index: str | os.PathLike | 
                     if p is None:
                         raise ExemplarColorError(f"gallery image {r} is not available")
                     paths.append(p)
-            job.stage, job.progress = f"matching {len(paths)} reference{'s' * (len(paths) > 1)} and colorizing", 0.2
-            result = c.colorize(target.path, paths if len(paths) > 1 else paths[0])
+            if paths:
+                job.stage, job.progress = f"matching {len(paths)} reference{'s' * (len(paths) > 1)} and colorizing", 0.2
+                result = c.colorize(target.path, paths if len(paths) > 1 else paths[0])
+            else:
+                job.stage, job.progress = "colorizing from the photo alone (no reference)", 0.2
+                result = c.colorize_alone(target.path)
             job.stage, job.progress = "writing the full-resolution PNG", 0.85
             job.outputs = {"image": png_bytes(result.image), "confidence": png_bytes(result.confidence_image()),
                            "labels": png_bytes(result.label_image())}

@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..app.server import create_app
+    from ..models import colours_alone
 
     if args.index:
         from pathlib import Path
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: listening on {args.host}: anyone who can reach it can use this app", file=sys.stderr)
     app = create_app(lambda: colorizer_from(args, index=args.index), index=args.index,
                      max_upload_bytes=args.max_upload_mb * 2**20, host=args.host,
-                     max_upload_pixels=args.max_upload_pixels)
+                     max_upload_pixels=args.max_upload_pixels, colours_alone=colours_alone(args.model))
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"exemplar-color app: http://{shown}:{args.port}  (Ctrl+C stops it)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -44,7 +44,8 @@ function selectedRefs() {
 function refreshSelection() {
   const chosen = selectedRefs();
   chosen.forEach((el, i) => { el.querySelector(".swatch").style.background = COLOURS[i % COLOURS.length]; });
-  $("colorize").disabled = !state.target || chosen.length === 0 || chosen.length > state.info.max_references;
+  const none = chosen.length === 0 && !state.info.colours_alone;  // some models colour with no reference
+  $("colorize").disabled = !state.target || none || chosen.length > state.info.max_references;
 }
 
 function addRef(key, src, name, selected) {
