@@ -356,10 +356,8 @@ class Colorizer:
             out.append(per_head)
         return out
 
-
     def _colorize_alone(self, items: list["_Prepared"]) -> list[dict[str, ColorizationResult]]:
         """Photos with no reference: the network's prior from the target's own features."""
-        t0 = time.perf_counter()
         tl = torch.cat([it.tl for it in items])
         t1 = time.perf_counter()
         ab = self.head.without_reference(tl)  # type: ignore[union-attr]

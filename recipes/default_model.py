@@ -172,7 +172,7 @@ def stage_calibrate(work: Path, args: argparse.Namespace) -> dict:
 
     from exemplar_color.colorization.checkpoint import load_checkpoint
     from exemplar_color.training.cache import CacheDataset, PairCache, decode
-    from exemplar_color.training.distribution import evaluate_hypercolumn
+    from exemplar_color.training.validation import evaluate_hypercolumn
     out = work / args.run / "calibration.json"
     if out.is_file():
         return json.loads(out.read_text())

@@ -15,11 +15,11 @@ from exemplar_color.colorization.hypercolumn import (FEATURE_LEVELS, Hypercolumn
                                                      annealed_mean)
 from exemplar_color.errors import ConfigMismatchError, WeightsError
 from exemplar_color.training.cache import PairCache, build_cache
-from exemplar_color.training.distribution import (bin_frequencies, evaluate_hypercolumn, rebalancing_weights,
-                                                  soft_encode)
+from exemplar_color.training.distribution import bin_frequencies, rebalancing_weights, soft_encode
 from exemplar_color.training.images import load_square
 from exemplar_color.training.pairs import Pair, PairManifest
 from exemplar_color.training.trainer import TrainConfig, train
+from exemplar_color.training.validation import evaluate_hypercolumn
 
 PHOTOS = ["n01440764_tench", "n01530575_brambling", "n01608432_kite", "n01644373_tree_frog",
           "n01744401_rock_python", "n01774750_tarantula", "n01843383_toucan"]

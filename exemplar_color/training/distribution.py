@@ -17,7 +17,7 @@ so that it trains only the trust gate — a regression loss on the distribution 
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,7 @@ from ..colorization.hypercolumn import TRUNK_STRIDE, HypercolumnNet, annealed_me
 from .cache import FEATURE_PREFIX
 from .losses import chrominance_loss
 
-__all__ = ["soft_encode", "bin_frequencies", "rebalancing_weights", "hypercolumn_loss", "evaluate_hypercolumn"]
+__all__ = ["soft_encode", "bin_frequencies", "rebalancing_weights", "hypercolumn_loss", "features_of", "truth_grid"]
 
 SOFT_SIGMA, SOFT_NEIGHBOURS = 5.0, 5
 
@@ -99,32 +99,3 @@ def hypercolumn_loss(model: torch.nn.Module, net: HypercolumnNet, x: dict[str, t
         fused = gate * ab_in[:has].float() + (1 - gate) * prior
         chroma = chrominance_loss(fused, x["ab"][:has])
     return {"loss": ce + chroma, "ce": ce, "chroma": chroma}
-
-
-def _chroma(ab: torch.Tensor) -> torch.Tensor:
-    return ab.float().pow(2).sum(1).sqrt().mean((1, 2))
-
-
-@torch.no_grad()
-def evaluate_hypercolumn(net: HypercolumnNet, batches: Iterable[dict[str, torch.Tensor]],
-                         temperature: float | None = None) -> dict[str, Any]:
-    """Held-out mean ``|ab - truth|`` (ab units) with the real reference (``val_ab_l1``), with T'_ab
-    (``val_cycle_l1``), with no reference (``val_noref_l1``), of the warped ab alone and of the gray image;
-    and the colourfulness (mean chroma) of each output relative to the truth's."""
-    was = net.training
-    net.eval()
-    sums: dict[str, float] = {}
-    count = 0
-    for x in batches:
-        feats, gt, l = features_of(x), x["ab"].float(), x["l"]
-        outs = {"ab": net.colorize(l, feats, x["warped_ab"], x["similarity"], temperature)[0],
-                "cycle": net.colorize(l, feats, x["cycle_ab"], x["similarity"], temperature)[0],
-                "noref": net.colorize(l, feats, None, None, temperature)[0],
-                "warped": x["warped_ab"].float(), "gray": torch.zeros_like(gt)}
-        truth_chroma = _chroma(gt).clamp_min(1e-3)
-        for k, v in outs.items():
-            sums[f"val_{k}_l1"] = sums.get(f"val_{k}_l1", 0.0) + float((v - gt).abs().mean((1, 2, 3)).sum())
-            sums[f"val_{k}_chroma"] = sums.get(f"val_{k}_chroma", 0.0) + float((_chroma(v) / truth_chroma).sum())
-        count += gt.shape[0]
-    net.train(was)
-    return {k: v / max(count, 1) for k, v in sums.items() if k not in ("val_gray_chroma",)}

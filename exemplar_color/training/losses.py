@@ -31,10 +31,10 @@ from torch import nn
 
 from ..backbone import VGG19Features
 from ..color import lab_to_rgb
+from .config import ALPHA
 
 __all__ = ["chrominance_loss", "saturation_loss", "PerceptualLoss", "ALPHA", "SMOOTH_L1_BETA"]
 
-ALPHA = 0.005
 SMOOTH_L1_BETA = 1.0  # ab units: quadratic below one unit of ab, linear above
 
 

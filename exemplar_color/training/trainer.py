@@ -30,7 +30,7 @@ import random
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -47,8 +47,10 @@ from ..io import atomic_write
 from ..runtime import dist_env, resolve_device
 from .augment import augment
 from .cache import CacheDataset, PairCache, decode
-from .distribution import bin_frequencies, evaluate_hypercolumn, hypercolumn_loss, rebalancing_weights
-from .losses import ALPHA, PerceptualLoss, chrominance_loss, saturation_loss
+from .config import ARCHS, TrainConfig
+from .distribution import bin_frequencies, hypercolumn_loss, rebalancing_weights
+from .validation import evaluate, evaluate_hypercolumn
+from .losses import PerceptualLoss, chrominance_loss, saturation_loss
 from .pairs import PairManifest
 from .state import EpochBatches, optim_from_tensors, optim_to_tensors, rng_state, set_rng_state
 
@@ -59,100 +61,12 @@ __all__ = ["TrainConfig", "Trainer", "train", "evaluate", "latest_checkpoint"]
 METRIC_COLUMNS = ("step", "epoch", "lr", "loss", "chroma", "perceptual", "ce", "pairs_per_s", "val_ab_l1",
                   "val_cycle_l1", "val_warped_l1", "val_cycle_input_l1", "val_noref_l1", "val_gray_l1",
                   "val_ab_chroma", "val_noref_chroma", "val_warped_chroma", "wall_s")
-ARCHS = ("unet", "hypercolumn")
-
-
-def _setting(default: Any, help: str) -> Any:
-    """A setting's default and its help text (``{default}`` filled in); ``exemplar-color train`` makes one flag
-    per field from these (see :mod:`exemplar_color.cli.train`)."""
-    return field(default=default, metadata={"help": help})
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a run; saved as ``config.json`` and in each checkpoint.
-
-    ``batch_size`` is global (split over ranks; half per branch); the paper used 256 (128 + 128).
-    ``val_fraction`` holds out that fraction of the targets when the manifest has no ``val`` split.
-    ``max_steps`` stops early (smoke runs); the schedule still counts epochs. Each field's help text (its
-    ``metadata``) is the help of its command-line flag.
-    """
-
-    pairs: str = field(metadata={"help": "pair manifest (CSV or JSON); split=val rows are held out"})
-    cache: str = field(metadata={"help": "cache folder built by `exemplar-color cache build`"})
-    out: str = field(metadata={"help": "run folder (resumed if it holds a run)"})
-    epochs: int = _setting(10, "epochs (default {default})")
-    batch_size: int = _setting(256, "global batch, half per branch (default {default}, the paper's 128 + 128)")
-    lr: float = _setting(1e-4, "Adam learning rate (default {default:g})")
-    lr_step_epochs: int = _setting(3, "decay the lr every N epochs (default {default})")
-    lr_gamma: float = _setting(0.1, "decay factor (default {default})")
-    alpha: float = _setting(ALPHA, "weight of the perceptual loss (default {default})")
-    reference_chroma: float = _setting(0.0, "weight of a chrominance loss on the real-reference branch too "
-                                            "(default {default:g})")
-    saturation: float = _setting(0.0, "weight of the per-image colourfulness-matching loss on that branch "
-                                      "(default {default:g})")
-    perceptual_level: str = _setting("relu5_1", "VGG-19 level of the perceptual loss (default {default})")
-    vgg_weights: str | None = _setting(None, "VGG-19 weight file for the perceptual loss")
-    arch: str = _setting("unet", "network: unet (the published U-Net) or hypercolumn (reads the target's frozen "
-                                 "VGG-19 features, predicts an ab distribution, also colours with no reference; "
-                                 "needs a cache built with --features) (default {default})")
-    width: float = _setting(1.0, "network channel multiplier (default {default}: ~34 M parameters; hypercolumn: "
-                                 "x 128 trunk channels)")
-    depth: int = _setting(4, "hypercolumn: residual blocks of the trunk (default {default})")
-    rebalance: float = _setting(0.5, "hypercolumn: class rebalancing lambda, 1 = off (default {default})")
-    temperature: float = _setting(0.5, "hypercolumn: annealed-mean readout temperature (default {default})")
-    seed: int = _setting(0, "seed of initialisation and data order (default {default})")
-    checkpoint_every: int = _setting(1000, "steps between checkpoints (default {default})")
-    keep_checkpoints: int = _setting(3, "checkpoints kept (default {default})")
-    val_fraction: float = _setting(0.0, "hold out this fraction of targets when the manifest has no val split")
-    val_every: int = _setting(0, "validate every N steps (default {default}: every epoch)")
-    log_every: int = _setting(10, "steps between metric rows (default {default})")
-    max_steps: int | None = _setting(None, "stop after N steps (smoke runs)")
-    num_workers: int = _setting(2, "data-loading worker processes (default {default})")
-    amp: str = _setting("auto", "mixed precision on CUDA: auto, bf16, fp16, off (default {default})")
-    device: str = _setting("auto", "torch device (default {default})")
-    resume: bool = _setting(True, "continue the run in ``out`` if it holds one")
-    progress: bool = _setting(True, "show a progress bar")
-    augment: bool = _setting(False, "random flip, crop and scale of every record (the shipped model's recipe)")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown training settings {unknown}")
-        return cls(**d)
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     """The checkpoint with the highest step in ``run_dir/checkpoints`` (None if there is none)."""
     found = sorted(Path(run_dir, "checkpoints").glob("step-*.safetensors"))
     return found[-1] if found else None
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loader: Any, device: torch.device) -> dict[str, float]:
-    """Held-out chrominance errors (mean |ab - ground truth|, ab units) with the real reference's R'_ab as
-    input (``val_ab_l1``, the real use) and with T'_ab (``val_cycle_l1``), and the same for the inputs alone
-    (``val_warped_l1``: the "warped ab alone" baseline; ``val_cycle_input_l1``)."""
-    was_training = model.training
-    model.eval()
-    sums = torch.zeros(4, dtype=torch.float64)
-    count = 0
-    for batch in loader:
-        x = decode({k: v.to(device, non_blocking=True) for k, v in batch.items()})
-        pred_ref = model(make_input(x["l"], x["warped_ab"], x["similarity"])).float()
-        pred_cyc = model(make_input(x["l"], x["cycle_ab"], x["similarity"])).float()
-        gt = x["ab"]
-        errs = [(p - gt).abs().mean((1, 2, 3)).sum() for p in (pred_ref, pred_cyc, x["warped_ab"], x["cycle_ab"])]
-        sums += torch.stack(errs).double().cpu()
-        count += gt.shape[0]
-    model.train(was_training)
-    vals = (sums / max(count, 1)).tolist()
-    return dict(zip(("val_ab_l1", "val_cycle_l1", "val_warped_l1", "val_cycle_input_l1"), vals))
 
 
 # ----------------------------------------------------------------------------- the trainer

@@ -1,0 +1,66 @@
+"""Held-out validation of a training run: the errors the trainer logs and keeps its best model by."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from ..colorization.hypercolumn import HypercolumnNet
+from ..colorization.network import make_input
+from .cache import decode
+from .distribution import features_of
+
+__all__ = ["evaluate", "evaluate_hypercolumn"]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Any, device: torch.device) -> dict[str, float]:
+    """Held-out chrominance errors (mean |ab - ground truth|, ab units) with the real reference's R'_ab as
+    input (``val_ab_l1``, the real use) and with T'_ab (``val_cycle_l1``), and the same for the inputs alone
+    (``val_warped_l1``: the "warped ab alone" baseline; ``val_cycle_input_l1``)."""
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(4, dtype=torch.float64)
+    count = 0
+    for batch in loader:
+        x = decode({k: v.to(device, non_blocking=True) for k, v in batch.items()})
+        pred_ref = model(make_input(x["l"], x["warped_ab"], x["similarity"])).float()
+        pred_cyc = model(make_input(x["l"], x["cycle_ab"], x["similarity"])).float()
+        gt = x["ab"]
+        errs = [(p - gt).abs().mean((1, 2, 3)).sum() for p in (pred_ref, pred_cyc, x["warped_ab"], x["cycle_ab"])]
+        sums += torch.stack(errs).double().cpu()
+        count += gt.shape[0]
+    model.train(was_training)
+    vals = (sums / max(count, 1)).tolist()
+    return dict(zip(("val_ab_l1", "val_cycle_l1", "val_warped_l1", "val_cycle_input_l1"), vals))
+
+
+def _chroma(ab: torch.Tensor) -> torch.Tensor:
+    return ab.float().pow(2).sum(1).sqrt().mean((1, 2))
+
+
+@torch.no_grad()
+def evaluate_hypercolumn(net: HypercolumnNet, batches: Iterable[dict[str, torch.Tensor]],
+                         temperature: float | None = None) -> dict[str, Any]:
+    """Held-out mean ``|ab - truth|`` (ab units) with the real reference (``val_ab_l1``), with T'_ab
+    (``val_cycle_l1``), with no reference (``val_noref_l1``), of the warped ab alone and of the gray image;
+    and the colourfulness (mean chroma) of each output relative to the truth's."""
+    was = net.training
+    net.eval()
+    sums: dict[str, float] = {}
+    count = 0
+    for x in batches:
+        feats, gt, l = features_of(x), x["ab"].float(), x["l"]
+        outs = {"ab": net.colorize(l, feats, x["warped_ab"], x["similarity"], temperature)[0],
+                "cycle": net.colorize(l, feats, x["cycle_ab"], x["similarity"], temperature)[0],
+                "noref": net.colorize(l, feats, None, None, temperature)[0],
+                "warped": x["warped_ab"].float(), "gray": torch.zeros_like(gt)}
+        truth_chroma = _chroma(gt).clamp_min(1e-3)
+        for k, v in outs.items():
+            sums[f"val_{k}_l1"] = sums.get(f"val_{k}_l1", 0.0) + float((v - gt).abs().mean((1, 2, 3)).sum())
+            sums[f"val_{k}_chroma"] = sums.get(f"val_{k}_chroma", 0.0) + float((_chroma(v) / truth_chroma).sum())
+        count += gt.shape[0]
+    net.train(was)
+    return {k: v / max(count, 1) for k, v in sums.items() if k not in ("val_gray_chroma",)}
