@@ -27,6 +27,7 @@ from typing import Literal, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .constants import MAX_PIXELS, MAX_PIXELS_ENV  # defined torch- and numpy-free: the CLI's --help shows them
 from .errors import (
     CorruptImageError,
     ExemplarColorError,
@@ -55,8 +56,6 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".ppm", ".pgm")
-MAX_PIXELS = 150_000_000  # a 12000x12500 scan; far above real photos, far below a decompression bomb
-MAX_PIXELS_ENV = "EXEMPLAR_COLOR_MAX_PIXELS"
 MIN_SIDE = 16  # below this there is nothing for VGG-19 to see
 TEMP_TAG = ".exemplar-tmp"  # in the name of every temporary file atomic_write creates
 _limit_override: int | None = None

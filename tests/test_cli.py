@@ -84,7 +84,8 @@ def test_levels_in_both_forms_in_every_command(parsers, form, tmp_path):
     for name, argv in lines.items():
         args = parse(*argv)
         assert args.levels == levels, name
-    assert parse(*lines["match"]).target == str(f) and parse(*lines["match"]).reference == str(f)
+    assert parse(*lines["match"]).target == str(f) and parse(*lines["match"]).reference_positional == str(f)
+    assert parse("match", str(f), "--reference", str(f), *given, "-o", "m.npz").reference == str(f)
     assert parse(*lines["colorize"]).targets == [str(f)]
 
 
@@ -184,16 +185,20 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, capsys):
 
 
 def test_train_flags_are_trainconfig_fields(parsers):
-    from exemplar_color.training.trainer import TrainConfig
+    from exemplar_color.training.config import TrainConfig
 
     opts = options(parsers["train"])
-    inverted = {"resume": "--no-resume", "progress": "--quiet"}
+    renamed = {"resume": "--resume", "progress": "--quiet", "num_workers": "--workers", "out": "--out"}
     for f in fields(TrainConfig):
-        flag = inverted.get(f.name, "--" + f.name.replace("_", "-"))
-        assert flag in opts and opts[flag].dest == f.name, f.name
-        assert opts[flag].default is None  # only flags given override --config
-        if f.name not in inverted and f.name != "device":
+        flag = renamed.get(f.name, "--" + f.name.replace("_", "-"))
+        assert flag in opts, f.name
+        if f.name != "progress":
+            assert opts[flag].dest == f.name, f.name
+            assert opts[flag].default is None  # only flags given override --config
+        if f.name not in ("resume", "progress", "device"):
             assert opts[flag].help == f.metadata["help"].format(default=f.default)
+    assert opts["--no-resume"].dest == "resume" and opts["--num-workers"].dest == "num_workers"  # old spellings
+    assert opts["-o"] is opts["--out"]
     assert "weight of a chrominance loss" in opts["--reference-chroma"].help
     assert "colourfulness" in opts["--saturation"].help and "(default 0)" in opts["--saturation"].help
     assert "(default 10)" in opts["--epochs"].help
@@ -209,6 +214,8 @@ def test_train_settings_precedence(tmp_path):
     c = resolve_config(args)
     assert (c.epochs, c.lr, c.device, c.augment, c.reference_chroma) == (7, 0.25, "cpu", True, 0.1)
     assert c.progress is False and c.resume is False and c.saturation == 0.0
+    c = resolve_config(parse("train", "--pairs", "p", "--cache", "c", "-o", "o", "--num-workers", "0", "--resume"))
+    assert (c.num_workers, c.resume, c.progress, c.out) == (0, True, True, "o")  # --num-workers: the old spelling
     c = resolve_config(parse("train", "--pairs", "p", "--cache", "c", "--out", "o"))
     assert (c.device, c.resume, c.progress, c.augment, c.epochs) == ("auto", True, True, False, 10)
 

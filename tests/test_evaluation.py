@@ -55,7 +55,7 @@ def test_self_transform_report_end_to_end_with_a_corrupt_file(tmp_path, data_dir
     sheet = Image.open(out / "contact_sheet.png")
     assert sheet.mode == "RGB" and 128 * 2 <= sheet.width <= 600
     assert not list(out.glob(".*.tmp*"))  # atomic writes leave no temporaries
-    assert "PSNR" in capsys.readouterr().err
+    assert "PSNR" in capsys.readouterr().out  # the result on stdout
 
 
 def test_self_transform_is_seeded(tmp_path, data_dir, tv_weights):

@@ -332,8 +332,10 @@ def test_cli_end_to_end(tmp_path, data_dir, tv_weights, capsys):
     assert err.startswith("error:") and "no images" in err and len(err.strip().splitlines()) == 1
     assert main(["index", "build", str(root), "--index", str(out), "--level", LEVEL, *common]) == 1
     assert "already exists" in capsys.readouterr().err
-    assert main(["index", "info", "--index", str(out)]) == 0
+    assert main(["index", "info", "--index", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["count"] == 12
+    assert main(["index", "info", "--index", str(out)]) == 0
+    assert "count: 12" in capsys.readouterr().out.splitlines()
     with pytest.raises(SystemExit) as e:
         main(["index", "query"])
     assert e.value.code == 2

@@ -304,7 +304,7 @@ def _train_cmd(base: Path, out: Path, tv_weights: Path) -> list[str]:
     return [sys.executable, "-m", "exemplar_color.cli.main", "train", "--pairs", str(base / "pairs.csv"),
             "--cache", str(base / "cache"), "--out", str(out), "--epochs", "3", "--batch-size", "2",
             "--width", "0.125", "--perceptual-level", "relu3_1", "--vgg-weights", str(tv_weights),
-            "--checkpoint-every", "2", "--num-workers", "0", "--threads", "1", "--quiet", "--log-every", "1"]
+            "--checkpoint-every", "2", "--workers", "0", "--threads", "1", "--log-every", "1"]
 
 
 def test_sigkill_and_resume_gives_identical_weights(workdir, tv_weights, tmp_path):
@@ -334,8 +334,8 @@ def test_sigkill_and_resume_gives_identical_weights(workdir, tv_weights, tmp_pat
     assert steps == sorted(set(steps)) == list(range(1, 10))  # no duplicate rows from the killed run
     model = load_model(run / "model.safetensors", ColorizationNetConfig(levels=SLICE_LEVELS))
     assert model.config.size == SIZE and model.config.width == 0.125
-    result = json.loads(done.stdout)
-    assert result["step"] == 9 and result["val_warped_l1"] > 0
+    result = dict(ln.split(": ", 1) for ln in done.stdout.splitlines())  # the result on stdout, one line each
+    assert int(result["step"]) == 9 and float(result["val_warped_l1"]) > 0
 
 
 def test_trainer_refuses_foreign_pairs_and_changed_run(workdir, tv_weights, tmp_path):

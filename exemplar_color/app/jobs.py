@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from PIL import Image
 
+from ..constants import MAX_UPLOAD_PIXELS  # the app's own limit, below the CLI's: any web page can make it decode
 from ..errors import ImageError, ImageTooLargeError
 from ..io import current_max_pixels, load_image
 
@@ -82,9 +83,6 @@ class _Bounded(OrderedDict):
     def find(self, key: str) -> Any:
         with self.lock:
             return self.get(key)
-
-
-MAX_UPLOAD_PIXELS = 40_000_000  # the app's own limit, below the CLI's: any web page can make it decode
 
 
 class UploadStore:

@@ -10,8 +10,8 @@ import argparse
 import importlib.util
 import sys
 
+from ..constants import MAX_UPLOAD_PIXELS
 from ..errors import ExemplarColorError
-from ..app.jobs import MAX_UPLOAD_PIXELS
 from .options import add_model_option, add_pipeline_options, at_least, colorizer_from, index_folder, pixel_count
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -20,10 +20,10 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("app", help="local web page: upload a photo, choose references, compare, download",
                        description="Serve the exemplar-color web page on this computer (offline; all files local).",
-                       epilog="Example: exemplar-color app --index gallery.index   then open http://127.0.0.1:8765")
+                       epilog="Example:\n  exemplar-color app --index gallery.index      # then open http://127.0.0.1:8765")
     p.add_argument("--index", metavar="PATH", type=index_folder, help="gallery index for recommended references")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this computer only)")
-    p.add_argument("--port", type=at_least(1), default=8765, help="port (default 8765)")
+    p.add_argument("--host", default="127.0.0.1", metavar="HOST", help="address to listen on (default 127.0.0.1: this computer only)")
+    p.add_argument("--port", type=at_least(1), default=8765, metavar="PORT", help="port (default 8765)")
     p.add_argument("--max-upload-mb", type=at_least(1), default=50, metavar="MB",
                    help="largest upload accepted, in megabytes (default 50)")
     p.add_argument("--max-upload-pixels", type=pixel_count, default=MAX_UPLOAD_PIXELS, metavar="N",

@@ -23,56 +23,51 @@ import time
 import warnings
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ..errors import ExemplarColorError, ImageError, UsageError
-from ..io import save_image
-from .options import add_model_option, add_pipeline_options, at_least, colorizer_from, existing_file, index_folder
-from .plan import (
-    Job,
-    JobRecord,
-    check_working_size,
-    check_writable,
-    plan_colorize,
-    refuse_existing,
-    remove_leftovers,
-)
+from .options import (add_json_option, add_model_option, add_out_option, add_pipeline_options, add_resume_option,
+                      add_top_k_option, colorizer_from, existing_file, index_folder)
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("colorize", help="colorize black-and-white photos with a reference (or automatically)",
                        description="Colorize each TARGET (files or folders) with the colours of REFERENCE, or, "
                                    "with --auto, of the best colour reference found in a gallery index.",
-                       epilog="-o is a file (one target) or a folder (keeps each target folder's layout, as "
-                              "NAME.png). Inputs that would map to one output, or outputs that would replace an "
-                              "input, or that already exist (without --overwrite), are refused before any work "
-                              "(exit 2); an unwritable -o exits 1.")
-    p.add_argument("targets", nargs="+", metavar="TARGET")
+                       epilog="""-o is a file (one target) or a folder (keeps each target folder's layout, as NAME.png).
+Inputs that would map to one output, or outputs that would replace an input, or that already exist (without
+--overwrite), are refused before any work (exit 2); an unwritable -o exits 1.
+
+Examples:
+  exemplar-color colorize old.jpg --reference colour.jpg -o old_colour.png
+  exemplar-color colorize scans/ --reference colour.jpg -o out/ --resume --json
+  exemplar-color colorize scans/ --auto --top-k 3 --index gallery.index -o out/
+""")
+    p.add_argument("targets", nargs="+", metavar="TARGET", help="photo(s) to colorize: files or folders")
     p.add_argument("--reference", "-r", metavar="REF", type=existing_file, nargs="+", action="extend", default=[],
                    help="colour reference photo(s); with several, each pixel takes the best-matching one")
     p.add_argument("--auto", action="store_true", help="pick each target's reference from --index")
-    p.add_argument("--top-k", type=at_least(1), default=1, metavar="K",
-                   help="with --auto: use the K best usable references of the gallery together (default 1)")
+    add_top_k_option(p, 1, "with --auto: use the K best usable references of the gallery together (default 1)")
     p.add_argument("--index", metavar="PATH", type=index_folder,
                    help="gallery index for --auto (see `exemplar-color index build`)")
-    p.add_argument("-o", "--out", required=True, help="output file (one target) or folder")
+    add_out_option(p, "output file (one target) or folder")
     add_model_option(p)
     add_pipeline_options(p)
     p.add_argument("--save-confidence", action="store_true",
                    help="also write <name>_confidence.png (and, with several references, <name>_labels.png)")
     p.add_argument("--save-warped", action="store_true", help="also write <name>_warped.png (raw warped colours)")
-    p.add_argument("--resume", action="store_true",
-                   help="skip targets whose outputs all exist; remove a killed run's temporary files; a folder run "
-                        "continues only the same job (references and settings, recorded in "
-                        "OUT/.exemplar-color-job.json)")
+    add_resume_option(p, "skip targets whose outputs all exist; remove a killed run's temporary files; a folder run "
+                         "continues only the same job (references and settings, recorded in "
+                         "OUT/.exemplar-color-job.json)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace outputs that already exist (without it, an existing output file is refused "
                         "before any work, exit 2)")
-    p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+    add_json_option(p, "print a machine-readable summary on stdout")
     p.set_defaults(func=run)
 
 
-def plan(args: argparse.Namespace) -> list[Job]:
-    """Every target's outputs, checked (see :mod:`.plan`); raises UsageError/OutputError."""
+def plan(args: argparse.Namespace) -> list:
+    """Every target's :class:`~.plan.Job` (its outputs), checked (see :mod:`.plan`); raises
+    UsageError/OutputError."""
+    from .plan import check_writable, plan_colorize
+
     several = len(args.reference) > 1 or (args.auto and args.top_k > 1)
     tags = [t for t, on in (("confidence", args.save_confidence), ("labels", args.save_confidence and several),
                             ("warped", args.save_warped)) if on]
@@ -106,11 +101,15 @@ def _show(caught: list, shown: set[str]) -> None:
 
 def say(line: str) -> None:
     """One line on stderr, above the progress bar (never inside it)."""
+    from tqdm import tqdm
+
     tqdm.write(line, file=sys.stderr)
 
 
-def _write(job: Job, result) -> None:
+def _write(job, result) -> None:
     """Side outputs first, the main image last: each atomically, so the image marks the job done."""
+    from ..io import save_image
+
     images = {"confidence": result.confidence_image, "labels": result.label_image,
               "warped": lambda: result.warped_image}
     for side in job.sides:
@@ -142,6 +141,10 @@ def colours_alone(model: str | None) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .plan import JobRecord, check_working_size, refuse_existing, remove_leftovers
+
     if not args.auto and not args.reference and not colours_alone(args.model):
         raise UsageError(f"the {args.model} model needs a reference: give --reference REF, or --auto with --index "
                          f"PATH, or use a model that colours alone (the default one)")
@@ -178,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         if record is not None and not (args.resume and record.path.is_file()):
             record.write()  # before the first output: whatever this run leaves is known to be this job's
     start = time.perf_counter()
-    bar = tqdm(todo, desc="colorize", unit="img", disable=len(todo) < 2 or args.json, file=sys.stderr)
+    bar = tqdm(todo, desc="colorize", unit="img", disable=len(todo) < 2 or args.json or args.quiet, file=sys.stderr)
     for job in bar:
         result = None  # the previous target's picture and pixels go before the next target is read
         try:
@@ -188,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
                     args.reference if len(args.reference) > 1 else args.reference[0])  # none: the photo alone
                 result = colorizer.colorize(job.target, refs, top_k=args.top_k)
             _show(caught, shown)
-            if args.auto and not args.json:
+            if args.auto and not (args.json or args.quiet):
                 say(f"{job.target}: reference {' + '.join(result.references or (result.reference,))}" + "".join(
                     f"; passed over {p} ({why})" for p, why in result.passed_over))
             _write(job, result)
@@ -212,5 +215,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         where = f"-> {args.out}" if report["outputs"] or report["skipped"] else "; nothing written"
         print(f"colorized {len(report['outputs'])}, skipped {len(report['skipped'])}, "
-              f"failed {len(report['failed'])} {where}", file=sys.stderr)
+              f"failed {len(report['failed'])} {where}")  # the result: stdout, as every command's
     return 1 if report["failed"] else 0

@@ -13,11 +13,9 @@ import argparse
 import shlex
 import sys
 
-from tqdm import tqdm
-
 from ..errors import UsageError
-from .options import add_model_option, add_pipeline_options, at_least, colorizer_from, index_folder
-from .plan import check_output_folder
+from .options import (add_json_option, add_model_option, add_out_option, add_pipeline_options, at_least,
+                      colorizer_from, index_folder)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Decolorize colour photos, colorize them back with references chosen by "
                                    "--reference-mode, and write report.json, report.md and contact_sheet.png "
                                    "to --out, with the full pipeline compared to 'warped ab alone' and "
-                                   "Reinhard global colour transfer.")
+                                   "Reinhard global colour transfer.",
+                       epilog="Example:\n  exemplar-color evaluate ../shared/data/kodak --reference-mode self-transform "
+                              "-o report/ --limit 8")
     p.add_argument("images", metavar="IMAGES_DIR_OR_LIST",
                    help="folder of colour photos, or a text file listing them (one per line); in given mode "
                         "the folder holding the pairs files (every pairs.txt under it unless --pairs), or a pairs file")
@@ -36,14 +36,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pairs file(s) for given mode: lines 'target reference', relative to the file's folder")
     p.add_argument("--index", metavar="PATH", type=index_folder, help="gallery index for auto mode")
     add_model_option(p)
-    p.add_argument("--out", "-o", required=True, metavar="REPORT_DIR", help="folder for the report")
+    add_out_option(p, "folder for the report", metavar="REPORT_DIR")
     p.add_argument("--limit", type=at_least(1), metavar="N", help="evaluate only the first N images")
-    p.add_argument("--seed", type=int, default=0, help="seed of the self-transform references (default 0)")
-    p.add_argument("--thumb-size", type=at_least(16), default=128, help="contact-sheet thumbnail size (default 128)")
-    p.add_argument("--sheet-columns", type=at_least(1), default=12, help="images per contact-sheet row block (default 12)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the self-transform references (default 0)")
+    p.add_argument("--thumb-size", type=at_least(16), default=128, metavar="PX",
+                   help="contact-sheet thumbnail size (default 128)")
+    p.add_argument("--sheet-columns", type=at_least(1), default=12, metavar="N",
+                   help="images per contact-sheet row block (default 12)")
     p.add_argument("--sheet-max", type=at_least(1), metavar="N",
                    help="show at most N images (evenly spaced) on the contact sheet (default: all)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    add_json_option(p, "print the summary as JSON on stdout")
     add_pipeline_options(p)
     p.set_defaults(func=run)
 
@@ -51,7 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from tqdm import tqdm
+
     from ..evaluation import METHOD_LABELS, methods_of, run_evaluation
+    from .plan import check_output_folder
 
     if args.reference_mode == "auto" and not args.index:
         raise UsageError("--reference-mode auto needs --index PATH "
@@ -75,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                         seed=args.seed, thumb_size=args.thumb_size, columns=args.sheet_columns,
                         sheet_max=args.sheet_max, configuration=config,
                         progress=lambda xs: tqdm(xs, desc="evaluate", unit="img", file=sys.stderr,
-                                                 disable=len(xs) < 2 or args.json))
+                                                 disable=len(xs) < 2 or args.json or args.quiet))
     rep = ev.report
     if args.json:
         print(json.dumps({"summary": rep["summary"], "n_evaluated": rep["n_evaluated"],
@@ -86,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
             fig = (f"PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}  ΔCF {s['delta_cf']:.2f}  "
                    f"ab error {s['ab_error']:.2f}") if s["psnr"] is not None else \
                 f"colourfulness {s['colorfulness']:.2f} (no ground truth)" if s["colorfulness"] is not None else "n/a"
-            print(f"{METHOD_LABELS[m]:32s} {fig}", file=sys.stderr)
-        print(f"evaluated {rep['n_evaluated']}, failed {rep['n_failed']} -> {args.out}", file=sys.stderr)
+            print(f"{METHOD_LABELS[m]:32s} {fig}")  # the result: stdout, as every command's
+        print(f"evaluated {rep['n_evaluated']}, failed {rep['n_failed']} -> {args.out}")
     for f in rep["failed"]:
         print(f"error: {f['name']}: {f['error']}", file=sys.stderr)
     return 1 if rep["failed"] else 0

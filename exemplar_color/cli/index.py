@@ -13,21 +13,24 @@ import os
 from typing import Any
 
 from ..vgg_spec import LEVELS
-from .options import (add_device_option, add_json_option, add_threads_option, add_vgg_options, at_least,
-                      existing_file, index_folder, level_of, variant_or_default)
+from .options import (add_batch_size_option, add_device_option, add_json_option, add_resume_option,
+                      add_shard_size_option, add_threads_option, add_top_k_option, add_vgg_options, add_workers_option,
+                      at_least, existing_file, index_folder, level_of, variant_or_default)
 
-_EPILOG = """examples:
+_EPILOG = """Examples:
   exemplar-color index build ~/photos --index photos.index --kind hnsw --workers 4
   exemplar-color index build ~/photos --index photos.index --resume      # after an interruption
   exemplar-color index add ~/photos/new --index photos.index
-  exemplar-color index query old.jpg --index photos.index -k 5 --json
+  exemplar-color index query old.jpg --index photos.index --top-k 5 --json
+  exemplar-color index info --index photos.index
 """
+_INDEX_HELP = "the gallery index (a folder made by `exemplar-color index build`)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("index", help="build and query a gallery of reference images",
                        description="Build and query a gallery index that recommends reference images.",
-                       epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=_EPILOG)
     isub = p.add_subparsers(dest="index_command", metavar="SUBCOMMAND")
 
     def backbone(q: argparse.ArgumentParser, variant: bool = False) -> None:
@@ -40,23 +43,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         add_threads_option(q)
 
     b = isub.add_parser("build", help="describe and index every image under a folder",
-                        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    b.add_argument("gallery", metavar="GALLERY_DIR")
-    b.add_argument("--index", required=True, metavar="PATH", help="index folder to create")
-    b.add_argument("--kind", default="flat", help="flat (exact, default), ivf, hnsw, ivfpq, or a FAISS factory "
+                        epilog=_EPILOG)
+    b.add_argument("gallery", metavar="GALLERY_DIR", help="folder of colour photos (searched recursively)")
+    b.add_argument("--index", required=True, metavar="PATH", help="index folder to create (the output)")
+    b.add_argument("--kind", default="flat", metavar="KIND", help="flat (exact, default), ivf, hnsw, ivfpq, or a FAISS factory "
                                                   "string such as 'PCA256,IVF4096,Flat'")
-    b.add_argument("--nprobe", type=at_least(1), help="IVF lists probed per query (stored with the index)")
-    b.add_argument("--ef-search", type=at_least(1), help="HNSW efSearch (stored with the index)")
-    b.add_argument("--level", default="relu5_4", type=level_of(LEVELS), help="global-descriptor level: a conv level (default relu5_4) "
-                                                      "or fc6 (needs the classifier layers)")
-    b.add_argument("--grid-level", default="", help="re-ranking grid level (default: --level, or relu5_4)")
-    b.add_argument("--size", type=at_least(16), default=224, help="working size (images squashed to SIZE x SIZE gray)")
+    b.add_argument("--nprobe", type=at_least(1), metavar="N", help="IVF lists probed per query (stored with the index)")
+    b.add_argument("--ef-search", type=at_least(1), metavar="N", help="HNSW efSearch (stored with the index)")
+    b.add_argument("--level", default="relu5_4", type=level_of(LEVELS), metavar="LEVEL",
+                   help="global-descriptor level: a conv level (default relu5_4) or fc6 (needs the classifier layers)")
+    b.add_argument("--grid-level", default="", metavar="LEVEL",
+                   help="re-ranking grid level (default: --level, or relu5_4)")
+    b.add_argument("--size", type=at_least(16), default=224, metavar="N",
+                   help="working size in pixels: each photo is described squashed to N x N gray (default 224)")
     b.add_argument("--classes", action="store_true", help="store the predicted ImageNet class (needs fc8)")
-    b.add_argument("--batch", type=at_least(1), default=16, help="images per forward pass (default 16)")
-    b.add_argument("--workers", type=at_least(0), default=min(4, max(0, (os.cpu_count() or 1) - 1)),
-                   help="JPEG-decoding processes (default: min(4, CPUs-1))")
-    b.add_argument("--checkpoint", type=at_least(1), default=256, help="images per resumable chunk (default 256)")
-    b.add_argument("--resume", action="store_true", help="continue an interrupted build")
+    add_batch_size_option(b, 16, "images", alias="--batch")
+    add_workers_option(b, min(4, max(0, (os.cpu_count() or 1) - 1)), "min(4, CPUs-1)")
+    add_shard_size_option(b, 256, "images", alias="--checkpoint")
+    add_resume_option(b, "continue an interrupted build (its finished shards are kept)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing index or partial build")
     b.add_argument("--strict", action="store_true",
                    help="exit 1 when any file was skipped, grayscale ones included (default: only unreadable files "
@@ -65,11 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     backbone(b, variant=True)
     b.set_defaults(func=run_build)
 
-    a = isub.add_parser("add", help="add images (files or a folder) to an existing index")
-    a.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
-    a.add_argument("--index", required=True, metavar="PATH", type=index_folder)
-    a.add_argument("--batch", type=at_least(1), default=16)
-    a.add_argument("--workers", type=at_least(0), default=0)
+    a = isub.add_parser("add", help="add images (files or a folder) to an existing index",
+                        epilog="Example:\n  exemplar-color index add ~/photos/new --index photos.index --remove-missing")
+    a.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="colour photos, or folders of them, to add")
+    a.add_argument("--index", required=True, metavar="PATH", type=index_folder, help=_INDEX_HELP)
+    add_batch_size_option(a, 16, "images", alias="--batch")
+    add_workers_option(a, 0)
     a.add_argument("--remove-missing", action="store_true", help="also drop entries whose file disappeared")
     a.add_argument("--strict", action="store_true",
                    help="exit 1 when any file was skipped, grayscale ones included (default: unreadable ones only)")
@@ -77,19 +82,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     backbone(a)
     a.set_defaults(func=run_add)
 
-    q = isub.add_parser("query", help="recommend references for a target photo")
-    q.add_argument("target", metavar="TARGET", type=existing_file)
-    q.add_argument("--index", required=True, metavar="PATH", type=index_folder)
-    q.add_argument("-k", type=at_least(1), default=5, help="how many references (default 5)")
-    q.add_argument("--candidates", type=at_least(1), default=200, help="first-stage candidates re-ranked (default 200)")
+    q = isub.add_parser("query", help="recommend references for a target photo",
+                        epilog="Example:\n  exemplar-color index query old.jpg --index photos.index --top-k 5 --json")
+    q.add_argument("target", metavar="TARGET", type=existing_file, help="the (black-and-white) photo to find "
+                                                                      "references for")
+    q.add_argument("--index", required=True, metavar="PATH", type=index_folder, help=_INDEX_HELP)
+    add_top_k_option(q, 5, "how many references (default 5)", short=True)
+    q.add_argument("--candidates", type=at_least(1), default=200, metavar="N",
+                   help="first-stage candidates re-ranked (default 200)")
     q.add_argument("--no-rerank", action="store_true", help="first stage only")
-    q.add_argument("--root", help="gallery folder, if it moved since the build")
+    q.add_argument("--root", metavar="DIR", help="the folder the gallery's paths are relative to, if it moved since "
+                                                 "the build (default: the one recorded in the index)")
     add_json_option(q)
     backbone(q)
     q.set_defaults(func=run_query)
 
-    i = isub.add_parser("info", help="show an index's manifest")
-    i.add_argument("--index", required=True, metavar="PATH", type=index_folder)
+    i = isub.add_parser("info", help="show an index's manifest",
+                        epilog="Example:\n  exemplar-color index info --index photos.index --json")
+    i.add_argument("--index", required=True, metavar="PATH", type=index_folder, help=_INDEX_HELP)
+    add_json_option(i, "print the manifest as JSON on stdout (default: one 'name: value' line each)", quiet=False)
     i.set_defaults(func=run_info)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -135,9 +146,10 @@ def run_build(args: argparse.Namespace) -> int:
     resolve_kind(args.kind, config.dim, 1000, _params(args))  # a bad --kind: refused here, not after the work
     device = _setup(args)
     index = GalleryIndex.build(args.gallery, args.index, config=config, kind=args.kind, params=_params(args),
-                               weights=args.vgg_weights, device=device, batch=args.batch, workers=args.workers,
-                               resume=args.resume, overwrite=args.overwrite, checkpoint=args.checkpoint,
-                               progress=not args.json, threads=args.threads)
+                               weights=args.vgg_weights, device=device, batch=args.batch_size,
+                               workers=args.workers, resume=args.resume, overwrite=args.overwrite,
+                               checkpoint=args.shard_size, progress=not (args.json or args.quiet),
+                               threads=args.threads)
     if index is None:  # a non-zero rank of a sharded build: its chunks are written
         return 0
     rep = index.build_report.to_dict() if index.build_report else {}
@@ -162,8 +174,8 @@ def run_add(args: argparse.Namespace) -> int:
     check_writable([Path(args.index)])
     device = _setup(args)
     index = GalleryIndex.open(args.index, weights=args.vgg_weights, device=device, threads=args.threads)
-    report = index.add(args.images if len(args.images) > 1 else args.images[0], batch=args.batch,
-                       workers=args.workers, progress=not args.json)
+    report = index.add(args.images if len(args.images) > 1 else args.images[0], batch=args.batch_size,
+                       workers=args.workers, progress=not (args.json or args.quiet))
     gone = index.remove_missing() if args.remove_missing else []
     out = {**report.to_dict(), "removed_missing": gone, "count": len(index)}
     gray, bad = _skipped(out["failures"])
@@ -187,7 +199,7 @@ def run_query(args: argparse.Namespace) -> int:
     device = _setup(args)
     index = GalleryIndex.open(args.index, weights=args.vgg_weights, device=device, root=args.root,
                               threads=args.threads)
-    recs = index.search(args.target, k=args.k, candidates=args.candidates, rerank=not args.no_rerank,
+    recs = index.search(args.target, k=args.top_k, candidates=args.candidates, rerank=not args.no_rerank,
                         skip_missing=True)
     if args.json:
         print(json.dumps({"target": args.target, "index": str(index.path),
@@ -204,6 +216,10 @@ def run_info(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     m = read_manifest(Path(args.index))
-    print(json.dumps({k: v for k, v in m.items() if k != "failures"} | {"failed": len(m.get("failures", []))},
-                     indent=1))
+    info = {k: v for k, v in m.items() if k != "failures"} | {"failed": len(m.get("failures", []))}
+    if args.json:
+        print(json.dumps(info, indent=1))
+    else:
+        for k, v in info.items():
+            print(f"{k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}")
     return 0

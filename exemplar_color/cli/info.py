@@ -8,18 +8,21 @@ import os
 import platform
 
 from .._version import __version__
-from ..runtime import cache_dir
-from ..weights import WEIGHTS
+from .options import add_json_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="show versions, devices and weight locations")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p = sub.add_parser("info", help="show versions, devices and weight locations",
+                       epilog="Example:\n  exemplar-color info --json")
+    add_json_option(p, "print the information as JSON on stdout", quiet=False)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
+
+    from ..runtime import cache_dir
+    from ..weights import WEIGHTS
 
     cache = cache_dir()
     info = {

@@ -1,5 +1,9 @@
 """Entry point of ``exemplar-color``: results to stdout, progress and logs to stderr.
 
+Building the parser imports no torch, numpy or Pillow (``exemplar-color --help`` and every subcommand's
+``--help`` take a fraction of a second): the command modules import what they need inside their ``run``
+functions. The command line's vocabulary (one name per concept) is written down in ``docs/cli.md``.
+
 Every failure ends in ONE line on stderr, ``error: ...``: usage mistakes (bad arguments, outputs that would
 collide or overwrite an input) exit 2, before any model is loaded; the library's typed errors
 (:class:`~exemplar_color.errors.ExemplarColorError`), file-system errors and anything unexpected exit 1.
@@ -17,7 +21,7 @@ import sys
 
 from .._version import __version__
 from ..errors import ExemplarColorError, without_unsafe_advice
-from .options import join_level_lists
+from .options import HelpFormatter, join_level_lists
 
 # Each module defines ``register(subparsers)`` that adds its command(s) with ``set_defaults(func=...)``.
 COMMAND_MODULES = ("match", "colorize", "video", "index", "cache", "train", "evaluate", "info", "app")
@@ -29,6 +33,10 @@ COMMAND_MODULE = {"match": "match", "colorize": "colorize", "colorize-video": "v
 
 class Parser(argparse.ArgumentParser):
     """argparse, with usage errors as one line (``exemplar-color colorize: error: ...``), exit 2."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)  # the subcommands' parsers too (add_parser)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -43,7 +51,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = Parser(
         prog="exemplar-color",
         description="Exemplar-based colorization of black-and-white photos, with automatic reference retrieval.",
-        epilog="Example: exemplar-color colorize old.jpg --reference colour.jpg -o old_colour.png",
+        epilog="Example:\n  exemplar-color colorize old.jpg --reference colour.jpg -o old_colour.png",
     )
     parser.add_argument("--version", action="version", version=f"exemplar_color {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -103,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     setup_logging(bool(getattr(args, "json", False) or getattr(args, "quiet", False)))
+    if getattr(args, "threads", None):  # --threads: every command that computes has it
+        from ..runtime import set_threads
+
+        set_threads(args.threads)
     from ..io import current_max_pixels, pixel_limit
 
     try:

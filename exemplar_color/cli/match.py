@@ -1,15 +1,12 @@
-"""``exemplar-color match TARGET REFERENCE --out FILE.npz``: the correspondence between two photos."""
+"""``exemplar-color match TARGET --reference REF -o FILE.npz``: the correspondence between two photos."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-import numpy as np
-
-from ..io import atomic_write
-from .options import add_pipeline_options, colorizer_from, existing_file
-from .plan import check_output_file
+from ..errors import UsageError
+from .options import add_json_option, add_out_option, add_pipeline_options, colorizer_from, existing_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,21 +15,34 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "forward (H_t, W_t, 2): for each target pixel (row i, column j), the matched "
                                    "(x, y) in the reference's original pixels; backward: the reverse; similarity "
                                    "(2 x levels, h, w) at the working size: forward maps deepest level first, "
-                                   "then bidirectional maps.")
-    p.add_argument("target", type=existing_file)
-    p.add_argument("reference", type=existing_file)
-    p.add_argument("--out", "-o", required=True, metavar="FILE.npz")
+                                   "then bidirectional maps.",
+                       epilog="Example:\n  exemplar-color match old.jpg --reference colour.jpg -o match.npz --json")
+    p.add_argument("target", type=existing_file, metavar="TARGET", help="the (black-and-white) photo to match")
+    p.add_argument("--reference", "-r", metavar="REF", type=existing_file, default=None,
+                   help="the colour reference photo (as in colorize; a second positional argument also works)")
+    # the reference as a second positional argument, as before --reference: kept working, hidden
+    p.add_argument("reference_positional", nargs="?", type=existing_file, default=None, help=argparse.SUPPRESS)
+    add_out_option(p, "the .npz file to write", metavar="FILE.npz")
     add_pipeline_options(p)
-    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    add_json_option(p, "print a JSON summary on stdout")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..layout import to_array
+    import numpy as np
 
-    check_output_file(args.out, "--out", inputs=[args.target, args.reference])  # before the model
+    from ..io import atomic_write
+    from ..layout import to_array
+    from .plan import check_output_file
+
+    if args.reference and args.reference_positional:
+        raise UsageError("give the reference once: --reference REF (or as the second argument), not both")
+    reference = args.reference or args.reference_positional
+    if not reference:
+        raise UsageError("give the colour reference: --reference REF")
+    check_output_file(args.out, "--out", inputs=[args.target, reference])  # before the model
     colorizer = colorizer_from(args)
-    corr, full = colorizer.match(args.target, args.reference)
+    corr, full = colorizer.match(args.target, reference)
     names = [f"forward:{lv}" for lv in corr.levels] + [f"bidirectional:{lv}" for lv in corr.levels]
     arrays = {
         "forward": full["forward"].astype(np.float32),
@@ -48,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     with atomic_write(args.out) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
-    summary = {"out": str(args.out), "target": args.target, "reference": args.reference,
+    summary = {"out": str(args.out), "target": args.target, "reference": reference,
                "levels": list(corr.levels), "forward_shape": list(arrays["forward"].shape),
                "mean_confidence": float(arrays["confidence"].mean())}
     print(json.dumps(summary) if args.json else f"wrote {args.out}")

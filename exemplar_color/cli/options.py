@@ -1,10 +1,17 @@
 """Options shared by the commands, and the argument checks every command uses.
 
-Every flag two commands share is added here, so it has one name, one default and one help text everywhere:
+Every flag two commands share is added here, so it has one name, one default and one help text everywhere
+(the vocabulary is written down in ``docs/cli.md`` and enforced by ``tests/cli/test_vocabulary.py``):
 ``--device`` (default ``auto``), ``--vgg-weights``, ``--vgg-variant`` (``--variant`` kept as a hidden
 alias), ``--levels`` (``a b c`` or ``a,b,c``), ``--threads``, ``--method``, ``--size``, ``--max-pixels``,
-``--model``, ``--json``. Each check is an argparse ``type``: a bad value ends in one line and exit 2 before
-anything is loaded.
+``--model``, ``-o/--out``, ``--batch-size``, ``--workers``, ``--shard-size``, ``--top-k``, ``--resume``,
+``--json`` and ``--quiet``. Old spellings (``--batch``, ``--num-workers``, ``--checkpoint``) keep working as
+hidden aliases (:func:`add_hidden_alias`). Each check is an argparse ``type``: a bad value ends in one line
+and exit 2 before anything is loaded.
+
+This module, like every ``register`` function of the command modules, imports no torch, numpy or Pillow:
+``exemplar-color --help`` builds the whole parser in a fraction of a second. What needs them is imported
+inside the functions that run a command.
 """
 
 from __future__ import annotations
@@ -14,10 +21,8 @@ import re
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..correspondence import DEFAULT_LEVELS
-from ..correspondence.matcher import POSITION_PRIOR, PRECISIONS
-from ..io import MAX_PIXELS, MAX_PIXELS_ENV
-from ..vgg_spec import LEVELS, VARIANTS
+from ..constants import MAX_PIXELS, MAX_PIXELS_ENV, METHODS, POSITION_PRIOR, PRECISIONS
+from ..vgg_spec import DEFAULT_LEVELS, LEVELS, VARIANTS
 
 MATCH_LEVELS = tuple(lv for lv in LEVELS if lv.startswith("relu"))
 
@@ -191,6 +196,16 @@ def model_choice(text: str) -> str:
     return existing_file(text)
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's, except that a description or epilog written on several lines (an example, a list) is kept
+    as written; one-line texts are wrapped as usual."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text.strip("\n"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 # ----------------------------------------------------------------------------- shared flags
 
 DEVICE_HELP = "auto (CUDA when present; under torchrun this rank's GPU), cpu, cuda, cuda:1, ... (default auto)"
@@ -224,13 +239,13 @@ def add_vgg_options(p: argparse.ArgumentParser, weights_help: str = "") -> None:
 
 def add_threads_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=at_least(1), default=None, metavar="N",
-                   help="CPU threads for torch (and FAISS) (default: torch's)")
+                   help="CPU threads for torch (and FAISS) (default: torch's, usually one per core)")
 
 
 def add_method_option(p: argparse.ArgumentParser, precision: bool = True) -> None:
     """``--method`` and ``--precision``: how the correspondence is searched and computed (the training cache
     always matches in float32, so its records do not depend on the machine that built them)."""
-    p.add_argument("--method", default="fast", choices=("fast", "patchmatch"),
+    p.add_argument("--method", default="fast", choices=METHODS,
                    help="correspondence search (patchmatch: the published schedule, ~100x slower)")
     if precision:
         p.add_argument("--precision", default="auto", choices=PRECISIONS,
@@ -243,8 +258,74 @@ def add_method_option(p: argparse.ArgumentParser, precision: bool = True) -> Non
                             "0: the subject may be anywhere in the reference)")
 
 
-def add_json_option(p: argparse.ArgumentParser, help: str = "print the result as JSON on stdout") -> None:
+def add_json_option(p: argparse.ArgumentParser, help: str = "print the result as JSON on stdout",
+                    quiet: bool = True) -> None:
+    """``--json`` (the result as JSON on stdout, no progress bar, no notes) and, unless ``quiet=False``,
+    ``--quiet`` (the result as text on stdout, no progress bar, no notes; warnings and errors still shown)."""
     p.add_argument("--json", action="store_true", help=help)
+    if quiet:
+        add_quiet_option(p)
+
+
+QUIET_HELP = "no progress bar and no notes on stderr (warnings and errors are still shown)"
+
+
+def add_quiet_option(p: argparse.ArgumentParser, dest: str = "quiet") -> None:
+    kw = {"action": "store_true"} if dest == "quiet" else {"action": "store_false", "default": None}
+    p.add_argument("--quiet", dest=dest, help=QUIET_HELP, **kw)
+
+
+# ----------------------------------------------------------------------------- one name per concept
+
+
+def add_hidden_alias(p: argparse.ArgumentParser, old: str, dest: str, **kw) -> None:
+    """An old spelling (``--batch`` for ``--batch-size``) that keeps working, hidden from ``--help``: it sets
+    the same ``dest`` and leaves the canonical option's default alone when not given."""
+    p.add_argument(old, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kw)
+
+
+def add_out_option(p: argparse.ArgumentParser, help: str, required: bool = True, metavar: str | None = None,
+                   **kw) -> None:
+    """``-o/--out``: what the command writes (a file or a folder, said by ``help``)."""
+    p.add_argument("-o", "--out", required=required, metavar=metavar or "OUT", help=help, **kw)
+
+
+def add_batch_size_option(p: argparse.ArgumentParser, default: int, what: str, alias: str | None = None) -> None:
+    """``--batch-size N`` (``alias``: an old spelling kept hidden)."""
+    p.add_argument("--batch-size", type=at_least(1), default=default, metavar="N",
+                   help=f"{what} per forward pass (default {default})")
+    if alias:
+        add_hidden_alias(p, alias, "batch_size", type=at_least(1))
+
+
+def add_workers_option(p: argparse.ArgumentParser, default: int, default_help: str | None = None,
+                       alias: str | None = None, dest: str = "workers") -> None:
+    """``--workers N``: image-decoding processes."""
+    p.add_argument("--workers", type=at_least(0), default=default, metavar="N", dest=dest,
+                   help=f"image-decoding worker processes, 0: decode in the main process "
+                        f"(default {default_help or default})")
+    if alias:
+        add_hidden_alias(p, alias, dest, type=at_least(0))
+
+
+def add_shard_size_option(p: argparse.ArgumentParser, default: int, what: str, alias: str | None = None) -> None:
+    """``--shard-size N``: how much work is kept at a time (what a resumed run does not redo)."""
+    p.add_argument("--shard-size", type=at_least(1), default=default, metavar="N",
+                   help=f"{what} per shard, written as soon as it is done; an interrupted run keeps its finished "
+                        f"shards (default {default})")
+    if alias:
+        add_hidden_alias(p, alias, "shard_size", type=at_least(1))
+
+
+def add_top_k_option(p: argparse.ArgumentParser, default: int, help: str, short: bool = False) -> None:
+    """``--top-k K`` (and ``-k`` where a command always had it)."""
+    names = ("-k", "--top-k") if short else ("--top-k",)
+    p.add_argument(*names, dest="top_k", type=at_least(1), default=default, metavar="K", help=help)
+
+
+def add_resume_option(p: argparse.ArgumentParser, help: str) -> None:
+    """``--resume``: continue an interrupted run, keeping its finished work."""
+    p.add_argument("--resume", action="store_true", help=help)
 
 
 def variant_or_default(args: argparse.Namespace) -> str:
@@ -256,12 +337,15 @@ def variant_or_default(args: argparse.Namespace) -> str:
 
 
 def add_pipeline_options(p: argparse.ArgumentParser) -> None:
+    """What every command that runs the colorization pipeline takes: working size, levels, VGG-19 weights,
+    device, threads, correspondence method and pixel limit."""
     p.add_argument("--size", type=in_range(*SIZE_RANGE, "a whole number of pixels", integer=True), default=256,
                    help=f"working size: short side in pixels, {SIZE_RANGE[0]} to {SIZE_RANGE[1]} (default 256; "
                         "above 256, never more than the largest photo's own short side)")
     add_levels_option(p, default_help=f"{' '.join(DEFAULT_LEVELS)}, or the model's")
     add_vgg_options(p)
     add_device_option(p)
+    add_threads_option(p)
     add_method_option(p)
     add_max_pixels_option(p)
 
@@ -303,8 +387,10 @@ def colorizer_from(args: argparse.Namespace, **extra):
                      **extra)
 
 
-__all__ = ["at_least", "in_range", "device_name", "SIZE_RANGE", "CHROMA_GAIN_RANGE", "pixel_count", "level_of", "level_list", "join_level_lists", "existing_file", "index_folder",
-           "model_choice", "add_device_option", "add_levels_option", "add_vgg_options", "add_threads_option",
-           "add_method_option", "add_json_option", "variant_or_default", "add_pipeline_options",
-           "add_max_pixels_option", "add_model_option", "colorizer_from", "MATCH_LEVELS", "LEVELS", "VARIANTS",
-           "DEVICE_HELP"]
+__all__ = ["at_least", "in_range", "device_name", "SIZE_RANGE", "CHROMA_GAIN_RANGE", "pixel_count", "level_of",
+           "level_list", "join_level_lists", "existing_file", "index_folder", "model_choice", "add_device_option",
+           "add_levels_option", "add_vgg_options", "add_threads_option", "add_method_option", "add_json_option",
+           "add_quiet_option", "add_hidden_alias", "add_out_option", "add_batch_size_option", "add_workers_option",
+           "add_shard_size_option", "add_top_k_option", "add_resume_option", "variant_or_default",
+           "add_pipeline_options", "add_max_pixels_option", "add_model_option", "colorizer_from", "MATCH_LEVELS",
+           "LEVELS", "VARIANTS", "DEVICE_HELP", "QUIET_HELP", "HelpFormatter"]

@@ -17,13 +17,15 @@ from pathlib import Path
 
 from ..errors import UsageError
 from .options import (
+    add_json_option,
     add_model_option,
+    add_out_option,
     add_pipeline_options,
+    add_resume_option,
     at_least,
     colorizer_from,
     index_folder,
 )
-from .plan import refuse_existing
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,9 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Colorize IN (a video file or a folder of frames) with the colours of one or more "
                                    "reference photos, or of frame N of a colour version (--reference-frame N), "
                                    "keeping each frame's luminance, the frame rate, timestamps and audio.",
-                       epilog="Several references: each shot takes the one that matches it best. --reference-frame N "
-                              "takes frame N of --reference when that is a video, else of IN (which must then be "
-                              "in colour: the usual evaluation protocol).")
+                       epilog="""Several references: each shot takes the one that matches it best. --reference-frame N takes
+frame N of --reference when that is a video, else of IN (which must then be in colour: the usual evaluation
+protocol).
+
+Examples:
+  exemplar-color colorize-video film.mp4 --reference still.jpg -o film_colour.mp4
+  exemplar-color colorize-video clip.mp4 --reference-frame 0 -o clip_colour.mp4 --resume
+""")
     p.add_argument("input", metavar="IN", help="video file or folder of frames")
     p.add_argument("--reference", "-r", nargs="+", metavar="REF", default=[],
                    help="colour reference photo(s), or with --reference-frame a colour video")
@@ -41,16 +48,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="use frame N (from 0) of the colour video --reference, or of IN, as the reference")
     p.add_argument("--index", metavar="PATH", type=index_folder,
                    help="no reference: retrieve one per shot from this gallery index")
-    p.add_argument("-o", "--out", required=True, help="output video file (.mp4, .mkv, ...) or folder of frames")
+    add_out_option(p, "output video file (.mp4, .mkv, ...) or folder of frames")
     p.add_argument("--per-frame", action="store_true",
                    help="colour each frame on its own (no temporal fusion; flickers more)")
     p.add_argument("--no-cut-detection", action="store_true", help="treat the whole input as one shot")
-    p.add_argument("--fps", type=float, default=None, help="frame rate of a folder input (default 25)")
-    p.add_argument("--crf", type=at_least(0), default=16, help="x264 quality of a video output (default 16)")
-    p.add_argument("--max-frames", type=at_least(1), default=None, help="stop after this many frames")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run (killed, Ctrl-C) from its hidden work folder beside OUT "
-                        "(.OUT.exemplar-work), skipping finished frames; the result equals an uninterrupted run's")
+    p.add_argument("--fps", type=float, default=None, metavar="FPS", help="frame rate of a folder input (default 25)")
+    p.add_argument("--crf", type=at_least(0), default=16, metavar="N",
+                   help="x264 quality of a video output (default 16)")
+    p.add_argument("--max-frames", type=at_least(1), default=None, metavar="N", help="stop after this many frames")
+    add_resume_option(p, "continue an interrupted run (killed, Ctrl-C) from its hidden work folder beside OUT "
+                         "(.OUT.exemplar-work), skipping finished frames; the result equals an uninterrupted run's")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output video file (without it, an existing OUT is refused before any "
                         "work, exit 2; a non-empty output folder is always refused)")
@@ -58,8 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a video OUT is encoded N frames at a time as the run goes, one keyframe each (default 48)")
     add_model_option(p)
     add_pipeline_options(p)
-    if not any("--json" in a.option_strings for a in p._actions):
-        p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+    add_json_option(p, "print a machine-readable summary on stdout")
     p.set_defaults(func=run)
 
 
@@ -67,6 +73,7 @@ def _precheck(args: argparse.Namespace) -> None:
     """Everything that can be refused without a model: input, output, references."""
     from ..photos import GrayReferenceError, read_photo
     from ..video.io import VideoReader, is_video_path, open_source
+    from .plan import refuse_existing
 
     src, out = Path(args.input), Path(args.out)
     if out.exists() and src.exists() and out.resolve() == src.resolve():
@@ -131,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             args.input, refs if args.reference_frame is None else (refs[0] if refs else None), args.out,
             reference_frame=args.reference_frame, temporal=not args.per_frame,
             detect_cuts=not args.no_cut_detection, fps=args.fps, crf=args.crf, max_frames=args.max_frames,
-            progress=not getattr(args, "json", False), resume=args.resume, segment_frames=args.segment_frames,
+            progress=not (args.json or args.quiet), resume=args.resume, segment_frames=args.segment_frames,
             overwrite=args.overwrite)
     for msg in dict.fromkeys(str(w.message) for w in caught):
         print(f"warning: {msg}", file=sys.stderr)
@@ -141,12 +148,12 @@ def run(args: argparse.Namespace) -> int:
                "resumed_at": result.resumed_at, "seconds": round(result.seconds, 2),
                "frames_per_s": round(result.frames_per_second, 3),
                "head": colorizer.head_name, "device": str(colorizer.device)}
-    if getattr(args, "json", False):
+    if args.json:
         print(json.dumps(summary, indent=2))
     else:
         refs_said = "; ".join(f"shot at frame {i}: {r}" for i, r in result.references[:5])
         more = f"; ... ({len(result.references)} shots)" if len(result.references) > 5 else ""
         resumed = f", {result.resumed_at} of them by the interrupted run" if result.resumed_at else ""
         print(f"colorized {result.frames} frames{resumed} ({result.frames_per_second:.2f} frames/s) -> "
-              f"{result.output}; {refs_said}{more}", file=sys.stderr)
+              f"{result.output}; {refs_said}{more}")  # the result: stdout, as every command's
     return 0
