@@ -30,8 +30,8 @@ from .runtime import cache_dir
 from .vgg_spec import (_CONV_LEVELS, DEFAULT_VARIANT, LEVELS, PREPROCESSING, VARIANTS, Preprocessing, Variant,
                        _levels_to)
 
-__all__ = ["WEIGHTS", "KNOWN_WEIGHTS", "WeightsRecord", "identify_weights", "choose_variant", "resolve_weights",
-           "load_state_dict"]
+__all__ = ["WEIGHTS", "KNOWN_WEIGHTS", "WeightsRecord", "identify_weights", "choose_variant", "guess_variant",
+           "resolve_weights", "load_state_dict"]
 
 
 @dataclass(frozen=True)
@@ -101,15 +101,18 @@ def identify_weights(path: str | os.PathLike) -> WeightsRecord | None:
 def choose_variant(weights: str | os.PathLike | None, variant: str | None,
                    default: Variant | None = DEFAULT_VARIANT) -> Variant | None:
     """The preprocessing convention for a weight file: a recognised published file's own (an explicit
-    ``variant`` that contradicts it is refused, naming both), else ``variant``, else ``default``.
+    ``variant`` that contradicts it is refused, naming both), else ``variant``, else an unrecognised file's
+    own as its first layer shows it (:func:`guess_variant`, with a warning), else ``default``.
     ``weights=None`` looks at ``$EXEMPLAR_COLOR_VGG_WEIGHTS``."""
     if variant is not None and variant not in VARIANTS:
         raise ValueError(f"unknown VGG-19 variant {variant!r}; choose from {', '.join(VARIANTS)}")
     if weights is None:
         weights = os.environ.get("EXEMPLAR_COLOR_VGG_WEIGHTS") or None
-    record = identify_weights(weights) if weights is not None and weights != "random" and \
-        Path(weights).expanduser().is_file() else None
+    readable = weights is not None and weights != "random" and Path(weights).expanduser().is_file()
+    record = identify_weights(weights) if readable else None
     if record is None:
+        if variant is None and readable:  # an unrecognised file: its own first layer says which
+            return guess_variant(Path(weights).expanduser())
         return variant or default  # type: ignore[return-value]
     if variant is not None and variant != record.variant:
         raise WeightsError(
@@ -117,6 +120,23 @@ def choose_variant(weights: str | os.PathLike | None, variant: str | None,
             f"({_describe_prep(record.preprocessing)}), but the {variant} convention was asked for; "
             f"use --vgg-variant {record.variant} (vgg_variant={record.variant!r}) with this file")
     return record.variant
+
+
+def guess_variant(path: Path) -> Variant:
+    """The preprocessing convention of an unrecognised VGG-19 file, read from its first convolution, with a
+    warning that says so. Caffe's VGG-19 takes BGR, torchvision's RGB, and the two published files' first-layer
+    filters weigh the blue channel above the red one (Caffe, channel 0 > channel 2 by 0.0125 on average) or
+    below it (torchvision, by 0.0115): the order of the channels shows in the file."""
+    import warnings
+
+    first = load_state_dict(path).get("features.0.weight")
+    if first is None or first.dim() != 4 or first.shape[1] != 3:
+        return DEFAULT_VARIANT
+    per_channel = first.float().mean((0, 2, 3))
+    guess: Variant = "caffe" if float(per_channel[0] - per_channel[2]) > 0 else "torchvision"
+    warnings.warn(f"{path}: not a published VGG-19 file; its first layer reads {'BGR' if guess == 'caffe' else 'RGB'}"
+                  f", so the {guess} preprocessing is used (say --vgg-variant / vgg_variant= to choose)", stacklevel=3)
+    return guess
 
 
 def _describe_prep(p: Preprocessing) -> str:

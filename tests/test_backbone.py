@@ -254,7 +254,7 @@ def test_moved_names_stay_importable_from_backbone():
     was public there still is, as the very same object, so code that imports it from backbone is unaffected."""
     from exemplar_color import backbone, vgg_spec, weights
 
-    later = {"DEFAULT_LEVELS"}  # defined in vgg_spec after the move: never public in backbone
+    later = {"DEFAULT_LEVELS", "guess_variant"}  # defined after the move: never public in backbone
     for module in (weights, vgg_spec):
         for name in set(module.__all__) - later:
             assert getattr(backbone, name) is getattr(module, name), name
@@ -326,3 +326,19 @@ def test_weight_file_errors_never_advise_unsafe_loading(tmp_path):
         msg = str(e.value)
         assert "not a readable PyTorch weight file" in msg and str(f) in msg, msg
         assert not re.search(r"(?i)weights.only|arbitrary code|can still be loaded", msg), msg
+
+
+@pytest.mark.parametrize("which", ["torchvision", "caffe"])
+def test_an_unrecognised_weight_file_gets_the_convention_its_first_layer_shows(tmp_path, tv_weights, caffe_weights,
+                                                                             which):
+    """The same tensors re-saved (another SHA-256) used to run with Caffe preprocessing whatever they were:
+    11% more colour error for a torchvision file (issue 25, item 4)."""
+    from exemplar_color.weights import choose_variant, identify_weights, load_state_dict
+
+    sd = load_state_dict(tv_weights if which == "torchvision" else caffe_weights)
+    copy = tmp_path / "resaved.pth"
+    torch.save({"state_dict": {"module." + k: v.clone() for k, v in sd.items()}}, copy)
+    assert identify_weights(copy) is None
+    with pytest.warns(UserWarning, match=f"the {which} preprocessing is used"):
+        assert choose_variant(copy, None) == which
+    assert choose_variant(copy, "caffe") == "caffe"  # an explicit choice is the user's
