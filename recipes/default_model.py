@@ -41,6 +41,7 @@ TRAIN_SETS = {"imagenet-sample": "imagenet-sample", "imagenet-val-227": "imagene
 CLASSED_EXTRA = ("caltech101", "imagenette")  # train-extra sources whose class column names a real class
 STAGES = ("gallery", "index", "pairs", "cache", "train", "calibrate", "export")
 TEMPERATURES = (0.25, 0.3, 0.38, 0.45, 0.55, 0.7, 1.0)
+STRENGTHS = (0.0, 0.5, 0.75, 1.0)  # how much of the class rebalancing the readout undoes
 
 
 def _classes() -> dict[str, str]:
@@ -165,31 +166,40 @@ def _chosen(work: Path, args: argparse.Namespace) -> Path:
 
 
 def stage_calibrate(work: Path, args: argparse.Namespace) -> dict:
-    """The hypercolumn sub-net's readout temperature, chosen on the held-out model-selection pairs (never on
-    evaluation photos): the most colourful temperature whose ab errors, with the real reference and with none,
-    stay within ``--calibrate-slack`` of the best temperature's."""
+    """The hypercolumn sub-net's readout, chosen on the run's own held-out model-selection pairs (never on
+    evaluation photos): the temperature of the annealed mean and how much of the class rebalancing to undo
+    (logit bias ``-strength * log(weights)``; the network learnt rebalanced, over-vivid odds). Kept: of the
+    readouts whose ab errors, with the real reference and with none, stay within ``--calibrate-slack`` of the
+    best readout's, the one whose colourfulness is nearest the truth's."""
     import random
 
     from exemplar_color.colorization.checkpoint import load_checkpoint
-    from exemplar_color.training.cache import CacheDataset, PairCache, decode
-    from exemplar_color.training.validation import evaluate_hypercolumn
-    out = work / args.run / "calibration.json"
+    from exemplar_color.training.cache import CacheDataset, decode
+    from exemplar_color.training.trainer import TrainConfig, Trainer
+    from exemplar_color.training.validation import sweep_readouts
+
+    run = work / args.run
+    out = run / "calibration.json"
     if out.is_file():
         return json.loads(out.read_text())
     net = load_checkpoint(_chosen(work, args))[0]
-    cache = PairCache(work / "cache")
-    recs = cache.records_of(split="val")
-    recs = random.Random(args.seed).sample(recs, min(len(recs), args.calibrate_pairs))
-    loader = torch.utils.data.DataLoader(CacheDataset(cache, recs), batch_size=16)
-    batches = [decode(b) for b in loader]
-    rows = {t: evaluate_hypercolumn(net, batches, temperature=t) for t in TEMPERATURES}
-    score = {t: r["val_ab_l1"] + r["val_noref_l1"] for t, r in rows.items()}
-    best = min(score.values())
-    chosen = min(t for t in TEMPERATURES if score[t] <= best + args.calibrate_slack)
-    result = {"pairs": len(recs), "temperature": chosen, "slack": args.calibrate_slack,
-              "by_temperature": {str(t): r for t, r in rows.items()}}
+    trainer = Trainer(TrainConfig.from_dict(json.loads((run / "config.json").read_text())["train"]))
+    log_w = trainer.class_weights.cpu().log()
+    recs = random.Random(args.seed).sample(trainer.val_records, min(len(trainer.val_records), args.calibrate_pairs))
+    loader = torch.utils.data.DataLoader(CacheDataset(trainer.cache, recs), batch_size=16)
+    grid = [(t, s) for s in STRENGTHS for t in TEMPERATURES]
+    rows = sweep_readouts(net, (decode(b) for b in loader), [(t, -s * log_w) for t, s in grid])
+    score = [r["val_ab_l1"] + r["val_noref_l1"] for r in rows]
+    best = min(score)
+    ok = [i for i in range(len(grid)) if score[i] <= best + args.calibrate_slack]
+    chosen = min(ok, key=lambda i: abs((rows[i]["val_ab_chroma"] + rows[i]["val_noref_chroma"]) / 2 - 1))
+    t, strength = grid[chosen]
+    result = {"pairs": len(recs), "temperature": t, "strength": strength, "slack": args.calibrate_slack,
+              "logit_bias": (-strength * log_w).tolist(), "chosen": rows[chosen],
+              "grid": [{"temperature": g[0], "strength": g[1], **r} for g, r in zip(grid, rows)]}
     out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"calibrate: temperature {chosen} on {len(recs)} held-out pairs", file=sys.stderr)
+    print(f"calibrate: temperature {t}, rebalancing undone x{strength} on {len(recs)} held-out pairs: "
+          f"{rows[chosen]}", file=sys.stderr)
     return result
 
 
@@ -197,9 +207,10 @@ def stage_export(work: Path, args: argparse.Namespace) -> Path:
     from exemplar_color.colorization.checkpoint import export_release
 
     cal = work / args.run / "calibration.json"
-    temperature = json.loads(cal.read_text())["temperature"] if cal.is_file() else None
+    cal = json.loads(cal.read_text()) if cal.is_file() else {}
+    bias = torch.tensor(cal["logit_bias"]) if "logit_bias" in cal else None
     return export_release(_chosen(work, args), work / "export" / args.run / "default.safetensors",
-                          chroma_gain=args.chroma_gain, temperature=temperature)
+                          chroma_gain=args.chroma_gain, temperature=cal.get("temperature"), logit_bias=bias)
 
 
 def main() -> int:

@@ -136,6 +136,8 @@ def load_checkpoint(path: str | os.PathLike, expected: Any = None, map_location:
     extra = {k: v for k, v in tensors.items() if not k.startswith(MODEL_PREFIX)}
     model = ARCHITECTURES[config.arch][1](config)
     own = model.state_dict()
+    if config.arch == hypercolumn.ARCH:  # buffers added after the first checkpoints: their default
+        state = {**{k: own[k] for k in hypercolumn.OPTIONAL_BUFFERS if k not in state}, **state}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
@@ -160,11 +162,11 @@ def load_model(path: str | os.PathLike, expected: Any = None,
 
 
 def export_release(src: str | os.PathLike, dst: str | os.PathLike, chroma_gain: float = 1.0,
-                   temperature: float | None = None) -> Path:
+                   temperature: float | None = None, logit_bias: torch.Tensor | None = None) -> Path:
     """A training checkpoint as a release file: the network only (no optimiser or RNG state), float16
     tensors (half the size; the network runs in float32 after loading), its training summary, the
     ``chroma_gain`` the Colorizer applies by default and, for the hypercolumn sub-net, its readout
-    ``temperature`` (both calibrated on held-out training pairs)."""
+    ``temperature`` and ``logit_bias`` (calibrated on held-out training pairs)."""
     if not 0 < chroma_gain <= 3:
         raise ValueError(f"chroma_gain must be in (0, 3], got {chroma_gain}")
     model, meta, _ = load_checkpoint(src)
@@ -172,6 +174,8 @@ def export_release(src: str | os.PathLike, dst: str | os.PathLike, chroma_gain: 
         import dataclasses
 
         model.config = dataclasses.replace(model.config, temperature=temperature)
+    if logit_bias is not None:
+        model.logit_bias.copy_(logit_bias)
     train = meta.get("train", {})
     summary = {"step": train.get("step"), "val": train.get("val"), "source": Path(src).name,
                "chroma_gain": chroma_gain}

@@ -36,8 +36,10 @@ from torch import nn
 from ..vgg_spec import DEFAULT_LEVELS, LEVEL_CHANNELS, LEVEL_STRIDE, LEVELS
 from ..weights import WEIGHTS
 
-__all__ = ["ARCH", "FEATURE_LEVELS", "HypercolumnConfig", "HypercolumnNet", "Prediction", "ab_bins",
-           "annealed_mean"]
+__all__ = ["ARCH", "FEATURE_LEVELS", "OPTIONAL_BUFFERS", "HypercolumnConfig", "HypercolumnNet", "Prediction",
+           "ab_bins", "annealed_mean"]
+
+OPTIONAL_BUFFERS = ("logit_bias",)  # checkpoints written before it existed read as zero (no readout correction)
 
 ARCH = "exemplar-hypercolumn"
 ARCH_VERSION = 1
@@ -179,6 +181,10 @@ class HypercolumnNet(nn.Module):
         self.logits = nn.Conv2d(w, c.bins, 1)
         self.gate = nn.Conv2d(w, 1, 1)
         self.register_buffer("centres", ab_bins(c.bin_size), persistent=False)
+        # added to the logits at readout only: minus the log of the class-rebalancing weights the network was
+        # trained with, scaled by a strength chosen on held-out pairs, turns its rebalanced (over-vivid)
+        # distribution back towards the colours' real odds; zero in training
+        self.register_buffer("logit_bias", torch.zeros(c.bins))
         scale = torch.ones(c.in_channels)
         scale[0], scale[1:3] = 1.0 / 50.0, 1.0 / AB_RANGE
         self.register_buffer("in_scale", scale.view(1, -1, 1, 1), persistent=False)
@@ -219,7 +225,8 @@ class HypercolumnNet(nn.Module):
     def readout(self, pred: Prediction, size: tuple[int, int], temperature: float | None = None,
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """The distribution's annealed mean ``(B, 2, H, W)`` and the gate ``(B, 1, H, W)``, brought to ``size``."""
-        prior = annealed_mean(pred.logits, self.centres, temperature or self.config.temperature)
+        logits = pred.logits + self.logit_bias.to(pred.logits.dtype)[:, None, None]
+        prior = annealed_mean(logits, self.centres, temperature or self.config.temperature)
         prior = F.interpolate(prior, size=size, mode="bilinear", align_corners=False)
         return prior, F.interpolate(pred.gate.float(), size=size, mode="bilinear", align_corners=False)
 

@@ -12,7 +12,10 @@ Two losses: class-rebalanced cross-entropy between the predicted ab distribution
 ``1 / ((1 - lambda) p + lambda / Q)`` from the bins' frequency ``p`` in the training photos, so rare saturated
 colours are not drowned by the common grays) on every branch; and the published chrominance loss (smooth-L1
 to the truth) on the fused output of the two reference branches, with the distribution's readout held fixed
-so that it trains only the trust gate — a regression loss on the distribution would pull it back to gray.
+so that it trains only the trust gate — a regression loss on the distribution would pull it back to gray. That
+readout undoes the rebalancing (the net's ``logit_bias`` is ``-log(weights)`` in training): measured after 600
+steps, the rebalanced odds read out as-is gave colours twice as saturated as the truth and an ab error above
+the gray image's, so a gate trained against them learnt to take the warped reference almost everywhere.
 """
 
 from __future__ import annotations
@@ -93,7 +96,8 @@ def hypercolumn_loss(model: torch.nn.Module, net: HypercolumnNet, x: dict[str, t
     chroma = ce.new_zeros(())
     if has:
         size = x["l"].shape[-2:]
-        prior = annealed_mean(pred.logits[:has].detach(), net.centres, net.config.temperature)
+        logits = pred.logits[:has].detach() + net.logit_bias[:, None, None]  # the readout used in inference
+        prior = annealed_mean(logits, net.centres, net.config.temperature)
         prior = F.interpolate(prior, size=size, mode="bilinear", align_corners=False)
         gate = F.interpolate(pred.gate[:has].float(), size=size, mode="bilinear", align_corners=False)
         fused = gate * ab_in[:has].float() + (1 - gate) * prior

@@ -100,6 +100,8 @@ class Trainer:
                                      variant=self.cache.config.variant).to(self.device)
             self.perceptual = PerceptualLoss(backbone, config.perceptual_level)
         self.class_weights = self._class_weights() if self.hypercolumn else None
+        if self.hypercolumn:  # the readout undoes the rebalancing (see training.distribution)
+            self.model.logit_bias.copy_(-self.class_weights.log())
         self.optim = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.sched = torch.optim.lr_scheduler.StepLR(self.optim, config.lr_step_epochs, config.lr_gamma)
         self.amp_dtype = self._amp_dtype()

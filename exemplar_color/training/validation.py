@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -12,7 +12,7 @@ from ..colorization.network import make_input
 from .cache import decode
 from .distribution import features_of
 
-__all__ = ["evaluate", "evaluate_hypercolumn"]
+__all__ = ["evaluate", "evaluate_hypercolumn", "sweep_readouts"]
 
 
 @torch.no_grad()
@@ -47,20 +47,35 @@ def evaluate_hypercolumn(net: HypercolumnNet, batches: Iterable[dict[str, torch.
     """Held-out mean ``|ab - truth|`` (ab units) with the real reference (``val_ab_l1``), with T'_ab
     (``val_cycle_l1``), with no reference (``val_noref_l1``), of the warped ab alone and of the gray image;
     and the colourfulness (mean chroma) of each output relative to the truth's."""
-    was = net.training
+    return sweep_readouts(net, batches, [(temperature or net.config.temperature, net.logit_bias)])[0]
+
+
+@torch.no_grad()
+def sweep_readouts(net: HypercolumnNet, batches: Iterable[dict[str, torch.Tensor]],
+                   readouts: Sequence[tuple[float, torch.Tensor]]) -> list[dict[str, Any]]:
+    """:func:`evaluate_hypercolumn`'s figures for every ``(temperature, logit_bias)`` readout of the same
+    predictions (the network runs once per batch and condition)."""
+    was, kept = net.training, net.logit_bias.clone()
     net.eval()
-    sums: dict[str, float] = {}
+    sums: list[dict[str, float]] = [{} for _ in readouts]
     count = 0
     for x in batches:
         feats, gt, l = features_of(x), x["ab"].float(), x["l"]
-        outs = {"ab": net.colorize(l, feats, x["warped_ab"], x["similarity"], temperature)[0],
-                "cycle": net.colorize(l, feats, x["cycle_ab"], x["similarity"], temperature)[0],
-                "noref": net.colorize(l, feats, None, None, temperature)[0],
-                "warped": x["warped_ab"].float(), "gray": torch.zeros_like(gt)}
+        preds = {"ab": net(l, feats, x["warped_ab"], x["similarity"]), "cycle": net(l, feats, x["cycle_ab"],
+                 x["similarity"]), "noref": net(l, feats)}
+        fixed = {"warped": x["warped_ab"].float(), "gray": torch.zeros_like(gt)}
         truth_chroma = _chroma(gt).clamp_min(1e-3)
-        for k, v in outs.items():
-            sums[f"val_{k}_l1"] = sums.get(f"val_{k}_l1", 0.0) + float((v - gt).abs().mean((1, 2, 3)).sum())
-            sums[f"val_{k}_chroma"] = sums.get(f"val_{k}_chroma", 0.0) + float((_chroma(v) / truth_chroma).sum())
+        for acc, (temperature, bias) in zip(sums, readouts):
+            net.logit_bias.copy_(bias)
+            outs = dict(fixed)
+            for k, pred in preds.items():
+                prior, gate = net.readout(pred, l.shape[-2:], temperature)
+                ref = {"ab": x["warped_ab"], "cycle": x["cycle_ab"]}.get(k)
+                outs[k] = prior if ref is None else gate * ref.float() + (1 - gate) * prior
+            for k, v in outs.items():
+                acc[f"val_{k}_l1"] = acc.get(f"val_{k}_l1", 0.0) + float((v - gt).abs().mean((1, 2, 3)).sum())
+                acc[f"val_{k}_chroma"] = acc.get(f"val_{k}_chroma", 0.0) + float((_chroma(v) / truth_chroma).sum())
         count += gt.shape[0]
+    net.logit_bias.copy_(kept)
     net.train(was)
-    return {k: v / max(count, 1) for k, v in sums.items() if k not in ("val_gray_chroma",)}
+    return [{k: v / max(count, 1) for k, v in acc.items() if k != "val_gray_chroma"} for acc in sums]
