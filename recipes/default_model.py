@@ -42,6 +42,7 @@ CLASSED_EXTRA = ("caltech101", "imagenette")  # train-extra sources whose class 
 STAGES = ("gallery", "index", "pairs", "cache", "train", "calibrate", "export")
 TEMPERATURES = (0.25, 0.3, 0.38, 0.45, 0.55, 0.7, 1.0)
 STRENGTHS = (0.0, 0.5, 0.75, 1.0)  # how much of the class rebalancing the readout undoes
+GATE_POWERS = (1.0, 2.0, 4.0)  # how sure the gate must be before the warped reference is taken
 
 
 def _classes() -> dict[str, str]:
@@ -168,7 +169,8 @@ def _chosen(work: Path, args: argparse.Namespace) -> Path:
 def stage_calibrate(work: Path, args: argparse.Namespace) -> dict:
     """The hypercolumn sub-net's readout, chosen on the run's own held-out model-selection pairs (never on
     evaluation photos): the temperature of the annealed mean and how much of the class rebalancing to undo
-    (logit bias ``-strength * log(weights)``; the network learnt rebalanced, over-vivid odds). Kept: of the
+    (logit bias ``-strength * log(weights)``; the network learnt rebalanced, over-vivid odds) and the power of
+    the trust gate (how sure it must be before the warped reference is taken). Kept: of the
     readouts whose ab errors, with the real reference and with none, stay within ``--calibrate-slack`` of the
     best readout's, the one whose colourfulness is nearest the truth's."""
     import random
@@ -187,18 +189,19 @@ def stage_calibrate(work: Path, args: argparse.Namespace) -> dict:
     log_w = trainer.class_weights.cpu().log()
     recs = random.Random(args.seed).sample(trainer.val_records, min(len(trainer.val_records), args.calibrate_pairs))
     loader = torch.utils.data.DataLoader(CacheDataset(trainer.cache, recs), batch_size=16)
-    grid = [(t, s) for s in STRENGTHS for t in TEMPERATURES]
-    rows = sweep_readouts(net, (decode(b) for b in loader), [(t, -s * log_w) for t, s in grid])
+    grid = [(t, s, g) for g in GATE_POWERS for s in STRENGTHS for t in TEMPERATURES]
+    rows = sweep_readouts(net, (decode(b) for b in loader), [(t, -s * log_w, g) for t, s, g in grid])
     score = [r["val_ab_l1"] + r["val_noref_l1"] for r in rows]
     best = min(score)
     ok = [i for i in range(len(grid)) if score[i] <= best + args.calibrate_slack]
     chosen = min(ok, key=lambda i: abs((rows[i]["val_ab_chroma"] + rows[i]["val_noref_chroma"]) / 2 - 1))
-    t, strength = grid[chosen]
-    result = {"pairs": len(recs), "temperature": t, "strength": strength, "slack": args.calibrate_slack,
+    t, strength, power = grid[chosen]
+    result = {"pairs": len(recs), "temperature": t, "strength": strength, "gate_power": power,
+              "slack": args.calibrate_slack,
               "logit_bias": (-strength * log_w).tolist(), "chosen": rows[chosen],
-              "grid": [{"temperature": g[0], "strength": g[1], **r} for g, r in zip(grid, rows)]}
+              "grid": [{"temperature": g[0], "strength": g[1], "gate_power": g[2], **r} for g, r in zip(grid, rows)]}
     out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"calibrate: temperature {t}, rebalancing undone x{strength} on {len(recs)} held-out pairs: "
+    print(f"calibrate: temperature {t}, rebalancing undone x{strength}, gate power {power} on {len(recs)} pairs: "
           f"{rows[chosen]}", file=sys.stderr)
     return result
 
@@ -210,7 +213,8 @@ def stage_export(work: Path, args: argparse.Namespace) -> Path:
     cal = json.loads(cal.read_text()) if cal.is_file() else {}
     bias = torch.tensor(cal["logit_bias"]) if "logit_bias" in cal else None
     return export_release(_chosen(work, args), work / "export" / args.run / "default.safetensors",
-                          chroma_gain=args.chroma_gain, temperature=cal.get("temperature"), logit_bias=bias)
+                          chroma_gain=args.chroma_gain, temperature=cal.get("temperature"), logit_bias=bias,
+                          gate_power=cal.get("gate_power"))
 
 
 def main() -> int:

@@ -162,7 +162,8 @@ def load_model(path: str | os.PathLike, expected: Any = None,
 
 
 def export_release(src: str | os.PathLike, dst: str | os.PathLike, chroma_gain: float = 1.0,
-                   temperature: float | None = None, logit_bias: torch.Tensor | None = None) -> Path:
+                   temperature: float | None = None, logit_bias: torch.Tensor | None = None,
+                   gate_power: float | None = None) -> Path:
     """A training checkpoint as a release file: the network only (no optimiser or RNG state), float16
     tensors (half the size; the network runs in float32 after loading), its training summary, the
     ``chroma_gain`` the Colorizer applies by default and, for the hypercolumn sub-net, its readout
@@ -170,10 +171,11 @@ def export_release(src: str | os.PathLike, dst: str | os.PathLike, chroma_gain: 
     if not 0 < chroma_gain <= 3:
         raise ValueError(f"chroma_gain must be in (0, 3], got {chroma_gain}")
     model, meta, _ = load_checkpoint(src)
-    if temperature is not None:
+    if temperature is not None or gate_power is not None:
         import dataclasses
 
-        model.config = dataclasses.replace(model.config, temperature=temperature)
+        readout = {k: v for k, v in (("temperature", temperature), ("gate_power", gate_power)) if v is not None}
+        model.config = dataclasses.replace(model.config, **readout)
     if logit_bias is not None:
         model.logit_bias.copy_(logit_bias)
     train = meta.get("train", {})

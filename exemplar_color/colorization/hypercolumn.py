@@ -78,6 +78,8 @@ class HypercolumnConfig:
         bin_size: side of the square ab bins, ab units (10: 22 x 22 bins over [-110, 110]^2; the bins no
             photo uses learn to stay empty).
         temperature: the annealed-mean readout's temperature, chosen on held-out pairs.
+        gate_power: the trust gate is raised to this power at readout (above 1: the warped reference is taken
+            only where the gate is sure), chosen on held-out pairs; 1 in training.
     """
 
     levels: tuple[str, ...] = DEFAULT_LEVELS
@@ -88,6 +90,7 @@ class HypercolumnConfig:
     size: int = 128
     bin_size: float = 10.0
     temperature: float = 0.5
+    gate_power: float = 1.0
     arch: str = ARCH
     arch_version: int = ARCH_VERSION
 
@@ -106,9 +109,9 @@ class HypercolumnConfig:
             raise ValueError(f"unknown backbone variant {self.variant!r}; choose from {sorted(WEIGHTS)}")
         if not (8 <= self.width <= 1024 and 1 <= self.depth <= 32):
             raise ValueError(f"width must be in [8, 1024] and depth in [1, 32], got {self.width}, {self.depth}")
-        if not (5 <= self.bin_size <= 55 and 0 < self.temperature <= 2):
-            raise ValueError(f"bin_size must be in [5, 55] and temperature in (0, 2], got {self.bin_size}, "
-                             f"{self.temperature}")
+        if not (5 <= self.bin_size <= 55 and 0 < self.temperature <= 2 and 0.25 <= self.gate_power <= 16):
+            raise ValueError(f"bin_size must be in [5, 55], temperature in (0, 2] and gate_power in [0.25, 16], got "
+                             f"{self.bin_size}, {self.temperature}, {self.gate_power}")
 
     @property
     def bins(self) -> int:
@@ -223,12 +226,13 @@ class HypercolumnNet(nn.Module):
         return Prediction(self.logits(y), torch.sigmoid(self.gate(y)))
 
     def readout(self, pred: Prediction, size: tuple[int, int], temperature: float | None = None,
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                gate_power: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The distribution's annealed mean ``(B, 2, H, W)`` and the gate ``(B, 1, H, W)``, brought to ``size``."""
         logits = pred.logits + self.logit_bias.to(pred.logits.dtype)[:, None, None]
         prior = annealed_mean(logits, self.centres, temperature or self.config.temperature)
         prior = F.interpolate(prior, size=size, mode="bilinear", align_corners=False)
-        return prior, F.interpolate(pred.gate.float(), size=size, mode="bilinear", align_corners=False)
+        gate = pred.gate.float() ** (gate_power or self.config.gate_power)
+        return prior, F.interpolate(gate, size=size, mode="bilinear", align_corners=False)
 
     def colorize(self, l: torch.Tensor, features: dict[str, torch.Tensor], ab: torch.Tensor | None = None,
                  similarity: torch.Tensor | None = None, temperature: float | None = None,

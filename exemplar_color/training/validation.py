@@ -47,14 +47,15 @@ def evaluate_hypercolumn(net: HypercolumnNet, batches: Iterable[dict[str, torch.
     """Held-out mean ``|ab - truth|`` (ab units) with the real reference (``val_ab_l1``), with T'_ab
     (``val_cycle_l1``), with no reference (``val_noref_l1``), of the warped ab alone and of the gray image;
     and the colourfulness (mean chroma) of each output relative to the truth's."""
-    return sweep_readouts(net, batches, [(temperature or net.config.temperature, net.logit_bias)])[0]
+    return sweep_readouts(net, batches, [(temperature or net.config.temperature, net.logit_bias,
+                                          net.config.gate_power)])[0]
 
 
 @torch.no_grad()
 def sweep_readouts(net: HypercolumnNet, batches: Iterable[dict[str, torch.Tensor]],
-                   readouts: Sequence[tuple[float, torch.Tensor]]) -> list[dict[str, Any]]:
-    """:func:`evaluate_hypercolumn`'s figures for every ``(temperature, logit_bias)`` readout of the same
-    predictions (the network runs once per batch and condition)."""
+                   readouts: Sequence[tuple[float, torch.Tensor, float]]) -> list[dict[str, Any]]:
+    """:func:`evaluate_hypercolumn`'s figures for every ``(temperature, logit_bias, gate_power)`` readout of the
+    same predictions (the network runs once per batch and condition)."""
     was, kept = net.training, net.logit_bias.clone()
     net.eval()
     sums: list[dict[str, float]] = [{} for _ in readouts]
@@ -65,11 +66,11 @@ def sweep_readouts(net: HypercolumnNet, batches: Iterable[dict[str, torch.Tensor
                  x["similarity"]), "noref": net(l, feats)}
         fixed = {"warped": x["warped_ab"].float(), "gray": torch.zeros_like(gt)}
         truth_chroma = _chroma(gt).clamp_min(1e-3)
-        for acc, (temperature, bias) in zip(sums, readouts):
+        for acc, (temperature, bias, power) in zip(sums, readouts):
             net.logit_bias.copy_(bias)
             outs = dict(fixed)
             for k, pred in preds.items():
-                prior, gate = net.readout(pred, l.shape[-2:], temperature)
+                prior, gate = net.readout(pred, l.shape[-2:], temperature, power)
                 ref = {"ab": x["warped_ab"], "cycle": x["cycle_ab"]}.get(k)
                 outs[k] = prior if ref is None else gate * ref.float() + (1 - gate) * prior
             for k, v in outs.items():
