@@ -105,6 +105,7 @@ def _colorize_memory(kodak: Path, weights: Path, w: int, h: int) -> dict:
     return json.loads(out.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow  # subprocesses measuring peak memory
 def test_memory_grows_with_the_scan_only_by_the_result(tv_weights, data_dir):
     """Extra memory per extra pixel of a gray scan (a real photo upsampled), beyond its decoded pixels: the
     peak of ``colorize`` and what its result holds. The peak and the process's resident memory are read from

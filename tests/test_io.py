@@ -178,6 +178,7 @@ def test_save_is_lossless_and_atomic(tmp_path, photo_arr):
     assert sorted(os.listdir(tmp_path)) == ["out.png", "out.tif", "out.webp"]
 
 
+@pytest.mark.slow  # a subprocess killed mid-write
 def test_killed_writer_never_leaves_a_half_written_output(tmp_path):
     code = (
         "import os, numpy as np\n"

@@ -29,6 +29,7 @@ def _kernel_manager(tmp_path: Path):
     return km
 
 
+@pytest.mark.slow  # every notebook run in a kernel
 @pytest.mark.parametrize("name", ["colorize_historical_photo.ipynb", "automatic_colorization.ipynb",
                                   "colorize_film.ipynb"])
 def test_notebook_runs(name, tmp_path, monkeypatch):

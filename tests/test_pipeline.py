@@ -98,6 +98,7 @@ def test_analogy_head_vs_warped_on_known_transform(colorizer, data_dir):
     assert head > 30 and head >= raw - 0.5, (raw, head)
 
 
+@pytest.mark.slow  # a subprocess measuring peak memory
 def test_large_photo_memory_bound(tv_weights, data_dir, tmp_path):
     """A 4000x3000 colour scan (JPEG) colorizes within 0.5 GB beyond the loaded model, reading included
     (separate process; measured 0.33 GB, and 1.0 GB before the full-resolution stage ran in bands and the

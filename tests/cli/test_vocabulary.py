@@ -142,6 +142,7 @@ def test_new_spellings_parse(tmp_path):
     assert ns.threads == 2 and ns.quiet
 
 
+@pytest.mark.slow  # a fresh interpreter (subprocess)
 def test_help_builds_without_torch():
     """`exemplar-color --help` and every (sub)command's --help: no torch (nor numpy, Pillow, h5py, FAISS,
     tqdm) is imported. Run in a fresh interpreter: this test process has imported them long ago."""

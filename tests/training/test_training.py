@@ -307,6 +307,7 @@ def _train_cmd(base: Path, out: Path, tv_weights: Path) -> list[str]:
             "--checkpoint-every", "2", "--workers", "0", "--threads", "1", "--log-every", "1"]
 
 
+@pytest.mark.slow  # three training subprocesses, one killed with SIGKILL
 def test_sigkill_and_resume_gives_identical_weights(workdir, tv_weights, tmp_path):
     """3 epochs of 3 steps; kill -9 right after the step-4 checkpoint (mid-epoch 2), resume, compare."""
     ref = tmp_path / "uninterrupted"

@@ -107,6 +107,7 @@ def full_pairs(data_dir, full_weights):
     return {p: _known(data_dir, Matcher(vgg, precision=p), FULL_PHOTOS, seed=1) for p in ("float32", "mixed")}
 
 
+@pytest.mark.slow  # the full VGG-19
 @pytest.mark.parametrize("precision", ["float32", "mixed"])
 def test_known_transform_with_the_full_vgg19(full_pairs, precision):
     """Five levels relu5_1..relu1_1 of the full Caffe VGG-19: every photo well matched, colours reproduced."""
@@ -117,6 +118,7 @@ def test_known_transform_with_the_full_vgg19(full_pairs, precision):
     assert np.mean(psnrs) >= 40 and min(psnrs) >= 38, psnrs  # measured 42.4-51.6 dB
 
 
+@pytest.mark.slow  # the full VGG-19
 def test_mixed_precision_keeps_the_right_matches(full_pairs):
     """bfloat16 beyond relu2_1 moves no right match: where float32 lands within 3 px of the truth, mixed
     lands within 1 px of float32's match on >= 99% of pixels (measured 99.7-99.9%; identical fields on 98.6-99.3%:

@@ -300,6 +300,7 @@ def _finished(work: Path) -> int:
         return 0
 
 
+@pytest.mark.slow  # a subprocess killed with SIGKILL
 def test_sigkill_then_resume_equals_an_uninterrupted_run(clips, tv_weights, tmp_path, capsys):
     """The real command, killed with SIGKILL after some frames are finished, then run again with --resume:
     the finished frames are not coloured again (the first segment is the same file), and the output (frames,

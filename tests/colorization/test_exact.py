@@ -3,6 +3,7 @@ a cautious head predicted (real photo, full VGG-19: the certainty needs the deep
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from exemplar_color import Colorizer
@@ -13,13 +14,12 @@ from exemplar_color.io import load_image
 from exemplar_color.layout import to_tensor
 from exemplar_color.working import resize
 
-from test_default_model import full_vgg  # noqa: F401  (fixture)
 
-
-def test_certain_matches_are_kept_and_spread_along_lightness(data_dir, full_vgg):  # noqa: F811
+@pytest.mark.slow  # the full VGG-19
+def test_certain_matches_are_kept_and_spread_along_lightness(data_dir, full_weights):
     truth = to_tensor(load_image(data_dir / "kodak" / "kodim23.png", "RGB"))
     moved = similarity_pair(truth, 6.0, 1.05, 0.03, -0.02).reference
-    c = Colorizer(device="cpu", vgg_weights=full_vgg, model="analogy", size=128)
+    c = Colorizer(device="cpu", vgg_weights=full_weights, model="analogy", size=128)
     corr, _ = c.match(truth.permute(0, 2, 3, 1)[0].numpy(), moved.permute(0, 2, 3, 1)[0].numpy())
     lab = rgb_to_lab(resize(truth, corr.warped_ab.shape[-2:]).clamp(0, 1))
     l, ab = lab[:, :1], lab[:, 1:]

@@ -243,6 +243,7 @@ GalleryIndex.build(sys.argv[1], sys.argv[2], config=DescriptorConfig(level="relu
 """
 
 
+@pytest.mark.slow  # a subprocess killed with SIGKILL
 def test_build_killed_with_sigkill_resumes_without_recomputing(tmp_path, data_dir, tv_weights):
     root = _gallery(data_dir, tmp_path / "g", 40, 40)
     out = tmp_path / "idx"
@@ -301,6 +302,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # the command line in subprocesses
 def test_cli_end_to_end(tmp_path, data_dir, tv_weights, capsys):
     root = _gallery(data_dir, tmp_path / "g", 8, 4)
     out = tmp_path / "idx"

@@ -33,9 +33,10 @@ from exemplar_color.color import rgb_to_lab  # noqa: E402
 LEVELS = ["relu3_1", "relu2_1", "relu1_1"]
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
 CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None,
-    reason="no chromium/chromedriver on PATH (Debian: apt-get install chromium chromium-driver; see README)")
+    reason="no chromium/chromedriver on PATH (Debian: apt-get install chromium chromium-driver; see README)"),
+    pytest.mark.slow]  # a server and a browser in subprocesses
 
 
 def _free_port() -> int:
