@@ -135,7 +135,7 @@ def test_outputs_that_would_replace_an_input_are_refused(photos, tmp_path, commo
     (["colorize", "{a}", "--auto", "--index", "{ref}", "-o", "{o}"], "is a file, not a gallery index"),
     (["colorize", "{a}", "-r", "{ref}", "-o", "{o}", "--vgg-weights", "{o}/none.pth"], "no such file"),
     (["colorize", "{a}", "-r", "{ref}", "-o", "{o}", "--max-pixels", "0"], "--max-pixels"),
-    (["colorize", "{a}", "-o", "{o}"], "give --reference"),
+    (["colorize", "{a}", "-o", "{o}", "--model", "analogy"], "needs a reference"),  # the default model colours alone
     (["index", "query", "{a}", "--index", "{tmp}", "-k", "0"], "-k: must be at least 1"),
     (["index", "query", "{a}", "--index", "{tmp}/none"], "no such gallery index"),
     (["match", "{a}", "{o}/missing.jpg", "--out", "{o}/m.npz"], "no such file"),
