@@ -1,5 +1,6 @@
 """Similarity sub-net: bidirectional deep patch correspondence, similarity maps and warped reference colours."""
 
-from .matcher import DEFAULT_LEVELS, SCHEDULE, Correspondence, CorrespondenceError, LevelSchedule, Matcher
+from ..vgg_spec import DEFAULT_LEVELS
+from .matcher import SCHEDULE, Correspondence, CorrespondenceError, LevelSchedule, Matcher
 
 __all__ = ["DEFAULT_LEVELS", "SCHEDULE", "Correspondence", "CorrespondenceError", "LevelSchedule", "Matcher"]

@@ -18,7 +18,7 @@ from ..backbone import Precision, VGG19Features
 from ..color import l_to_gray
 from ..errors import ExemplarColorError
 from ..runtime import native_bfloat16
-from ..vgg_spec import DEFAULT_LEVELS, LEVEL_STRIDE, LEVELS
+from ..vgg_spec import LEVEL_STRIDE, LEVELS
 from . import fields as fl
 from .search import (VOLUME_BUDGET, coherence_fill, exact_search, local_search, patchmatch, prefer_coherent,
                      volume_size)
