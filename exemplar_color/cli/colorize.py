@@ -39,8 +39,10 @@ Examples:
   exemplar-color colorize old.jpg --reference colour.jpg -o old_colour.png
   exemplar-color colorize scans/ --reference colour.jpg -o out/ --resume --json
   exemplar-color colorize scans/ --auto --top-k 3 --index gallery.index -o out/
+  exemplar-color colorize photos.csv -o out/ --engine ray --address head:6379 --resume
 """)
-    p.add_argument("targets", nargs="+", metavar="TARGET", help="photo(s) to colorize: files or folders")
+    p.add_argument("targets", nargs="+", metavar="TARGET",
+                   help="photo(s) to colorize: files, folders, or manifests (.csv/.parquet listing photo paths)")
     p.add_argument("--reference", "-r", metavar="REF", type=existing_file, nargs="+", action="extend", default=[],
                    help="colour reference photo(s); with several, each pixel takes the best-matching one")
     p.add_argument("--auto", action="store_true", help="pick each target's reference from --index")
@@ -60,6 +62,9 @@ Examples:
                    help="replace outputs that already exist (without it, an existing output file is refused "
                         "before any work, exit 2)")
     add_json_option(p, "print a machine-readable summary on stdout")
+    from ..scale.options import add_engine_options
+
+    add_engine_options(p, workers=True)
     p.set_defaults(func=run)
 
 
@@ -106,7 +111,7 @@ def say(line: str) -> None:
     tqdm.write(line, file=sys.stderr)
 
 
-def _write(job, result) -> None:
+def write_outputs(job, result) -> None:
     """Side outputs first, the main image last: each atomically, so the image marks the job done."""
     from ..io import save_image
 
@@ -141,6 +146,11 @@ def colours_alone(model: str | None) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    return finish(args, execute(args))
+
+
+def execute(args: argparse.Namespace) -> dict:
+    """The run (local, or on Ray with ``--engine ray``): its report, as ``--json`` prints it."""
     from tqdm import tqdm
 
     from .plan import JobRecord, check_working_size, refuse_existing, remove_leftovers
@@ -156,6 +166,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--top-k is for --auto; give several references with --reference A B C")
     if args.resume and args.overwrite:
         raise UsageError("give --resume (keep the finished outputs) or --overwrite (replace them), not both")
+    from ..scale.sources import expand
+
+    args.targets = expand(args.targets)  # manifests (.csv/.parquet) become their photos, planned as files
     jobs = plan(args)
     check_working_size(args.size, [j.target for j in jobs])
     existing = [o for j in jobs for o in j.outputs if os.path.lexists(o)]
@@ -175,6 +188,13 @@ def run(args: argparse.Namespace) -> int:
     remove_leftovers(jobs)
     todo = [j for j in jobs if not (args.resume and j.done())]
     report = {"outputs": [], "failed": [], "skipped": [str(j.output) for j in jobs if j not in todo]}
+    if getattr(args, "engine", "local") == "ray":
+        from ..scale.colorize import colorize_on_ray
+
+        fresh = record is not None and not (args.resume and record.path.is_file())
+        start = time.perf_counter()
+        report = colorize_on_ray(args, todo, report, say, before=record.write if fresh else None)
+        return report | {"seconds": round(time.perf_counter() - start, 3)}
     colorizer = colorizer_from(args, index=args.index if args.auto else None) if todo else None
     if colorizer is not None:
         report |= {"head": colorizer.head_name, "device": str(colorizer.device)}
@@ -194,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
             if args.auto and not (args.json or args.quiet):
                 say(f"{job.target}: reference {' + '.join(result.references or (result.reference,))}" + "".join(
                     f"; passed over {p} ({why})" for p, why in result.passed_over))
-            _write(job, result)
+            write_outputs(job, result)
             report["outputs"].append({"target": str(job.target), "output": str(job.output),
                                       "reference": result.reference,
                                       "references": list(result.references or (result.reference,)),
@@ -210,6 +230,11 @@ def run(args: argparse.Namespace) -> int:
             say(f"error: {e}")
             report["failed"].append({"target": str(job.target), "error": str(e)})
     report["seconds"] = round(time.perf_counter() - start, 3)
+    return report
+
+
+def finish(args: argparse.Namespace, report: dict) -> int:
+    """The result on stdout (text, or ``--json``); exit code 1 when any photo failed."""
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -20,6 +20,7 @@ from .options import (add_batch_size_option, add_device_option, add_json_option,
 _EPILOG = """Examples:
   exemplar-color index build ~/photos --index photos.index --kind hnsw --workers 4
   exemplar-color index build ~/photos --index photos.index --resume      # after an interruption
+  exemplar-color index build ~/photos --index photos.index --engine ray --address head:6379
   exemplar-color index add ~/photos/new --index photos.index
   exemplar-color index query old.jpg --index photos.index --top-k 5 --json
   exemplar-color index info --index photos.index
@@ -67,6 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "make it exit 1; grayscale photos are expected in a gallery and only counted)")
     add_json_option(b, "print the build report as JSON; no progress bar")
     backbone(b, variant=True)
+    from ..scale.options import add_engine_options
+
+    add_engine_options(b, workers=False)  # with --engine ray, --workers is the number of Ray workers (ranks)
     b.set_defaults(func=run_build)
 
     a = isub.add_parser("add", help="add images (files or a folder) to an existing index",
@@ -144,12 +148,17 @@ def run_build(args: argparse.Namespace) -> int:
     from ..retrieval.index import resolve_kind
 
     resolve_kind(args.kind, config.dim, 1000, _params(args))  # a bad --kind: refused here, not after the work
-    device = _setup(args)
-    index = GalleryIndex.build(args.gallery, args.index, config=config, kind=args.kind, params=_params(args),
-                               weights=args.vgg_weights, device=device, batch=args.batch_size,
-                               workers=args.workers, resume=args.resume, overwrite=args.overwrite,
-                               checkpoint=args.shard_size, progress=not (args.json or args.quiet),
-                               threads=args.threads)
+    if args.engine == "ray":
+        from ..scale.gallery import build_on_ray
+
+        index = build_on_ray(args, config)
+    else:
+        device = _setup(args)
+        index = GalleryIndex.build(args.gallery, args.index, config=config, kind=args.kind, params=_params(args),
+                                   weights=args.vgg_weights, device=device, batch=args.batch_size,
+                                   workers=args.workers, resume=args.resume, overwrite=args.overwrite,
+                                   checkpoint=args.shard_size, progress=not (args.json or args.quiet),
+                                   threads=args.threads)
     if index is None:  # a non-zero rank of a sharded build: its chunks are written
         return 0
     rep = index.build_report.to_dict() if index.build_report else {}

@@ -1,0 +1,55 @@
+"""``SRC`` as a manifest: a CSV or Parquet table of photo paths (a ``path`` column, else the first one), read
+with pyarrow; relative paths are relative to the manifest's folder. Local (or mounted) paths: every worker must
+see the same files, as it sees the same output folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import UsageError
+
+__all__ = ["MANIFEST_SUFFIXES", "is_manifest", "read_paths", "expand"]
+
+MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def is_manifest(target: str) -> bool:
+    return Path(target).suffix.lower() in MANIFEST_SUFFIXES and Path(target).is_file()
+
+
+def read_paths(manifest: str) -> list[str]:
+    """The photo paths a manifest lists, in its order (empty rows dropped)."""
+    try:
+        import pyarrow.csv as pcsv
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UsageError(f"{manifest}: reading a manifest needs pyarrow (pip install 'exemplar_color[scale]')") from None
+    try:
+        table = (pq.read_table(manifest) if Path(manifest).suffix.lower() != ".csv" else pcsv.read_csv(manifest))
+    except Exception as e:  # noqa: BLE001 - pyarrow's errors are many; the user needs the file and the reason
+        raise UsageError(f"{manifest}: not a readable manifest ({str(e).splitlines()[0]})") from None
+    if table.num_columns == 0:
+        raise UsageError(f"{manifest}: no columns; give one column of photo paths named 'path'")
+    column = table.column("path" if "path" in table.column_names else table.column_names[0])
+    base = Path(manifest).parent
+    paths = []
+    for value in column.to_pylist():
+        if value is None or not str(value).strip():
+            continue
+        text = str(value).strip()
+        if "://" in text:
+            raise UsageError(f"{manifest}: {text}: only local or mounted paths are read for now; mount the store "
+                             f"(s3fs, gcsfuse) and list the mounted paths")
+        paths.append(text if Path(text).is_absolute() else str(base / text))
+    if not paths:
+        raise UsageError(f"{manifest}: lists no photos")
+    return paths
+
+
+def expand(targets: Sequence[str]) -> list[str]:
+    """``targets`` with every manifest replaced by the photos it lists (then planned as file targets)."""
+    out: list[str] = []
+    for t in targets:
+        out.extend(read_paths(t) if is_manifest(t) else [t])
+    return out

@@ -1,0 +1,28 @@
+"""Reaching a cluster: an unreachable --address is one line and exit 1, before any model (no Ray started)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from exemplar_color.cli.main import main
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_unreachable_address_is_one_line_exit_1(photos, tmp_path, common, capsys):
+    pytest.importorskip("ray")
+    d, ref = photos
+    rc = main(["colorize", str(d), "-r", str(ref), "-o", str(tmp_path / "out"), *common, "--engine", "ray",
+               "--address", f"127.0.0.1:{_closed_port()}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1, err
+    assert err[0].startswith("error: --address 127.0.0.1:") and "no Ray cluster answers there" in err[0]
+    assert "Traceback" not in err[0] and not (tmp_path / "out").exists()  # nothing written, not even the record
