@@ -8,18 +8,19 @@
 - :mod:`.colorize`: the streaming folder run on Ray (same plan, record, refusals and report as the local run).
 - :mod:`.gallery`: ``index build --engine ray``: the existing rank-sharded build, one Ray task per rank.
 
-From Python there is one way, the command's own: :func:`colorize` builds the same arguments as
-``exemplar-color colorize ... --engine ray`` and returns its report.
+From Python there is one way, the command's own: :func:`colorize_archive` builds the same arguments as
+``exemplar-color colorize ... --engine ray`` and returns its report; :func:`build_archive_index` likewise.
+(Not ``colorize``: that is the name of the :mod:`.colorize` module.)
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-__all__ = ["colorize", "build_index"]
+__all__ = ["colorize_archive", "build_archive_index"]
 
 
-def colorize(sources: str | Sequence[str], out: str, *options: str, address: str | None = None,
+def colorize_archive(sources: str | Sequence[str], out: str, *options: str, address: str | None = None,
              workers: int | None = None, gpus_per_worker: float = 0.0) -> dict[str, Any]:
     """``exemplar-color colorize SOURCES -o OUT --engine ray OPTIONS...``, returning its report (the ``--json``
     dict); ``options`` are the command's own flags (``"--reference", "ref.jpg"``, ``"--auto"``, ...), so the
@@ -33,7 +34,7 @@ def colorize(sources: str | Sequence[str], out: str, *options: str, address: str
     return execute(build_parser("colorize").parse_args(argv))
 
 
-def build_index(gallery: str, index: str, *options: str, address: str | None = None, workers: int | None = None,
+def build_archive_index(gallery: str, index: str, *options: str, address: str | None = None, workers: int | None = None,
                 gpus_per_worker: float = 0.0):
     """``exemplar-color index build GALLERY --index INDEX --engine ray OPTIONS...``: the open
     :class:`~exemplar_color.retrieval.GalleryIndex` (with ``build_report``)."""

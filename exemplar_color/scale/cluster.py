@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 from typing import Iterator
 
 from ..errors import ExemplarColorError, UsageError
@@ -44,14 +45,22 @@ def _reachable(address: str, timeout: float = 5.0) -> None:
 @contextlib.contextmanager
 def ray_session(address: str | None, cpus: int | None = None) -> Iterator[object]:
     """The ``ray`` module, connected. A local Ray (no address) gets ``cpus`` CPUs (default: this machine's) and
-    is shut down on exit; a cluster or an existing connection is left as it was."""
+    is shut down on exit; a cluster or an existing connection is left as it was. Whatever Ray prints meanwhile
+    (a worker's death, say) goes to stderr: stdout is the command's result only."""
+    with contextlib.redirect_stdout(sys.stderr):
+        with _connected(address, cpus) as ray:
+            yield ray
+
+
+@contextlib.contextmanager
+def _connected(address: str | None, cpus: int | None) -> Iterator[object]:
     ray = _import_ray()
+    if address and address != "auto":
+        _reachable(address)
     if ray.is_initialized():
         quiet_ray_data()
         yield ray
         return
-    if address and address != "auto":
-        _reachable(address)
     kw = {"address": address} if address else {
         "num_cpus": cpus or os.cpu_count() or 1, "include_dashboard": False,
         "object_store_memory": 256 * 2 ** 20}  # results are status rows, not pictures: a small store is plenty

@@ -56,6 +56,7 @@ class ColorizeWorker:
 
     def _one(self, job) -> dict[str, Any]:
         from ..cli.colorize import write_outputs
+        from ..cli.plan import remove_leftovers
         from ..errors import ExemplarColorError, ImageError
         from ..io import pixel_limit
 
@@ -63,6 +64,7 @@ class ColorizeWorker:
                 "result": "", "warnings": "[]"}
         if self._written_in_this_run(job):
             return {**base, "ok": True, "again": True}
+        remove_leftovers([job])  # a killed worker's temporary files: its batch is being retried here
         args, refs = self.args, None
         if not args.auto and args.reference:
             refs = args.reference if len(args.reference) > 1 else args.reference[0]

@@ -3,14 +3,12 @@ own instance, its own ports and session folder), small real photos, the small VG
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 LEVELS = ["relu2_1", "relu1_1"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +35,12 @@ def gray_photos(data_dir: Path, folder: Path, n: int, size: tuple[int, int] = (9
         dest.parent.mkdir(parents=True, exist_ok=True)
         Image.open(src[i % len(src)]).convert("L").resize(size).save(dest)
     return folder
+
+
+@pytest.fixture
+def make_gray():
+    """:func:`gray_photos`, for the tests that need more photos."""
+    return gray_photos
 
 
 @pytest.fixture

@@ -74,11 +74,11 @@ def test_manifest_with_a_broken_row_reports_it_and_exits_1(ray_local, photos, tm
 
 def test_python_call_is_the_command(ray_local, photos, tmp_path, common):
     from exemplar_color.errors import UsageError
-    from exemplar_color.scale import colorize
+    from exemplar_color.scale import colorize_archive
 
     d, ref = photos
     shutil.rmtree(d / "sub")
-    report = colorize(str(d), str(tmp_path / "out"), "-r", str(ref), *common, workers=1)
+    report = colorize_archive(str(d), str(tmp_path / "out"), "-r", str(ref), *common, workers=1)
     assert len(report["outputs"]) == 4 and report["engine"]["name"] == "ray"
     with pytest.raises(UsageError, match="already exists"):
-        colorize(str(d), str(tmp_path / "out"), "-r", str(ref), *common)
+        colorize_archive(str(d), str(tmp_path / "out"), "-r", str(ref), *common)
