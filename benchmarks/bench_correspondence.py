@@ -44,14 +44,15 @@ def _pair(device: str, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def run(quick: bool = False, device: str = "cpu", weights: str = "random", batch: int = 16) -> dict[str, Any]:
-    from exemplar_color.backbone import VGG19Features
-    from exemplar_color.correspondence import DEFAULT_LEVELS, Matcher
+    from exemplar_color.backbone import DEFAULT_LEVELS, VGG19Features, choose_variant
+    from exemplar_color.correspondence import Matcher
     from exemplar_color.pipeline import Colorizer
 
     repeats = 2 if quick else 5
     out: dict[str, Any] = {"size": 256, "levels": list(DEFAULT_LEVELS), "weights": weights}
     out["floor_s"] = vgg_floor(device, 256, 1, repeats=repeats)
-    backbone = VGG19Features(DEFAULT_LEVELS, weights=weights).to(device)
+    variant = choose_variant(weights, None, default="torchvision")  # random weights: as this benchmark always ran
+    backbone = VGG19Features(DEFAULT_LEVELS, weights=weights, variant=variant).to(device)
     tl, rlab = _pair(device)
     for precision in ("float32", "mixed"):
         m = Matcher(backbone, precision=precision)

@@ -21,7 +21,7 @@ def run(quick: bool = False, device: str = "cpu") -> dict[str, Any]:
     cuda = torch.device(device).type == "cuda"
     size, batch, width = (256, 32, 1.0) if cuda else ((64, 4, 0.25) if quick else (128, 8, 0.25))
     net = ColorizationNet(ColorizationNetConfig(width=width, size=size)).to(device).train()
-    perceptual = PerceptualLoss(VGG19Features(["relu5_1"], weights="random").to(device))
+    perceptual = PerceptualLoss(VGG19Features(["relu5_1"], weights="random", variant="torchvision").to(device))
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     l = torch.rand(batch, 1, size, size, device=device) * 100
     ab = torch.randn(batch, 2, size, size, device=device) * 20

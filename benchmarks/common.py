@@ -90,7 +90,7 @@ def vgg_floor(device: str | torch.device = "cpu", size: int | tuple[int, int] = 
     from exemplar_color.backbone import VGG19Features
 
     h, w = (size, size) if isinstance(size, int) else size
-    net = VGG19Features(FLOOR_LEVELS, weights="random").to(device=device, dtype=dtype)
+    net = VGG19Features(FLOOR_LEVELS, weights="random", variant="torchvision").to(device=device, dtype=dtype)
     x = torch.rand(2 * pairs, 3, h, w, device=device, dtype=dtype)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)

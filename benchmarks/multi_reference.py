@@ -89,7 +89,7 @@ def label_accuracy(labels: np.ndarray) -> float:
 
 def run_case(c, case: dict) -> tuple[dict, dict]:
     """Figures of one case, and the images for the picture."""
-    from exemplar_color.multireference import colorize_references
+    from exemplar_color.pipeline import colorize_references
 
     gray = case["truth"].convert("L")
     a, b = case["refs"]

@@ -53,10 +53,10 @@ def _done(log: Path | None) -> dict[str, dict]:
 
 def run(weights: str | None, levels: list[str] | None, size: int, limit: int | None, method: str,
         variant: str | None = None, log: Path | None = None) -> dict:
-    from exemplar_color.weights import choose_variant
+    from exemplar_color.backbone.weights import choose_variant
     from exemplar_color.pipeline import Colorizer
 
-    variant = choose_variant(weights, variant)
+    variant = choose_variant(weights, variant, default="torchvision")  # this benchmark's runs: torchvision
     # no trained model: matching needs only the backbone, and any levels/convention may be asked for
     colorizer = Colorizer(device="auto", vgg_weights=weights, vgg_variant=variant, levels=levels, model=None,
                           size=size, method=method)

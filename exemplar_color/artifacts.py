@@ -24,15 +24,15 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from .errors import ConfigMismatchError, ExemplarColorError
 from .io import atomic_write, temp_leftovers
 from .runtime import cache_dir
 
-__all__ = ["content_digest", "write_manifest", "read_manifest", "config_differences", "refuse_differences",
+__all__ = ["content_digest", "write_manifest", "read_manifest", "config_differences", "refuse_differences", "known_fields",
            "ShardPlan", "BuildReport", "sha256_of", "file_sha256", "HASH_CACHE_NAME"]
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,18 @@ def read_manifest(path: str | os.PathLike, *, format: str, version: int, error: 
 
 def _plain(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
+
+
+def known_fields(record: type, d: Mapping[str, Any], what: str, derived: Iterable[str] = ()) -> dict[str, Any]:
+    """The fields of the dataclass ``record`` found in ``d``: the one policy of every config record's
+    ``from_dict``. A key that is neither a field nor one of ``derived`` (figures written for readers and
+    computed again on load) is refused with a ValueError naming it: a record written by another version is
+    not read as something it is not. Missing fields take their defaults (records written before they existed)."""
+    names = [f.name for f in fields(record)]
+    unknown = sorted(set(d) - set(names) - set(derived))
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; this version knows {names}")
+    return {k: d[k] for k in names if k in d}
 
 
 def config_differences(have: Mapping[str, Any], want: Mapping[str, Any], *, have_name: str = "has",

@@ -1,10 +1,9 @@
 """Constants the command line shows in ``--help``, importable without torch, numpy or Pillow.
 
 ``exemplar-color --help`` (and every subcommand's) builds its parser from these and from
-:mod:`exemplar_color.vgg_spec` only, so it starts in a fraction of a second. The library modules import
-the limits from here (:mod:`exemplar_color.io`, :mod:`exemplar_color.app.jobs`). ``POSITION_PRIOR`` and
-``PRECISIONS`` are also defined by :mod:`exemplar_color.correspondence.matcher` (a test keeps the two equal;
-the matcher may import them from here).
+:mod:`exemplar_color.backbone.spec` only, so it starts in a fraction of a second. The library modules import
+the limits from here (:mod:`exemplar_color.io`, :mod:`exemplar_color.app.jobs`), and the matcher its default
+``POSITION_PRIOR`` and its ``PRECISIONS`` (:mod:`exemplar_color.correspondence.matcher`): each is defined here only.
 """
 
 from __future__ import annotations
@@ -15,6 +14,6 @@ MAX_PIXELS = 150_000_000  # a 12000x12500 scan; far above real photos, far below
 MAX_PIXELS_ENV = "EXEMPLAR_COLOR_MAX_PIXELS"
 MAX_UPLOAD_PIXELS = 40_000_000  # the app's own limit, below the CLI's: any web page can make it decode
 
-POSITION_PRIOR = 0.25  # the matcher's default (correspondence.matcher.POSITION_PRIOR)
-PRECISIONS = ("auto", "float32", "mixed")  # correspondence.matcher.PRECISIONS
+POSITION_PRIOR = 0.25  # the matcher's default: patch cosine lost per squared relative distance, coarsest level
+PRECISIONS = ("auto", "float32", "mixed")  # the matcher's arithmetic (correspondence.matcher.MatcherPrecision)
 METHODS = ("fast", "patchmatch")  # correspondence search

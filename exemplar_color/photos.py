@@ -17,7 +17,10 @@ from .io import ImageInput, as_array
 from .layout import tensor_view
 from .working import check_min_side, is_gray_array
 
-__all__ = ["Photo", "read_photo", "GrayReferenceError", "usable_references"]
+__all__ = ["Photo", "read_photo", "GrayReferenceError", "check_reference", "read_reference", "usable_references",
+           "AUTO_CANDIDATES"]
+
+AUTO_CANDIDATES = 10  # automatic mode looks this far down the gallery's ranking for a usable reference
 
 
 class GrayReferenceError(ImageError):
@@ -44,6 +47,19 @@ def read_photo(image: ImageInput) -> Photo:
     arr = as_array(image, mode="auto")
     check_min_side(name, *arr.shape[:2])
     return Photo(name, tensor_view(arr), not is_gray_array(arr))  # no copy, colour judged on a sample
+
+
+def check_reference(photo: Photo) -> Photo:
+    """The one gray-reference rule: a reference must have colour to transfer (:class:`GrayReferenceError`)."""
+    if not photo.colour:
+        raise GrayReferenceError(photo.name, "the reference is grayscale: it has no colour to transfer; "
+                                             "choose a colour photo of similar content")
+    return photo
+
+
+def read_reference(image: ImageInput | Photo) -> Photo:
+    """A reference read as a :class:`Photo` (a Photo as it is), refused when it has no colour."""
+    return check_reference(image if isinstance(image, Photo) else read_photo(image))
 
 
 def usable_references(source: ImageInput, target: Photo, recs: list[Any], n: int,

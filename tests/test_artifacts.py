@@ -104,3 +104,23 @@ def test_a_file_is_hashed_once_and_remembered_across_runs(tv_weights, tmp_path, 
     monkeypatch.setenv("EXEMPLAR_COLOR_HOME", "/proc/not-writable")  # nowhere to remember: still works
     monkeypatch.setattr(artifacts, "_memo", {})
     assert artifacts.file_sha256(f) == digest and len(calls) == 3
+
+
+def test_every_config_record_refuses_keys_it_does_not_know():
+    """One policy for a record's unknown keys: refused with a ValueError naming them (a record written by another
+    version is not read as something it is not); derived figures written for readers are accepted."""
+    from exemplar_color.artifacts import known_fields
+    from exemplar_color.colorization.hypercolumn import HypercolumnConfig
+    from exemplar_color.colorization.network import ColorizationNetConfig
+    from exemplar_color.retrieval.descriptors import DescriptorConfig
+    from exemplar_color.training.config import TrainConfig
+
+    for record in (ColorizationNetConfig, HypercolumnConfig, DescriptorConfig):
+        d = record().to_dict()
+        assert record.from_dict(d) == record()  # its own record, derived figures included
+        with pytest.raises(ValueError, match=r"unknown .*settings \['from_the_future'\]"):
+            record.from_dict({**d, "from_the_future": 1})
+    with pytest.raises(ValueError, match=r"unknown training settings \['from_the_future'\]"):
+        TrainConfig.from_dict({"from_the_future": 1})
+    assert known_fields(DescriptorConfig, {"size": 128, "dim": 512}, "descriptor settings", derived=("dim",)) == \
+        {"size": 128}

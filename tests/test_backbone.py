@@ -28,7 +28,7 @@ from exemplar_color.backbone import (
     load_state_dict,
     resolve_weights,
 )
-from exemplar_color.backbone import _RELU_INDEX
+from exemplar_color.backbone import RELU_INDEX
 from exemplar_color.color import l_to_gray, rgb_to_lab
 from exemplar_color.errors import WeightsError
 from exemplar_color.io import load_image
@@ -117,7 +117,7 @@ def test_context_border_is_cropped_from_every_level_and_dropped_after_its_level(
         assert torch.equal(f, whole[lv][..., c:-c, c:-c])
     early = vgg_slices(pad, border=8, border_until="relu2_1")
     assert torch.equal(early["relu2_1"], cropped["relu2_1"])
-    rest = vgg_slices.features[_RELU_INDEX["relu2_1"] + 1:]  # from the cropped relu2_1 map on
+    rest = vgg_slices.features[RELU_INDEX["relu2_1"] + 1:]  # from the cropped relu2_1 map on
     assert torch.allclose(early["relu3_1"], rest(early["relu2_1"]), atol=1e-5)
     assert not torch.allclose(early["relu3_1"], cropped["relu3_1"], atol=1e-3)  # the context did matter there
     with pytest.raises(ValueError, match="multiple"):
@@ -130,7 +130,7 @@ def test_caffe_preprocessing_is_bgr_0_255_minus_mean(caffe_weights):
     mean_bgr = torch.tensor([103.939, 116.779, 123.68], dtype=torch.float64).view(1, 3, 1, 1)
     expected = x[:, [2, 1, 0]] * 255.0 - mean_bgr
     assert torch.allclose(net.preprocess(x), expected, atol=1e-4)
-    tv = VGG19Features(["relu1_1"], weights="random")
+    tv = VGG19Features(["relu1_1"], weights="random", variant="torchvision")
     mean, std = torch.tensor((0.485, 0.456, 0.406)), torch.tensor((0.229, 0.224, 0.225))
     assert torch.allclose(tv.preprocess(x.float()), (x.float() - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1),
                           atol=1e-5)
@@ -155,7 +155,7 @@ def _contrast(net: VGG19Features, x: torch.Tensor, shift: int = 4) -> float:
 
 def _random(seed: int, init: str) -> VGG19Features:
     torch.manual_seed(seed)
-    net = VGG19Features(["relu3_1"], weights="random")
+    net = VGG19Features(["relu3_1"], weights="random", variant="torchvision")  # as the real slice
     if init == "kaiming":  # torchvision's VGG initialisation, the stronger random baseline
         for m in net.modules():
             if isinstance(m, torch.nn.Conv2d):
@@ -210,7 +210,7 @@ def test_cached_file_is_used_without_network(monkeypatch, tmp_path, tv_weights):
     monkeypatch.setenv("EXEMPLAR_COLOR_HOME", str(tmp_path))
     cached = tmp_path / WEIGHTS["torchvision"].filename
     cached.write_bytes(tv_weights.read_bytes())
-    assert resolve_weights() == cached  # the autouse fixture would fail any download attempt
+    assert resolve_weights(variant="torchvision") == cached  # the autouse fixture would fail any download attempt
 
 
 @pytest.mark.parametrize("variant", ["torchvision", "caffe"])
@@ -234,7 +234,7 @@ def test_half_precision_and_channels_last_agree_with_fp32(vgg_slices, gray_photo
     cl_net = copy.deepcopy(vgg_slices).to(memory_format=torch.channels_last)
     cl = cl_net(x.contiguous(memory_format=torch.channels_last))
     assert torch.allclose(cl["relu3_1"], ref, rtol=1e-4, atol=1e-4)
-    bf = VGG19Features(["relu3_1"], weights="random").to(torch.bfloat16)
+    bf = VGG19Features(["relu3_1"], weights="random", variant="torchvision").to(torch.bfloat16)
     bf.load_state_dict(vgg_slices.state_dict())
     out = bf(x.to(torch.bfloat16))["relu3_1"].float()
     assert torch.nn.functional.cosine_similarity(out.flatten(), ref.flatten(), dim=0) > 0.999
@@ -249,17 +249,19 @@ SHARED_WEIGHTS = {  # file name -> (record name, variant, deepest level)
 }
 
 
-def test_moved_names_stay_importable_from_backbone():
-    """The weight registry (weights.py) and VGG-19's layout (vgg_spec.py) left backbone.py; every name that
-    was public there still is, as the very same object, so code that imports it from backbone is unaffected."""
-    from exemplar_color import backbone, vgg_spec, weights
+def test_the_backbone_package_hands_on_every_public_name_of_its_modules():
+    """``exemplar_color.backbone`` names everything public of its spec, weights, features and choice, as the very
+    same objects; one default convention (Caffe, the paper's) and one default set of levels, defined in the spec."""
+    from exemplar_color import backbone
+    from exemplar_color.backbone import choice, features, spec, weights
 
-    later = {"DEFAULT_LEVELS", "guess_variant"}  # defined after the move: never public in backbone
-    for module in (weights, vgg_spec):
-        for name in set(module.__all__) - later:
-            assert getattr(backbone, name) is getattr(module, name), name
-    assert (set(weights.__all__) | set(vgg_spec.__all__)) - {"DEFAULT_VARIANT"} - later <= set(backbone.__all__)
+    for module in (spec, weights, features, choice):
+        for name in module.__all__:
+            assert name in backbone.__all__ and getattr(backbone, name) is getattr(module, name), name
     assert all(hasattr(backbone, name) for name in backbone.__all__)
+    assert backbone.DEFAULT_VARIANT == "caffe" and backbone.DEFAULT_LEVELS[0] == "relu5_1"
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        backbone.nothing  # noqa: B018
 
 
 def test_weight_records_carry_hash_preprocessing_and_layers():
@@ -333,7 +335,7 @@ def test_an_unrecognised_weight_file_gets_the_convention_its_first_layer_shows(t
                                                                              which):
     """The same tensors re-saved (another SHA-256) used to run with Caffe preprocessing whatever they were:
     11% more colour error for a torchvision file (issue 25, item 4)."""
-    from exemplar_color.weights import choose_variant, identify_weights, load_state_dict
+    from exemplar_color.backbone.weights import choose_variant, identify_weights, load_state_dict
 
     sd = load_state_dict(tv_weights if which == "torchvision" else caffe_weights)
     copy = tmp_path / "resaved.pth"

@@ -120,7 +120,7 @@ def test_both_heads_and_output_fusion(tv_weights, data_dir):
     shapes and finiteness), and fusing the heads' outputs instead works too."""
     from exemplar_color.colorization.checkpoint import save_checkpoint
     from exemplar_color.colorization.network import ColorizationNet, ColorizationNetConfig
-    from exemplar_color.multireference import colorize_references
+    from exemplar_color.pipeline import colorize_references
 
     torch.manual_seed(0)
     import tempfile

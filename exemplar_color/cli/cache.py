@@ -16,7 +16,7 @@ import json
 import sys
 
 from ..errors import UsageError
-from ..vgg_spec import DEFAULT_LEVELS, LEVELS
+from ..backbone.spec import DEFAULT_LEVELS, LEVELS
 from .options import (add_batch_size_option, add_device_option, add_json_option, add_levels_option, add_method_option,
                       add_out_option, add_shard_size_option, add_threads_option, add_vgg_options, at_least, level_of,
                       variant_or_default)
@@ -128,7 +128,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_pairs(args: argparse.Namespace) -> int:
-    from ..backbone import VGG19Features
+    from ..backbone.features import VGG19Features
     from ..io import list_images
     from ..runtime import resolve_device
     from ..training.pairs import FirstOf, NearestDescriptor, SameClass, make_pairs, read_labels

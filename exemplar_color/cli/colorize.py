@@ -85,15 +85,13 @@ def plan(args: argparse.Namespace) -> list:
 
 def _check_reference(path: str, shown: set[str]) -> None:
     """Read the reference once before the model: a bad one stops everything here, in one line."""
-    from ..photos import GrayReferenceError, read_photo
+    from ..photos import check_reference, read_photo
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ref = read_photo(path)
     _show(caught, shown)
-    if not ref.colour:
-        raise GrayReferenceError(path, "the reference is grayscale: it has no colour to transfer; "
-                                       "choose a colour photo of similar content")
+    check_reference(ref)
 
 
 def _show(caught: list, shown: set[str]) -> None:

@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any
 
-from ..vgg_spec import LEVELS
+from ..backbone.spec import LEVELS
 from .options import (add_batch_size_option, add_device_option, add_json_option, add_resume_option,
                       add_shard_size_option, add_threads_option, add_top_k_option, add_vgg_options, add_workers_option,
                       at_least, existing_file, index_folder, level_of, variant_or_default)

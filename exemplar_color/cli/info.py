@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..runtime import cache_dir
-    from ..weights import WEIGHTS
+    from ..backbone.weights import WEIGHTS
 
     cache = cache_dir()
     info = {

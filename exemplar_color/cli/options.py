@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..constants import MAX_PIXELS, MAX_PIXELS_ENV, METHODS, POSITION_PRIOR, PRECISIONS
-from ..vgg_spec import DEFAULT_LEVELS, LEVELS, VARIANTS
+from ..backbone.spec import DEFAULT_LEVELS, DEFAULT_VARIANT, LEVELS, VARIANTS
 
 MATCH_LEVELS = tuple(lv for lv in LEVELS if lv.startswith("relu"))
 
@@ -330,10 +330,10 @@ def add_resume_option(p: argparse.ArgumentParser, help: str) -> None:
 
 def variant_or_default(args: argparse.Namespace) -> str:
     """The convention of ``--vgg-weights``: a published file's own (recognised by its SHA-256; a contradicting
-    ``--vgg-variant`` is refused), else ``--vgg-variant``, else caffe (where no model can say)."""
-    from ..weights import choose_variant
+    ``--vgg-variant`` is refused), else ``--vgg-variant``, else the default (caffe; where no model can say)."""
+    from ..backbone.weights import choose_variant
 
-    return choose_variant(args.vgg_weights, args.vgg_variant, default="caffe")  # type: ignore[return-value]
+    return choose_variant(args.vgg_weights, args.vgg_variant, default=DEFAULT_VARIANT)  # type: ignore[return-value]
 
 
 def add_pipeline_options(p: argparse.ArgumentParser) -> None:
@@ -375,12 +375,8 @@ def colorizer_from(args: argparse.Namespace, **extra):
                                                                                                 "None"):
         print(f"warning: --chroma-gain {args.chroma_gain:g} is ignored: the analogy head has no gain (it is the "
               "trained sub-net's; --model default or a checkpoint)", file=sys.stderr)
-
-    from ..weights import choose_variant
-
-    # a published weight file says its own convention; otherwise the model's, else caffe (the pipeline's rule)
-    variant = choose_variant(args.vgg_weights, args.vgg_variant, default=None)
-    return Colorizer(device=args.device, vgg_weights=args.vgg_weights, vgg_variant=variant,
+    # the Colorizer decides the backbone once: asked for, the model's, the weight file's own, else the default
+    return Colorizer(device=args.device, vgg_weights=args.vgg_weights, vgg_variant=args.vgg_variant,
                      levels=args.levels, size=args.size, method=args.method, precision=args.precision,
                      position_prior=args.position_prior,
                      model=getattr(args, "model", "analogy"), chroma_gain=getattr(args, "chroma_gain", None),

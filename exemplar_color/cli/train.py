@@ -17,7 +17,7 @@ from typing import Any, Callable, get_args, get_type_hints
 
 from ..errors import UsageError
 from ..training.config import TrainConfig  # torch-free: `train --help` imports no torch
-from ..vgg_spec import LEVELS
+from ..backbone.spec import LEVELS
 from .options import (QUIET_HELP, add_device_option, add_hidden_alias, add_json_option, add_threads_option,
                       existing_file, level_of)
 

@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..vgg_spec import DEFAULT_LEVELS, LEVEL_CHANNELS, LEVEL_STRIDE, LEVELS
-from ..weights import WEIGHTS
+from ..backbone.spec import DEFAULT_LEVELS, LEVEL_CHANNELS, LEVEL_STRIDE, LEVELS
+from ..backbone.weights import WEIGHTS
 
 __all__ = ["ARCH", "FEATURE_LEVELS", "OPTIONAL_BUFFERS", "HypercolumnConfig", "HypercolumnNet", "Prediction",
            "ab_bins", "annealed_mean"]

@@ -25,10 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..vgg_spec import DEFAULT_LEVELS, LEVELS
-from ..weights import WEIGHTS
+from ..artifacts import known_fields
+from ..backbone.spec import DEFAULT_LEVELS, LEVELS
+from ..backbone.weights import WEIGHTS
 
-__all__ = ["ARCH", "AB_SCALE", "ColorizationNetConfig", "ColorizationNet", "make_input", "DEFAULT_LEVELS"]
+__all__ = ["ARCH", "AB_SCALE", "ColorizationNetConfig", "ColorizationNet", "make_input"]
 
 ARCH = "deep-exemplar-unet"
 """Architecture name stored in every checkpoint; a checkpoint with another name is refused."""
@@ -85,8 +86,7 @@ class ColorizationNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ColorizationNetConfig":
-        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        return cls(**known)
+        return cls(**known_fields(cls, d, "network settings"))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

@@ -9,23 +9,23 @@ local search around the inherited field elsewhere) and ``"patchmatch"`` (the pub
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence, get_args
+from typing import Any, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from ..backbone import Precision, VGG19Features
+from ..backbone.features import Precision, VGG19Features
+from ..backbone.spec import LEVEL_STRIDE, LEVELS
 from ..color import l_to_gray
+from ..constants import POSITION_PRIOR, PRECISIONS  # defined once, where the CLI reads them without torch
 from ..errors import ExemplarColorError
 from ..runtime import native_bfloat16
-from ..vgg_spec import LEVEL_STRIDE, LEVELS
 from . import fields as fl
 from .search import (VOLUME_BUDGET, coherence_fill, exact_search, local_search, patchmatch, prefer_coherent,
                      volume_size)
 
 Method = Literal["fast", "patchmatch"]
-MatcherPrecision = Literal["auto", "float32", "mixed"]
-PRECISIONS: tuple[MatcherPrecision, ...] = get_args(MatcherPrecision)
+MatcherPrecision = Literal["auto", "float32", "mixed"]  # one of PRECISIONS
 
 
 
@@ -72,7 +72,6 @@ CYCLE_SIGMA = 1.0  # level pixels: how far a round trip may land from its start 
 CONTEXT_BORDER = 16  # working pixels of replicated edge the backbone sees around each image (see Matcher)
 CONTEXT_UNTIL = "relu4_1"  # the context is dropped after this level (see Matcher)
 
-POSITION_PRIOR = 0.25  # mean patch cosine lost per squared relative distance at the coarsest level (see Matcher)
 
 COHERENCE_MARGIN = 0.02  # mean patch cosine a match may give up to move with its neighbourhood (see Matcher)
 

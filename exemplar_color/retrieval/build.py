@@ -31,7 +31,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -44,14 +44,11 @@ from ..runtime import dist_env
 from ..working import is_gray_array
 from .descriptors import DescriptorConfig, DescriptorExtractor, Descriptors, prepare_gray
 from .errors import EmptyGalleryError, GalleryIndexError, IndexMismatchError, IndexNotFoundError, PartialBuildError
-from .index import add_vectors, build_faiss, resolve_kind, save_faiss
+from .index import build_faiss, resolve_kind, save_faiss
 from .store import ShardRows, read_shard, write_shard
 
-if TYPE_CHECKING:
-    from .gallery import GalleryIndex
 
-__all__ = ["build_gallery", "add_images", "remove_missing", "read_manifest", "check_config", "MANIFEST",
-           "FORMAT"]
+__all__ = ["build_gallery", "extract", "rows_from", "commit", "read_manifest", "check_config", "MANIFEST", "FORMAT"]
 
 log = logging.getLogger("exemplar_color.retrieval")
 
@@ -118,7 +115,7 @@ class _ImageDataset(torch.utils.data.Dataset):
 Batch = tuple[list[dict[str, Any]], Descriptors | None]
 
 
-def _extract(extractor: DescriptorExtractor, root: Path, rel: Sequence[str], *, batch: int, workers: int,
+def extract(extractor: DescriptorExtractor, root: Path, rel: Sequence[str], *, batch: int, workers: int,
              progress: bool, desc: str = "describing", initial: int = 0, total: int | None = None
              ) -> Iterable[Batch]:
     """Yield ``(items, descriptors of the ok items)`` batch by batch, in order, with a progress bar."""
@@ -143,7 +140,7 @@ def _extract(extractor: DescriptorExtractor, root: Path, rel: Sequence[str], *, 
         bar.close()
 
 
-def _rows_from(items: list[dict[str, Any]], d: Descriptors | None) -> ShardRows:
+def rows_from(items: list[dict[str, Any]], d: Descriptors | None) -> ShardRows:
     ok = [it for it in items if it["ok"]]
     empty = Descriptors(np.zeros((0, 0), np.float32), np.zeros((0, 0, 0), np.uint8), np.zeros((0, 0, 0), np.float16),
                         np.zeros(0, np.int16))
@@ -277,7 +274,7 @@ def _extract_chunks(extractor: DescriptorExtractor, root: Path, rel: Sequence[st
     pending: list[Batch] = []
     filled, cur = 0, 0
     desc = f"indexing{'' if chunks.world == 1 else f' (rank {chunks.rank}/{chunks.world})'}"
-    for items, d in _extract(extractor, root, flat, batch=batch, workers=workers, progress=progress, desc=desc,
+    for items, d in extract(extractor, root, flat, batch=batch, workers=workers, progress=progress, desc=desc,
                              initial=report.reused, total=report.reused + len(flat)):
         pending.append((items, d))
         filled += len(items)
@@ -287,7 +284,7 @@ def _extract_chunks(extractor: DescriptorExtractor, root: Path, rel: Sequence[st
             c = todo[cur]
             size = len(chunks.items(c))
             taken, rest = _split_pending(pending, size)
-            rows = ShardRows.concat([_rows_from(it, dd) for it, dd in taken], extractor.config)
+            rows = ShardRows.concat([rows_from(it, dd) for it, dd in taken], extractor.config)
             write_shard(chunks.path(c), rows, extractor.config, attrs=chunks.stamp(c))
             report.parts_built += 1
             pending, filled, cur = rest, filled - size, cur + 1
@@ -325,72 +322,3 @@ def commit(path: Path, m: dict[str, Any], gen: int) -> dict[str, Any]:
     m["versions"] = _versions()
     write_manifest(path / MANIFEST, m)
     return m
-
-
-def add_images(index: "GalleryIndex", images: Sequence[str | os.PathLike] | str | os.PathLike, *, batch: int = 16,
-               workers: int = 0, progress: bool = True) -> BuildReport:
-    """:meth:`GalleryIndex.add <exemplar_color.retrieval.GalleryIndex.add>`: a new store shard, a new FAISS
-    generation and a new manifest, committed atomically."""
-    t0 = time.perf_counter()
-    if isinstance(images, (str, os.PathLike)) and Path(images).is_dir():
-        files = list_images(images)
-    elif isinstance(images, (str, os.PathLike)):
-        files = [Path(images)]
-    else:
-        files = [Path(f) for f in images]
-    files = [Path(os.path.abspath(f.expanduser())) for f in files]  # not resolve(): keep symlinked names
-    rel = [os.path.relpath(f, index.root) for f in files]
-    removed = set(index.removed.tolist())
-    known = {p: i for i, p in enumerate(index.store.paths) if i not in removed}
-    report = BuildReport(item="path", total=len(rel))
-    todo, replaced = [], []
-    for r in rel:
-        i = known.get(r)
-        if i is not None:
-            sha = hashlib.sha256((index.root / r).read_bytes()).hexdigest() if (index.root / r).is_file() else ""
-            if sha == index.store.sha256[i].decode():
-                report.reused += 1
-                continue
-            replaced.append(i)
-        todo.append(r)
-    if todo:
-        parts = [_rows_from(items, d) for items, d in _extract(index.extractor, index.root, todo, batch=batch,
-                                                               workers=workers, progress=progress, desc="adding")]
-        rows = ShardRows.concat(parts, index.config)
-        report.failures = rows.failures
-        report.computed = report.written = len(rows.paths)
-        if rows.paths:
-            m = json.loads(json.dumps(index.manifest))
-            gen = int(m["generation"]) + 1
-            store_file, index_file = f"store-{gen:06d}.h5", f"index-{gen:06d}.faiss"
-            write_shard(index.path / store_file, rows, index.config)
-            add_vectors(index.faiss, rows.desc.global_)
-            save_faiss(index.faiss, index.path / index_file)
-            old_index = m["index"]["file"]
-            m["shards"].append({"file": store_file, "count": len(rows.paths)})
-            m["index"]["file"] = index_file
-            m["removed"] = sorted(set(m.get("removed", [])) | set(replaced))
-            m["failures"] = m.get("failures", []) + [list(x) for x in rows.failures]
-            index._reload(commit(index.path, m, gen))
-            report.parts_built = 1
-            _prune_old_index(index.path, keep={index_file, old_index})
-    report.seconds = time.perf_counter() - t0
-    return report
-
-
-def remove_missing(index: "GalleryIndex") -> list[str]:
-    """Drop entries whose file no longer exists under the gallery root; returns their relative paths."""
-    removed = set(index.removed.tolist())
-    gone = [i for i, p in enumerate(index.store.paths) if i not in removed and not (index.root / p).exists()]
-    if gone:
-        m = json.loads(json.dumps(index.manifest))
-        m["removed"] = sorted(removed | set(gone))
-        index._reload(commit(index.path, m, int(m["generation"]) + 1))
-    return [index.store.paths[i] for i in gone]
-
-
-def _prune_old_index(path: Path, keep: set[str]) -> None:
-    """Keep the current and the previous FAISS generation (a reader may hold the previous manifest)."""
-    for f in path.glob("index-*.faiss"):
-        if f.name not in keep:
-            f.unlink(missing_ok=True)

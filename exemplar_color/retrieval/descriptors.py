@@ -29,14 +29,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..artifacts import file_sha256
-from ..backbone import VGG19Features
+from ..artifacts import file_sha256, known_fields
+from ..backbone.features import VGG19Features
 from ..color import l_to_gray, rgb_to_gray_lab_l
 from ..layout import to_tensor
 from ..io import ImageInput, as_array
 from ..runtime import resolve_device
-from ..vgg_spec import LEVEL_CHANNELS, LEVELS, VARIANTS, Variant
-from ..weights import resolve_weights
+from ..backbone.spec import LEVEL_CHANNELS, LEVELS, VARIANTS, Variant
+from ..backbone.weights import resolve_weights
 
 __all__ = [
     "DescriptorConfig",
@@ -124,8 +124,7 @@ class DescriptorConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DescriptorConfig":
-        keys = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in d.items() if k in keys})
+        return cls(**known_fields(cls, d, "descriptor settings", derived=("kind", "dim", "grid_dim")))
 
 
 @dataclass

@@ -16,8 +16,9 @@ import torch
 from ..artifacts import BuildReport
 from ..io import ImageInput
 from ..runtime import set_threads
-from ..vgg_spec import Variant
+from ..backbone.spec import Variant
 from . import build as _build
+from . import update
 from .build import check_config, read_manifest
 from .descriptors import DescriptorConfig, DescriptorExtractor, Descriptors, dequantise_unit
 from .errors import GalleryIndexError
@@ -162,8 +163,8 @@ class GalleryIndex:
         """Every gallery image's own descriptors, in store order: queries of the gallery against itself
         (training references) without describing the images again."""
         ids = np.arange(len(self.store))
-        return Descriptors(self.store.global_descriptors(), self.store._rows("grid", ids),
-                           self.store._rows("hist", ids).astype(np.float32), self.store.class_id.copy())
+        return Descriptors(self.store.global_descriptors(), self.store.rows("grid", ids),
+                           self.store.rows("hist", ids).astype(np.float32), self.store.class_id.copy())
 
     def search(self, image: ImageInput, k: int = 5, candidates: int = 200, *,
                weights: RankWeights = RankWeights(), rerank: bool = True,
@@ -223,13 +224,19 @@ class GalleryIndex:
         """Describe and index more images (a folder or a list of files): a new store shard, a new FAISS
         generation and a new manifest, committed atomically. Files already indexed with the same content
         are skipped; changed files replace their old entry."""
-        return _build.add_images(self, images, batch=batch, workers=workers, progress=progress)
+        report, manifest = update.add_images(self, images, batch=batch, workers=workers, progress=progress)
+        if manifest is not None:
+            self.reload(manifest)
+        return report
 
     def remove_missing(self) -> list[str]:
         """Drop entries whose file no longer exists under the gallery root; returns their relative paths."""
-        return _build.remove_missing(self)
+        gone, manifest = update.remove_missing(self)
+        if manifest is not None:
+            self.reload(manifest)
+        return gone
 
-    def _reload(self, manifest: dict[str, Any]) -> None:
+    def reload(self, manifest: dict[str, Any]) -> None:
         """Take up a newly committed manifest of this folder."""
         self.manifest = manifest
         self.removed = np.asarray(sorted(manifest["removed"]), np.int64)

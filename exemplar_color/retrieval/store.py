@@ -156,7 +156,8 @@ class FeatureStore:
         self._handles.move_to_end(s)
         return self._handles[s]
 
-    def _rows(self, name: str, ids: np.ndarray) -> np.ndarray:
+    def rows(self, name: str, ids: np.ndarray) -> np.ndarray:
+        """The stored rows ``ids`` of dataset ``name`` (``grid``, ``hist``, ...), as stored (quantised)."""
         if self._memory is not None:
             return self._memory[name][ids]
         shard = np.searchsorted(self.offsets, ids, side="right") - 1
@@ -178,7 +179,7 @@ class FeatureStore:
         if len(ids) == 0:
             c = self.config
             return np.zeros((0, c.cells, c.grid_dim), np.float32), np.zeros((0, c.cells, c.bins), np.float32)
-        return dequantise_unit(self._rows("grid", ids)), self._rows("hist", ids).astype(np.float32)
+        return dequantise_unit(self.rows("grid", ids)), self.rows("hist", ids).astype(np.float32)
 
     def close(self) -> None:
         for h in self._handles.values():

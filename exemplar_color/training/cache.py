@@ -42,8 +42,8 @@ from ..color import rgb_to_lab
 from ..errors import ConfigMismatchError, ExemplarColorError, ImageError
 from ..io import atomic_write
 from ..runtime import resolve_device
-from ..vgg_spec import LEVEL_CHANNELS, LEVEL_STRIDE, LEVELS, Variant
-from ..weights import resolve_weights
+from ..backbone.spec import LEVEL_CHANNELS, LEVEL_STRIDE, LEVELS, Variant
+from ..backbone.weights import resolve_weights
 from .pairs import PairManifest
 
 __all__ = ["CacheConfig", "CacheError", "PairCache", "CacheDataset", "build_cache", "decode", "FIELDS",

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from exemplar_color.color import lab_to_rgb, rgb_to_lab
-from exemplar_color.backbone import VGG19Features
-from exemplar_color.correspondence import DEFAULT_LEVELS, CorrespondenceError, Matcher
+from exemplar_color.backbone import DEFAULT_LEVELS, VGG19Features
+from exemplar_color.correspondence import CorrespondenceError, Matcher
 from exemplar_color.correspondence import fields as fl
 from exemplar_color.correspondence.matcher import FAST_RADIUS, _fast_radii
 from exemplar_color.correspondence.search import exact_search, local_search, prefer_coherent

@@ -252,8 +252,6 @@ def test_losses(vgg_slices):
 def test_perceptual_loss_weighs_the_same_with_either_backbone_convention(tv_weights, caffe_weights):
     """The real Caffe and torchvision VGG-19 slices give perceptual terms of the same order, so the
     published alpha balances the branches with either (before: Caffe's was ~3000x larger)."""
-    from exemplar_color.backbone import VGG19Features
-
     torch.manual_seed(0)
     l = torch.rand(2, 1, 48, 48) * 60 + 20
     ab, pred = torch.randn(2, 2, 48, 48) * 20, torch.randn(2, 2, 48, 48) * 20

@@ -4,9 +4,8 @@ The network is defined here with torchvision's state-dict keys (``features.N.wei
 published file loads directly, without depending on torchvision (its PyPI wheels do not import with a
 CPU-only torch). ``VGG19Features`` runs only up to the deepest level asked for.
 
-Which weight files exist, how one is found, recognised and read safely is :mod:`exemplar_color.weights`;
-the layer configuration, level names and input conventions are :mod:`exemplar_color.vgg_spec`. Their
-public names stay importable from here.
+Which weight files exist, how one is found, recognised and read safely is :mod:`.weights`; the layer
+configuration, level names and input conventions are :mod:`.spec`.
 """
 
 from __future__ import annotations
@@ -18,33 +17,11 @@ from typing import Iterable, Literal, Sequence
 import torch
 from torch import nn
 
-from .errors import WeightsError
-from .runtime import cache_dir
-from .vgg_spec import (_CFG, _RELU_INDEX, DEFAULT_VARIANT, LEVEL_CHANNELS, LEVEL_STRIDE, LEVELS, PREPROCESSING,
-                       VARIANTS, Preprocessing, Variant)
-from .weights import (KNOWN_WEIGHTS, WEIGHTS, WeightsRecord, choose_variant, identify_weights, load_state_dict,
-                      resolve_weights)
+from ..errors import WeightsError
+from .spec import CFG, DEFAULT_VARIANT, LEVEL_STRIDE, LEVELS, PREPROCESSING, RELU_INDEX, VARIANTS, Variant
+from .weights import choose_variant, load_state_dict, resolve_weights
 
-__all__ = [
-    "LEVELS",
-    "LEVEL_CHANNELS",
-    "LEVEL_STRIDE",
-    "WEIGHTS",
-    "KNOWN_WEIGHTS",
-    "VARIANTS",
-    "PREPROCESSING",
-    "Preprocessing",
-    "Variant",
-    "WeightsRecord",
-    "identify_weights",
-    "choose_variant",
-    "VGG19Features",
-    "cache_dir",
-    "resolve_weights",
-    "load_state_dict",
-    "Precision",
-    "MIXED_FROM",
-]
+__all__ = ["VGG19Features", "Precision", "MIXED_FROM"]
 
 Precision = Literal["float32", "mixed"]
 """How :class:`VGG19Features` computes: all float32, or ``mixed`` (bfloat16 beyond :data:`MIXED_FROM`)."""
@@ -56,7 +33,7 @@ _CLASSIFIER_INDEX = {"fc6": 1, "fc7": 4, "fc8": 6}  # module index in torchvisio
 def _make_features(last_index: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     in_ch = 3
-    for v in _CFG:
+    for v in CFG:
         if len(layers) > last_index:
             break
         if v == "M":
@@ -79,7 +56,7 @@ def _make_classifier(last_index: int) -> nn.Sequential:
 
 def _describe(keys: Iterable[str]) -> str:
     convs = sorted({int(k.split(".")[1]) for k in keys if k.startswith("features.") and k.endswith(".weight")})
-    inv = {idx - 1: name.replace("relu", "conv") for name, idx in _RELU_INDEX.items()}
+    inv = {idx - 1: name.replace("relu", "conv") for name, idx in RELU_INDEX.items()}
     names = [inv.get(i, f"features.{i}") for i in convs]
     fc = sorted({k.split(".")[1] for k in keys if k.startswith("classifier.") and k.endswith(".weight")})
     out = f"{names[0]}..{names[-1]} ({len(names)} conv layers)" if names else "no VGG conv layers"
@@ -99,11 +76,12 @@ class VGG19Features(nn.Module):
         weights: a weight file; ``None`` resolves the default (env var, cache, download);
             ``"random"`` keeps random initialisation (for timing only: the features mean nothing).
         variant: ``"torchvision"`` or ``"caffe"``: preprocessing and the default file. ``None`` (the
-            default): a published file's own convention, recognised by its SHA-256, else torchvision. An
-            explicit variant that contradicts a recognised file raises :class:`WeightsError`.
+            default): a published file's own convention, recognised by its SHA-256, else an unrecognised
+            file's as its first layer shows it, else :data:`~.spec.DEFAULT_VARIANT` (Caffe). An explicit
+            variant that contradicts a recognised file raises :class:`WeightsError`.
 
     Example:
-        >>> net = VGG19Features(levels=["relu1_1"], weights="random")
+        >>> net = VGG19Features(levels=["relu1_1"], weights="random", variant="torchvision")
         >>> net(torch.rand(1, 1, 32, 32))["relu1_1"].shape
         torch.Size([1, 64, 32, 32])
     """
@@ -127,10 +105,10 @@ class VGG19Features(nn.Module):
         self.levels = tuple(levels)
         self.variant: Variant = variant
         fc = [lv for lv in levels if lv in _CLASSIFIER_INDEX]
-        conv_last = len(_CFG) * 2 if fc else max(_RELU_INDEX[lv] for lv in levels)
+        conv_last = len(CFG) * 2 if fc else max(RELU_INDEX[lv] for lv in levels)
         self.features = _make_features(min(conv_last, 36))
         self.classifier = _make_classifier(max(_CLASSIFIER_INDEX[lv] for lv in fc)) if fc else None
-        self._taps = {_RELU_INDEX[lv]: lv for lv in levels if lv in _RELU_INDEX}
+        self._taps = {RELU_INDEX[lv]: lv for lv in levels if lv in RELU_INDEX}
         self._fc_taps = {_CLASSIFIER_INDEX[lv]: lv for lv in fc}
         if path is not None:
             self._load(path)
@@ -198,12 +176,12 @@ class VGG19Features(nn.Module):
             raise ValueError(f"border {border} is not a multiple of the strides of levels {list(self.levels)}")
         if precision not in ("float32", "mixed"):
             raise ValueError(f"unknown precision {precision!r}; use 'float32' or 'mixed'")
-        switch = _RELU_INDEX[MIXED_FROM] if precision == "mixed" else len(self.features)
+        switch = RELU_INDEX[MIXED_FROM] if precision == "mixed" else len(self.features)
         h = self.preprocess(x)
         if channels_last:
             h = h.contiguous(memory_format=torch.channels_last)
         out: dict[str, torch.Tensor] = {}
-        stride, until = 1, _RELU_INDEX[border_until] if border_until else None
+        stride, until = 1, RELU_INDEX[border_until] if border_until else None
         for i, layer in enumerate(self.features):
             with torch.autocast(h.device.type, dtype=torch.bfloat16, enabled=i > switch):
                 h = layer(h)

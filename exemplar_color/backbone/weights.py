@@ -9,7 +9,7 @@ Weights are resolved in this order: an explicit ``weights=`` path, ``$EXEMPLAR_C
 cache (``$EXEMPLAR_COLOR_HOME``, default ``~/.cache/exemplar_color``), then a one-time download of
 :data:`WEIGHTS` checked against the hash in the file name. Files are always read with
 ``torch.load(weights_only=True)``, and no error message passes on torch's advice to load them otherwise.
-The network that uses them is :mod:`exemplar_color.backbone`.
+The network that uses them is :mod:`.features`.
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import file_sha256, sha256_of
-from .errors import WeightsError, without_unsafe_advice
-from .io import atomic_write
-from .runtime import cache_dir
-from .vgg_spec import (_CONV_LEVELS, DEFAULT_VARIANT, LEVELS, PREPROCESSING, VARIANTS, Preprocessing, Variant,
-                       _levels_to)
+from ..artifacts import file_sha256, sha256_of
+from ..errors import WeightsError, without_unsafe_advice
+from ..io import atomic_write
+from ..runtime import cache_dir
+from .spec import CONV_LEVELS, DEFAULT_VARIANT, LEVELS, PREPROCESSING, VARIANTS, Preprocessing, Variant, levels_to
 
 __all__ = ["WEIGHTS", "KNOWN_WEIGHTS", "WeightsRecord", "identify_weights", "choose_variant", "guess_variant",
            "resolve_weights", "load_state_dict"]
@@ -75,14 +74,14 @@ KNOWN_WEIGHTS: tuple[WeightsRecord, ...] = (
                   note="torchvision ImageNet VGG-19 (IMAGENET1K_V1), full network with the classifier"),
     WeightsRecord("caffe", "caffe", LEVELS, url="https://web.eecs.umich.edu/~justincj/models/vgg19-d01eb7cb.pth",
                   note="the original Caffe VGG-19 (the paper's) converted to PyTorch, with the classifier"),
-    WeightsRecord("caffe-features-q8", "caffe", _CONV_LEVELS, file_name="vgg19-caffe-features-0-34-q8.pth",
+    WeightsRecord("caffe-features-q8", "caffe", CONV_LEVELS, file_name="vgg19-caffe-features-0-34-q8.pth",
                   sha256="06e8fc527cbffe81c628f55020e4fad6878132c9fd9c0db2cf9fea672baf8320",
                   note="Caffe VGG-19 conv1_1..conv5_4 as float16, conv4/conv5 kernels 8-bit quantized"),
-    WeightsRecord("torchvision-features-0-10", "torchvision", _levels_to("relu3_1"),
+    WeightsRecord("torchvision-features-0-10", "torchvision", levels_to("relu3_1"),
                   file_name="vgg19-torchvision-features-0-10.pth",
                   sha256="12282f27ffb0f9f05d8d1b3dbbabd5b0b45d031ea323eebc9ecfed11eebd1d76",
                   note="torchvision VGG-19 conv1_1..conv3_1 (a slice for tests)"),
-    WeightsRecord("caffe-features-0-16", "caffe", _levels_to("relu3_4"), file_name="vgg19-caffe-features-0-16.pth",
+    WeightsRecord("caffe-features-0-16", "caffe", levels_to("relu3_4"), file_name="vgg19-caffe-features-0-16.pth",
                   sha256="11cd43569cf92edde690293fbfdc2e15361d0f5f3ffb12512e58760458da45da",
                   note="Caffe VGG-19 conv1_1..conv3_4 (a slice for tests)"),
 )
