@@ -164,8 +164,10 @@ def execute(args: argparse.Namespace) -> dict:
         raise UsageError("--top-k is for --auto; give several references with --reference A B C")
     if args.resume and args.overwrite:
         raise UsageError("give --resume (keep the finished outputs) or --overwrite (replace them), not both")
+    from ..scale.options import refuse_engine_flags
     from ..scale.sources import expand
 
+    refuse_engine_flags(args, workers=True)
     args.targets = expand(args.targets)  # manifests (.csv/.parquet) become their photos, planned as files
     jobs = plan(args)
     check_working_size(args.size, [j.target for j in jobs])

@@ -148,6 +148,9 @@ def run_build(args: argparse.Namespace) -> int:
     from ..retrieval.index import resolve_kind
 
     resolve_kind(args.kind, config.dim, 1000, _params(args))  # a bad --kind: refused here, not after the work
+    from ..scale.options import refuse_engine_flags
+
+    refuse_engine_flags(args, workers=False)
     if args.engine == "ray":
         from ..scale.gallery import build_on_ray
 

@@ -15,9 +15,10 @@ From Python there is one way, the command's own: :func:`colorize_archive` builds
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["colorize_archive", "build_archive_index"]
+__all__ = ["build_archive_index", "colorize_archive"]
 
 
 def colorize_archive(sources: str | Sequence[str], out: str, *options: str, address: str | None = None,

@@ -7,11 +7,11 @@ import contextlib
 import os
 import socket
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..errors import ExemplarColorError, UsageError
 
-__all__ = ["RayUnavailableError", "ray_session", "plan_workers", "quiet_ray_data"]
+__all__ = ["RayUnavailableError", "plan_workers", "quiet_ray_data", "ray_session"]
 
 
 class RayUnavailableError(ExemplarColorError):
@@ -47,9 +47,8 @@ def ray_session(address: str | None, cpus: int | None = None) -> Iterator[object
     """The ``ray`` module, connected. A local Ray (no address) gets ``cpus`` CPUs (default: this machine's) and
     is shut down on exit; a cluster or an existing connection is left as it was. Whatever Ray prints meanwhile
     (a worker's death, say) goes to stderr: stdout is the command's result only."""
-    with contextlib.redirect_stdout(sys.stderr):
-        with _connected(address, cpus) as ray:
-            yield ray
+    with contextlib.redirect_stdout(sys.stderr), _connected(address, cpus) as ray:
+        yield ray
 
 
 @contextlib.contextmanager

@@ -13,13 +13,14 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import ExemplarColorError
 from .cluster import plan_workers, ray_session
 from .worker import ColorizeWorker, job_rows
 
-__all__ = ["colorize_on_ray", "SETTINGS"]
+__all__ = ["SETTINGS", "colorize_on_ray"]
 
 # What a worker needs of the command's arguments to build the same Colorizer and colour the same way.
 SETTINGS = ("reference", "auto", "index", "top_k", "model", "chroma_gain", "size", "levels", "vgg_weights",

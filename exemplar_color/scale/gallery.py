@@ -39,7 +39,11 @@ def _refuse_before_work(out: Path, resume: bool, overwrite: bool) -> None:
     """What a local build refuses, decided on the driver (the ranks all run with resume, so that a retried
     rank continues its own chunks)."""
     from ..retrieval.build import clear, read_manifest
-    from ..retrieval.errors import GalleryIndexError, IndexNotFoundError, PartialBuildError
+    from ..retrieval.errors import (
+        GalleryIndexError,
+        IndexNotFoundError,
+        PartialBuildError,
+    )
 
     if overwrite:
         clear(out)
@@ -63,14 +67,16 @@ def build_on_ray(args: argparse.Namespace, config=None):
     from tqdm import tqdm
 
     from ..artifacts import BuildReport
+    from ..cli.options import variant_or_default
+    from ..cli.plan import check_output_folder
     from ..io import list_images
     from ..retrieval import DescriptorConfig, GalleryIndex
     from ..retrieval.errors import EmptyGalleryError
 
     t0 = time.perf_counter()
-    out = Path(args.index)
-    config = config or DescriptorConfig(level=args.level, grid_level=args.grid_level, variant=args.vgg_variant
-                                        or "caffe", size=args.size, classes=args.classes)
+    out = check_output_folder(args.index, "--index")
+    config = config or DescriptorConfig(level=args.level, grid_level=args.grid_level, variant=variant_or_default(args),
+                                        size=args.size, classes=args.classes)
     _refuse_before_work(out, args.resume, args.overwrite)
     count = len(list_images(args.gallery))
     if not count:
@@ -89,7 +95,7 @@ def build_on_ray(args: argparse.Namespace, config=None):
         refs = [task.remote(spec, r, world) for r in range(world)]
         bar = tqdm(total=chunks, initial=min(present, chunks), desc=f"indexing ({world} Ray workers)", unit="chunk",
                    file=sys.stderr, disable=args.json or args.quiet)
-        pending, rank0 = list(refs), None
+        pending, rank0, t_extract = list(refs), None, time.perf_counter()
         try:
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1, timeout=2.0)
@@ -105,6 +111,7 @@ def build_on_ray(args: argparse.Namespace, config=None):
             raise
         finally:
             bar.close()
+        extract_s = time.perf_counter() - t_extract  # the ranks' work and rank 0's merge, as seen by the driver
     from ..runtime import resolve_device
 
     index = GalleryIndex.open(out, weights=args.vgg_weights, device=resolve_device(args.device), threads=args.threads)
@@ -114,5 +121,5 @@ def build_on_ray(args: argparse.Namespace, config=None):
                                      written=int(rep.get("written", len(index))), parts_built=chunks - present,
                                      parts_present=present, failures=[(f["path"], f["reason"]) for f in
                                                                       rep.get("failures", [])],
-                                     seconds=time.perf_counter() - t0)
+                                     seconds=time.perf_counter() - t0, extract_seconds=extract_s)
     return index

@@ -34,6 +34,19 @@ def add_engine_options(p: argparse.ArgumentParser, workers: bool) -> None:
                             "divided by --threads, or its GPUs divided by --gpus-per-worker)")
 
 
+def refuse_engine_flags(args: argparse.Namespace, workers: bool) -> None:
+    """The Ray flags without ``--engine ray`` would be silently ignored: refused instead (exit 2)."""
+    from ..errors import UsageError
+
+    if getattr(args, "engine", "local") == "ray":
+        return
+    given = [f for f, on in (("--address", args.address), ("--gpus-per-worker", args.gpus_per_worker),
+                             ("--workers", workers and args.workers)) if on]
+    if given:
+        raise UsageError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for --engine ray; add it, or "
+                         f"leave {'it' if len(given) == 1 else 'them'} out")
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)

@@ -4,12 +4,12 @@ see the same files, as it sees the same output folder."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import UsageError
 
-__all__ = ["MANIFEST_SUFFIXES", "is_manifest", "read_paths", "expand"]
+__all__ = ["MANIFEST_SUFFIXES", "expand", "is_manifest", "read_paths"]
 
 MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ColorizeWorker", "job_rows", "STATUS_COLUMNS"]
+__all__ = ["STATUS_COLUMNS", "ColorizeWorker", "job_rows"]
 
 STATUS_COLUMNS = ("target", "output", "ok", "error", "stop", "again", "result", "warnings")
 

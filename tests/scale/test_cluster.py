@@ -26,3 +26,9 @@ def test_unreachable_address_is_one_line_exit_1(photos, tmp_path, common, capsys
     assert rc == 1 and len(err) == 1, err
     assert err[0].startswith("error: --address 127.0.0.1:") and "no Ray cluster answers there" in err[0]
     assert "Traceback" not in err[0] and not (tmp_path / "out").exists()  # nothing written, not even the record
+
+
+def test_ray_flags_without_the_ray_engine_are_refused(photos, tmp_path, common, capsys):
+    d, ref = photos
+    rc = main(["colorize", str(d), "-r", str(ref), "-o", str(tmp_path / "out"), *common, "--workers", "2"])
+    assert rc == 2 and "--workers is for --engine ray" in capsys.readouterr().err
