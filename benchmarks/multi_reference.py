@@ -89,8 +89,6 @@ def label_accuracy(labels: np.ndarray) -> float:
 
 def run_case(c, case: dict) -> tuple[dict, dict]:
     """Figures of one case, and the images for the picture."""
-    from exemplar_color.pipeline import colorize_references
-
     gray = case["truth"].convert("L")
     a, b = case["refs"]
     t0 = time.perf_counter()
@@ -98,7 +96,7 @@ def run_case(c, case: dict) -> tuple[dict, dict]:
         warnings.simplefilter("ignore")
         runs = {"A": c.colorize_heads(gray, a), "B": c.colorize_heads(gray, b),
                 "both": c.colorize_heads(gray, [a, b]),
-                "both_outputs": colorize_references(c, gray, [a, b], HEADS["network" in c.heads], fuse="outputs")}
+                "both_outputs": c.colorize_references(gray, [a, b], HEADS["network" in c.heads], fuse="outputs")}
     fig = {"name": case["name"], "kind": case["kind"], "seconds": round(time.perf_counter() - t0, 1)}
     for run, heads in runs.items():
         for head, res in heads.items():

@@ -120,7 +120,6 @@ def test_both_heads_and_output_fusion(tv_weights, data_dir):
     shapes and finiteness), and fusing the heads' outputs instead works too."""
     from exemplar_color.colorization.checkpoint import save_checkpoint
     from exemplar_color.colorization.network import ColorizationNet, ColorizationNetConfig
-    from exemplar_color.pipeline import colorize_references
 
     torch.manual_seed(0)
     import tempfile
@@ -137,10 +136,10 @@ def test_both_heads_and_output_fusion(tv_weights, data_dir):
     for r in heads.values():
         assert r.image.size == truth.size and np.isfinite(r.ab).all() and r.labels is not None
     assert np.array_equal(heads["network"].labels, heads["analogy"].labels)
-    out = quiet(colorize_references, c, gray, [a, b], ("analogy",), fuse="outputs")["analogy"]
+    out = quiet(c.colorize_references, gray, [a, b], ("analogy",), fuse="outputs")["analogy"]
     assert out.image.size == truth.size and np.isfinite(out.ab).all()
     with pytest.raises(ValueError, match="fuse"):
-        colorize_references(c, gray, [a, b], ("analogy",), fuse="nowhere")
+        c.colorize_references(gray, [a, b], ("analogy",), fuse="nowhere")
 
 
 def test_cli_several_references_writes_label_map(tv_weights, data_dir, tmp_path, capsys):

@@ -102,6 +102,7 @@ class VGG19Features(nn.Module):
             variant = choose_variant(path, variant) or DEFAULT_VARIANT  # a downloaded or cached file too
         if variant not in VARIANTS:
             raise ValueError(f"unknown VGG-19 variant {variant!r}; choose from {', '.join(VARIANTS)}")
+        state = None if path is None else load_state_dict(path)  # the file read with its decision, then built
         self.levels = tuple(levels)
         self.variant: Variant = variant
         fc = [lv for lv in levels if lv in _CLASSIFIER_INDEX]
@@ -110,8 +111,8 @@ class VGG19Features(nn.Module):
         self.classifier = _make_classifier(max(_CLASSIFIER_INDEX[lv] for lv in fc)) if fc else None
         self._taps = {RELU_INDEX[lv]: lv for lv in levels if lv in RELU_INDEX}
         self._fc_taps = {_CLASSIFIER_INDEX[lv]: lv for lv in fc}
-        if path is not None:
-            self._load(path)
+        if state is not None:
+            self._load(path, state)  # type: ignore[arg-type]
         self.requires_grad_(False)
         self.eval()
         self._set_normalisation()
@@ -131,8 +132,7 @@ class VGG19Features(nn.Module):
         whichever convention the backbone uses."""
         return float(self.scale.mean() / (1.0 / torch.tensor(PREPROCESSING["torchvision"].std)).mean())
 
-    def _load(self, path: Path) -> None:
-        sd = load_state_dict(path)
+    def _load(self, path: Path, sd: dict[str, torch.Tensor]) -> None:
         need = {k for k in self.state_dict() if not k.startswith(("mean", "scale"))}
         missing = sorted(need - set(sd))
         if missing:

@@ -369,7 +369,7 @@ def add_model_option(p: argparse.ArgumentParser) -> None:
 def colorizer_from(args: argparse.Namespace, **extra):
     import sys
 
-    from ..pipeline import Colorizer
+    from ..pipeline.colorizer import Colorizer
 
     if getattr(args, "chroma_gain", None) is not None and getattr(args, "model", "analogy") in ("analogy", "none",
                                                                                                 "None"):

@@ -35,8 +35,8 @@ ARCHITECTURES: dict[str, tuple[type, type]] = {
 """Architecture name -> (config class, network class): every network a checkpoint may hold."""
 AnyNet = ColorizationNet | hypercolumn.HypercolumnNet
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_metadata", "load_model", "MODEL_PREFIX", "META_KEY",
-           "ARCHITECTURES"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_metadata", "load_model", "release_gain", "MODEL_PREFIX",
+           "META_KEY", "ARCHITECTURES"]
 
 META_KEY = "exemplar_color"
 MODEL_PREFIX = "model."
@@ -194,3 +194,13 @@ def export_release(src: str | os.PathLike, dst: str | os.PathLike, chroma_gain: 
     with atomic_write(p.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n")
     return p
+
+
+def release_gain(path: Path, meta: dict[str, Any]) -> float:
+    """The chroma gain a checkpoint's metadata asks for, checked like ``--chroma-gain`` (1 when absent)."""
+    gain = meta.get("release", {}).get("chroma_gain", 1.0)
+    if gain is None:
+        return 1.0
+    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not 0 < gain <= 3:
+        raise WeightsError(f"{path}: damaged checkpoint: its chroma_gain {gain!r} is not a number in (0, 3]")
+    return float(gain)

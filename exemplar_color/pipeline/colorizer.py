@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
+import warnings
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -24,10 +24,10 @@ from ..runtime import resolve_device
 from ..full_resolution import UPSAMPLE_METHODS, FullResolution
 from ..io import ImageInput
 from ..models import resolve_model
-from ..photos import AUTO_CANDIDATES, Photo, read_photo, usable_references
+from ..photos import Photo, read_photo
 from ..result import ColorizationResult
 from . import stages
-from .multireference import colorize_references
+from .multireference import FUSE_MODES, match_references
 from .stages import Matched, Prepared
 
 __all__ = ["Colorizer"]
@@ -74,15 +74,15 @@ class Colorizer:
             raise ValueError(f"chroma_gain must be in (0, 3], got {chroma_gain}")
         self.heads: dict[str, Head] = {}  # the chosen head first; colorize_heads runs them all
         path = resolve_model(model)
-        net = meta = None
+        net = None
         if path is not None:
-            from ..colorization.checkpoint import load_checkpoint
+            from ..colorization.checkpoint import load_checkpoint, release_gain
 
             net, meta, _ = load_checkpoint(path, map_location=self.device)
+            if chroma_gain is None:  # the gain calibrated with the model
+                chroma_gain = release_gain(path, meta)
         choice = resolve_backbone(vgg_weights, vgg_variant, levels, model=path,  # the backbone, decided once
                                   trained_on=None if net is None else net.config)
-        if net is not None and chroma_gain is None:  # the gain calibrated with the model
-            chroma_gain = _release_gain(path, meta)  # type: ignore[arg-type]
         self.levels, self.vgg_weights, self.vgg_variant = choice.levels, choice.weights, choice.variant
         self.backbone = VGG19Features(choice.levels, weights=choice.weights, variant=choice.variant).to(self.device)
         self.matcher = Matcher(self.backbone, self.levels, method=method,  # type: ignore[arg-type]
@@ -170,17 +170,44 @@ class Colorizer:
         heads = heads or tuple(self.heads)
         if reference is None and self._index is None:  # no reference and no gallery: the photo alone
             return self.colorize_pairs([(target, None)], 1, heads)[0]
-        if isinstance(reference, (list, tuple)) or (reference is None and top_k > 1):
-            recs: list[Any] = []
-            passed: list[tuple[str, str]] = []
-            if reference is None:
-                photo = read_photo(target)
-                recs = self.recommend(target, k=max(AUTO_CANDIDATES, 2 * top_k))
-                reference, passed = usable_references(target, photo, recs, top_k)
-                target = photo
-            return colorize_references(self, target, list(reference), heads, recommendations=recs,
-                                       passed_over=passed)
+        if isinstance(reference, (list, tuple)):
+            return self.colorize_references(target, list(reference), heads)
+        if reference is None and top_k > 1:
+            photo, references, recs, passed = stages.gallery_references(target, self.recommend, top_k)
+            return self.colorize_references(photo, references, heads, recommendations=recs, passed_over=passed)
         return self.colorize_pairs([(target, reference)], 1, heads)[0]
+
+    def colorize_references(self, target: ImageInput | Photo, references: Sequence[ImageInput | Photo],
+                            heads: Sequence[str], fuse: str = "inputs", recommendations: list[Any] | None = None,
+                            passed_over: list[tuple[str, str]] | None = None) -> dict[str, ColorizationResult]:
+        """``{head: ColorizationResult}`` for ``target`` coloured from several ``references`` (images or Photos):
+        each pixel takes its colours from the reference that matches it best (:mod:`.multireference`).
+        ``fuse="inputs"`` (default) fuses the correspondences before the head; ``"outputs"`` runs the head on
+        each reference and blends the predicted colours by the same weights. One reference: exactly the
+        one-reference path, with a label map of zeros."""
+        if fuse not in FUSE_MODES:
+            raise ValueError(f"fuse must be one of {FUSE_MODES}, got {fuse!r}")
+        if not references:
+            raise ValueError("give at least one reference")
+        recs, passed = recommendations or [], passed_over or []
+        t0 = time.perf_counter()
+        t = target if isinstance(target, Photo) else read_photo(target)
+        photos = []
+        for i, ref in enumerate(references):
+            with warnings.catch_warnings():
+                if i:  # a colour target is said once, not once per reference
+                    warnings.simplefilter("ignore")
+                photos.append(stages.read_pair(t, ref)[1])
+        if len(photos) == 1:
+            out = self.colorize_pairs([(t, photos[0])], 1, heads)[0]
+            for res in out.values():
+                res.labels = np.zeros(res.confidence.shape, np.uint8)
+                res.references = (photos[0].name,)
+                res.recommendations, res.passed_over = recs, passed
+            return out
+        item = Prepared(0, t, photos[0], self.working_l(t), None, recs, passed)
+        return self.colorize_batch([item], heads, match_references(self.matcher, item, photos, fuse, self.size,
+                                                                   self.device, t0))[0]
 
     def colorize_alone(self, target: ImageInput) -> ColorizationResult:
         """Colorize ``target`` from the photo alone, even when this Colorizer has a gallery index (the
@@ -207,13 +234,12 @@ class Colorizer:
     def prepare(self, i: int, target: ImageInput, reference: ImageInput | None) -> Prepared:
         """Read one pair (finding the reference in the gallery when there is none) at the working size."""
         t0 = time.perf_counter()
-        source, recs, passed = target, [], []
+        recs: list[Any] = []
+        passed: list[tuple[str, str]] = []
         if reference is None and self._index is None:
             return self.prepare_alone(i, target, t0)
         if reference is None:
-            target = read_photo(source)
-            recs = self.recommend(source, k=AUTO_CANDIDATES)
-            (reference,), passed = usable_references(source, target, recs, 1)
+            target, (reference,), recs, passed = stages.gallery_references(target, self.recommend, 1)
         t, r = stages.read_pair(target, reference)
         tl, rlab = self.working(t, r)
         return Prepared(i, t, r, tl, rlab, recs, passed, time.perf_counter() - t0)
@@ -288,15 +314,3 @@ class Colorizer:
                                                  tl_j, head, self.levels, timings, item)
             out.append(per_head)
         return out
-
-
-def _release_gain(path: Path, meta: dict[str, Any]) -> float:
-    """The chroma gain a checkpoint's metadata asks for, checked like ``--chroma-gain`` (1 when absent)."""
-    from ..errors import WeightsError
-
-    gain = meta.get("release", {}).get("chroma_gain", 1.0)
-    if gain is None:
-        return 1.0
-    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not 0 < gain <= 3:
-        raise WeightsError(f"{path}: damaged checkpoint: its chroma_gain {gain!r} is not a number in (0, 3]")
-    return float(gain)

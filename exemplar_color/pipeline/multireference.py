@@ -3,16 +3,16 @@
 Each reference is matched to the target on its own (the target's VGG features computed once); the fusion
 (:mod:`exemplar_color.colorization.fusion`) chooses, per target pixel, the reference that matches it best,
 smoothed along the target's edges, and records the choice as a label map. With one reference this is exactly
-the single-reference path. Only the match stage is this module's own: the heads, the full resolution and the
-results are the Colorizer's one sequence (:meth:`~exemplar_color.pipeline.Colorizer.colorize_batch`).
+the single-reference path. Only the match stage is this module's own
+(:meth:`~exemplar_color.pipeline.Colorizer.colorize_references` reads the photos and runs it): the heads, the full
+resolution and the results are the Colorizer's one sequence (:meth:`~exemplar_color.pipeline.Colorizer.colorize_batch`).
 """
 
 from __future__ import annotations
 
 import time
-import warnings
 from functools import partial
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -20,63 +20,31 @@ import torch.nn.functional as F
 
 from ..colorization.fusion import fuse_ab, fuse_correspondences, match_scores, reference_weights
 from ..colorization.heads import Head
-from ..correspondence import Correspondence
-from ..photos import Photo, read_photo
-from ..result import ColorizationResult
+from ..correspondence import Correspondence, Matcher
+from ..photos import Photo
 from . import stages
 from .stages import Matched, MatchView, Prepared
 
-if TYPE_CHECKING:  # the Colorizer calls this module; its type is only named here
-    from .colorizer import Colorizer
-
-__all__ = ["FUSE_MODES", "colorize_references", "match_references"]
+__all__ = ["FUSE_MODES", "match_references"]
 
 FUSE_MODES = ("inputs", "outputs")
 
 
-def colorize_references(colorizer: "Colorizer", target: Any, references: Sequence[Any], heads: Sequence[str],
-                        fuse: str = "inputs", recommendations: list[Any] | None = None,
-                        passed_over: list[tuple[str, str]] | None = None) -> dict[str, ColorizationResult]:
-    """``{head: ColorizationResult}`` for ``target`` coloured from ``references`` (images or Photos).
-
-    ``fuse="inputs"`` (default) fuses the correspondences before the head; ``"outputs"`` runs the head on
-    each reference and blends the predicted colours by the same weights."""
+def match_references(matcher: Matcher, item: Prepared, photos: Sequence[Photo], fuse: str, size: int,
+                     device: torch.device, t0: float) -> Matched:
+    """The match stage with several references (``photos``, read; ``item``: the target at the working size
+    ``size``): each matched on its own (the target's features computed once), fused per pixel;
+    ``fuse="outputs"`` has each head read every match and blends its colours by the same weights. ``t0``:
+    when the work began (the match's seconds count from it)."""
     if fuse not in FUSE_MODES:
         raise ValueError(f"fuse must be one of {FUSE_MODES}, got {fuse!r}")
-    if not references:
-        raise ValueError("give at least one reference")
-    recs, passed = recommendations or [], passed_over or []
-    t0 = time.perf_counter()
-    t = target if isinstance(target, Photo) else read_photo(target)
-    photos = []
-    for i, ref in enumerate(references):
-        with warnings.catch_warnings():
-            if i:  # a colour target is said once, not once per reference
-                warnings.simplefilter("ignore")
-            photos.append(stages.read_pair(t, ref)[1])
-    if len(photos) == 1:  # exactly today's path
-        out = colorizer.colorize_pairs([(t, photos[0])], 1, heads)[0]
-        for res in out.values():
-            h, w = res.confidence.shape
-            res.labels = np.zeros((h, w), np.uint8)
-            res.references = (photos[0].name,)
-            res.recommendations, res.passed_over = recs, passed
-        return out
-    item = Prepared(0, t, photos[0], colorizer.working_l(t), None, recs, passed)
-    matched = match_references(colorizer, item, photos, fuse, t0)
-    return colorizer.colorize_batch([item], heads, matched)[0]
-
-
-def match_references(colorizer: "Colorizer", item: Prepared, photos: Sequence[Photo], fuse: str,
-                     t0: float) -> Matched:
-    """The match stage with several references: each matched on its own (the target's features computed
-    once), fused per pixel; ``fuse="outputs"`` has each head read every match and blends its colours."""
-    m, tl, t = colorizer.matcher, item.tl, item.target
-    ft = m.features(tl)
+    tl, t = item.tl, item.target
+    ft = matcher.features(tl)
     corrs: list[Correspondence] = []
     for r in photos:
-        rlab = stages.working_lab(r, colorizer.size, colorizer.device)
-        corrs.append(stages.match(m, tl, rlab, target_features=ft, reference_features=m.features(rlab[:, :1])))
+        rlab = stages.working_lab(r, size, device)
+        corrs.append(stages.match(matcher, tl, rlab, target_features=ft,
+                                  reference_features=matcher.features(rlab[:, :1])))
     weights, labels = reference_weights(match_scores(corrs), tl)
     fused = fuse_correspondences(corrs, weights)
     seconds = time.perf_counter() - t0

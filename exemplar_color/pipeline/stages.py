@@ -27,11 +27,11 @@ from ..errors import ExemplarColorError
 from ..full_resolution import FullResolution
 from ..io import ImageInput
 from ..layout import to_array
-from ..photos import Photo, read_photo, read_reference
+from ..photos import AUTO_CANDIDATES, Photo, read_photo, read_reference, usable_references
 from ..result import ColorizationResult, Lazy
 from ..working import resize, working_size
 
-__all__ = ["Prepared", "Matched", "MatchView", "read_target", "read_pair", "working_l", "working_lab", "match",
+__all__ = ["Prepared", "Matched", "MatchView", "gallery_references", "read_target", "read_pair", "working_l", "working_lab", "match",
            "full_fields", "views_of", "alone_view", "run_head", "render", "stage_timings", "assemble", "synchronizer"]
 
 
@@ -74,6 +74,17 @@ class Matched:
     views: list[MatchView]
     seconds: float
     head_step: Callable[[Head, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]] | None = None
+
+
+def gallery_references(target: ImageInput, recommend: Callable[[ImageInput, int], list[Any]], n: int,
+                       ) -> tuple[Photo, list[Photo], list[Any], list[tuple[str, str]]]:
+    """Pipeline stage, automatic mode: the target read, its ``n`` best usable references among the gallery's
+    ranking (``recommend(target, k)``, k at least :data:`~exemplar_color.photos.AUTO_CANDIDATES`), that
+    ranking, and ``(path, why)`` of those passed over (:func:`~exemplar_color.photos.usable_references`)."""
+    photo = read_photo(target)
+    recs = recommend(target, max(AUTO_CANDIDATES, 2 * n))
+    references, passed = usable_references(target, photo, recs, n)
+    return photo, references, recs, passed
 
 
 def read_target(target: ImageInput | Photo, stacklevel: int = 3) -> Photo:
