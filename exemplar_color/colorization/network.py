@@ -53,7 +53,7 @@ class ColorizationNetConfig:
     """
 
     levels: tuple[str, ...] = DEFAULT_LEVELS
-    variant: str = "torchvision"
+    variant: str = "torchvision"  # when not given: the library's default when this record was made (callers rely on it)
     width: float = 1.0
     size: int = 256
     arch: str = ARCH

@@ -35,7 +35,7 @@ from ..color import l_to_gray, rgb_to_gray_lab_l
 from ..layout import to_tensor
 from ..io import ImageInput, as_array
 from ..runtime import resolve_device
-from ..backbone.spec import LEVEL_CHANNELS, LEVELS, VARIANTS, Variant
+from ..backbone.spec import DEFAULT_VARIANT, LEVEL_CHANNELS, LEVELS, VARIANTS, Variant
 from ..backbone.weights import resolve_weights
 
 __all__ = [
@@ -73,7 +73,7 @@ class DescriptorConfig:
 
     level: str = "relu5_4"
     grid_level: str = ""
-    variant: Variant = "caffe"
+    variant: Variant = DEFAULT_VARIANT
     size: int = 224
     grid: int = 7
     bins: int = 10

@@ -16,7 +16,7 @@ import torch
 from ..artifacts import BuildReport
 from ..io import ImageInput
 from ..runtime import set_threads
-from ..backbone.spec import Variant
+from ..backbone.spec import DEFAULT_VARIANT, Variant
 from . import build as _build
 from . import update
 from .build import check_config, read_manifest
@@ -96,7 +96,7 @@ class GalleryIndex:
     @classmethod
     def build(cls, gallery: str | os.PathLike, path: str | os.PathLike, *, level: str = "relu5_4",
               config: DescriptorConfig | None = None, kind: str = "flat", params: dict[str, Any] | None = None,
-              weights: str | os.PathLike | None = None, variant: Variant = "caffe",
+              weights: str | os.PathLike | None = None, variant: Variant = DEFAULT_VARIANT,
               device: str | torch.device = "cpu", batch: int = 16, workers: int = 0, resume: bool = False,
               overwrite: bool = False, checkpoint: int = 256, rank: int | None = None, world: int | None = None,
               progress: bool = True, threads: int | None = None) -> "GalleryIndex | None":
