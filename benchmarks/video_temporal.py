@@ -43,7 +43,7 @@ def _lab(rgb: np.ndarray) -> np.ndarray:
     return rgb_to_lab(torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
 
 
-def _truth(clip: Path, n: int) -> list[np.ndarray]:
+def truth_frames(clip: Path, n: int) -> list[np.ndarray]:
     from exemplar_color.video import open_source
 
     with open_source(clip) as src:
@@ -116,7 +116,7 @@ def run_clip(colorizer, clip: Path, n: int, reference, label: str, photo_frames:
              ) -> tuple[dict, dict]:
     from exemplar_color.video import iter_colorized
 
-    truth = _truth(clip, n)
+    truth = truth_frames(clip, n)
     flows = _tvl1_flows(truth)
     kw = dict(reference_frame=0) if reference is None else dict(reference=reference)
     res, outs = {"reference": label}, {}
@@ -150,10 +150,11 @@ def component_times(colorizer, clip: Path) -> dict:
     """Median seconds of the per-frame match+head and of the temporal extra (two block flows + fusion) on
     one real frame pair: steadier than frames/s on a shared machine."""
     from exemplar_color.photos import Photo
-    from exemplar_color.video.temporal import block_flow, flow_confidence, fuse, warp
+    from exemplar_color.video.motion import block_flow, flow_confidence, warp
+    from exemplar_color.video.temporal import fuse
     from exemplar_color.layout import to_tensor
 
-    a, b = _truth(clip, 2)
+    a, b = truth_frames(clip, 2)
     pa, pb = (Photo("f", to_tensor(x.astype(np.float32) / 255), False) for x in (a, b))
     tl, rlab = colorizer.working(pb, pa)
     tl0 = colorizer.working_l(pa)

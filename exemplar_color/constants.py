@@ -8,7 +8,8 @@ the limits from here (:mod:`exemplar_color.io`, :mod:`exemplar_color.app.jobs`),
 
 from __future__ import annotations
 
-__all__ = ["MAX_PIXELS", "MAX_PIXELS_ENV", "MAX_UPLOAD_PIXELS", "POSITION_PRIOR", "PRECISIONS", "METHODS"]
+__all__ = ["MAX_PIXELS", "MAX_PIXELS_ENV", "MAX_UPLOAD_PIXELS", "POSITION_PRIOR", "PRECISIONS", "METHODS", "FLOW_METHODS",
+           "DEFAULT_FLOW"]
 
 MAX_PIXELS = 150_000_000  # a 12000x12500 scan; far above real photos, far below a decompression bomb
 MAX_PIXELS_ENV = "EXEMPLAR_COLOR_MAX_PIXELS"
@@ -17,3 +18,6 @@ MAX_UPLOAD_PIXELS = 40_000_000  # the app's own limit, below the CLI's: any web 
 POSITION_PRIOR = 0.25  # the matcher's default: patch cosine lost per squared relative distance, coarsest level
 PRECISIONS = ("auto", "float32", "mixed")  # the matcher's arithmetic (correspondence.matcher.MatcherPrecision)
 METHODS = ("fast", "patchmatch")  # correspondence search
+
+FLOW_METHODS = ("dis", "block")  # video motion between frames (video.motion)
+DEFAULT_FLOW = "dis"

@@ -36,6 +36,7 @@ from .color import rgb_to_lab
 from .layout import ImageLike, as_batch
 
 __all__ = [
+    "flicker",
     "as_batch",
     "psnr",
     "psnr_masked",
@@ -266,3 +267,18 @@ def image_metrics(pred: ImageLike, gt: ImageLike, vgg: torch.nn.Module | None = 
     if vgg is not None:
         row["vgg_distance"] = float(vgg_distance(p, g, vgg)[0])
     return row
+
+
+# ------------------------------------------------------------------------------------------- video
+def flicker(frames: Sequence[ImageLike], truth: Sequence[ImageLike]) -> float:
+    """Temporal flicker of a colorized clip: the mean over frame steps of the per-pixel Euclidean
+    ``|(ab_t - ab_t-1)_output - (ab_t - ab_t-1)_truth|`` (CIE Lab), the colour change the truth does not
+    have -- so colour that truly moves with the scene is not counted. Frames: RGB, as :func:`psnr`."""
+    if len(frames) != len(truth) or len(frames) < 2:
+        raise ValueError(f"flicker needs two or more frames and as many truth frames, got {len(frames)} "
+                         f"and {len(truth)}")
+    ab_out = [rgb_to_lab(as_batch(f)[0])[:, 1:] for f in frames]
+    ab_true = [rgb_to_lab(as_batch(t)[0])[:, 1:] for t in truth]
+    steps = [((ab_out[i] - ab_out[i - 1]) - (ab_true[i] - ab_true[i - 1])).pow(2).sum(1).sqrt().mean()
+             for i in range(1, len(frames))]
+    return float(torch.stack(steps).mean())

@@ -15,6 +15,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..constants import DEFAULT_FLOW, FLOW_METHODS
 from ..errors import UsageError
 from .options import (
     add_json_option,
@@ -51,6 +52,9 @@ Examples:
     add_out_option(p, "output video file (.mp4, .mkv, ...) or folder of frames")
     p.add_argument("--per-frame", action="store_true",
                    help="colour each frame on its own (no temporal fusion; flickers more)")
+    p.add_argument("--flow", choices=FLOW_METHODS, default=DEFAULT_FLOW,
+                   help="motion between frames for the temporal fusion: dis (OpenCV's DIS optical flow, follows "
+                        "zoom, rotation and moving subjects; default) or block (the earlier block matching)")
     p.add_argument("--no-cut-detection", action="store_true", help="treat the whole input as one shot")
     p.add_argument("--fps", type=float, default=None, metavar="FPS", help="frame rate of a folder input (default 25)")
     p.add_argument("--crf", type=at_least(0), default=16, metavar="N",
@@ -139,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
             reference_frame=args.reference_frame, temporal=not args.per_frame,
             detect_cuts=not args.no_cut_detection, fps=args.fps, crf=args.crf, max_frames=args.max_frames,
             progress=not (args.json or args.quiet), resume=args.resume, segment_frames=args.segment_frames,
-            overwrite=args.overwrite)
+            overwrite=args.overwrite, flow=args.flow)
     for msg in dict.fromkeys(str(w.message) for w in caught):
         print(f"warning: {msg}", file=sys.stderr)
     summary = {"output": str(result.output), "frames": result.frames, "size": [result.width, result.height],

@@ -20,7 +20,7 @@ from .io import (
                  open_source,
                  read_frame,
 )
-from .temporal import ShotDetector
+from .shots import ShotDetector
 
 __all__ = [
                  "ColorizedFrame",

@@ -24,18 +24,13 @@ import torch
 
 from ..errors import UsageError
 from ..layout import to_array, to_tensor
-from ..photos import Photo, usable_references
+from ..photos import AUTO_CANDIDATES, Photo, usable_references
 from ..working import is_gray
 from .io import Frame, VideoError, VideoReader, is_video_path, open_source, read_frame
 from .resume import WorkFolder, photo_digest, source_fingerprint
-from .temporal import (
-    ShotDetector,
-    TemporalState,
-    block_flow,
-    flow_confidence,
-    fuse,
-    warp,
-)
+from .motion import DEFAULT_FLOW, ROUND_TRIP_PX, check_flow, detail_kept, flow_confidence, optical_flow, warp
+from .shots import ShotDetector, match_score, suits
+from .temporal import TemporalState, fuse, guard
 
 
 @dataclass
@@ -118,16 +113,17 @@ class _FrameColorizer:
     reference features."""
 
     def __init__(self, colorizer, references: list[Any], temporal: bool, detector: ShotDetector | None,
-                 weight: float = 20.0):
+                 weight: float = 20.0, flow: str = DEFAULT_FLOW):
         self.c = colorizer
         self.refs = references
         self.temporal = temporal
         self.detector = detector
         self.weight = weight
+        self.flow = flow
         self.state: TemporalState | None = None
         self.ref = None
+        self.best_match = 0.0  # the best match score a shot's reference has had so far
         self.started = False
-        self.alone = not references and colorizer.index is None  # no reference, no gallery: the sub-net's prior
         self._features: dict[int, tuple[tuple, dict[str, torch.Tensor]]] = {}
 
     def _reference(self, photo, ref) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -145,22 +141,28 @@ class _FrameColorizer:
         return self.c.matcher.match_features(self.c.matcher.features(tl), fr, rlab, tuple(tl.shape[-2:]))
 
     def _pick(self, photo, tl: torch.Tensor, frame: Frame):
-        """A new shot's reference: the only one; the best-matching of several (mean forward similarity);
-        or, with no reference, the gallery's best for this frame."""
-        if not self.refs:
-            recs = self.c.recommend(frame.rgb, k=10)
-            (ref,), _ = usable_references(frame.rgb, photo, recs, 1)
+        """A new shot's reference and its correspondence: the best-matching of the given references
+        (:func:`.shots.match_score`), or with none given the gallery's best for this frame. ``(None, None)``
+        -- the sub-net's own prior -- when the model colours alone and the best reference suits this shot
+        far less than one suited an earlier shot (:func:`.shots.suits`): after a cut to a scene the
+        references do not show, the previous shot's colours are not carried over."""
+        if self.c.index is None and not self.refs:
+            return None, None
+        if self.refs:
+            candidates = self.refs
+        else:
+            recs = self.c.recommend(frame.rgb, k=AUTO_CANDIDATES)
+            candidates, _ = usable_references(frame.rgb, photo, recs, 1)
             self._features.clear()
-            return ref, None
-        if len(self.refs) == 1:
-            return self.refs[0], None
-        best = None
-        for ref in self.refs:
-            corr = self._match(photo, tl, ref)
-            score = float(corr.forward_similarity.mean())
-            if best is None or score > best[0]:
-                best = (score, ref, corr)
-        return best[1], best[2]
+        if len(candidates) == 1 and not self.c.colours_alone:
+            return candidates[0], None  # nothing else to choose
+        scored = [(match_score(corr), i, corr) for i, corr in
+                  enumerate(self._match(photo, tl, ref) for ref in candidates)]
+        score, i, corr = max(scored, key=lambda x: x[0])
+        best_before, self.best_match = self.best_match, max(self.best_match, score)
+        if self.c.colours_alone and not suits(score, best_before):
+            return None, None
+        return candidates[i], corr
 
     def __call__(self, frame: Frame) -> ColorizedFrame:
         t0 = time.perf_counter()
@@ -172,9 +174,8 @@ class _FrameColorizer:
         corr = None
         if cut:
             self.state = None
-            if not self.alone:
-                self.ref, corr = self._pick(photo, tl, frame)
-        if self.alone:
+            self.ref, corr = self._pick(photo, tl, frame)
+        if self.ref is None:
             ab = self.c.head.without_reference(tl)
             confidence = torch.zeros_like(tl)  # nothing came from a reference
         else:
@@ -183,17 +184,21 @@ class _FrameColorizer:
             ab, confidence = self.c.head(tl, corr), corr.confidence
         if self.temporal:
             if self.state is not None and self.state.l.shape == tl.shape:
-                fwd = block_flow(tl, self.state.l)
-                bwd = block_flow(self.state.l, tl)
-                conf = flow_confidence(tl, self.state.l, fwd, bwd)
-                ab, weight = fuse(ab, confidence, warp(self.state.ab, fwd), conf, warp(self.state.weight, fwd),
-                                  memory=self.weight)
+                ab, weight = self._fuse(tl, ab, confidence)
             else:
                 weight = 0.25 + confidence
             self.state = TemporalState(tl, ab, weight)
         image = self.c.render(photo.pixels, tl, ab).image()
         return ColorizedFrame(frame.index, frame.name, frame.pts, np.asarray(image), to_array(ab),
                               cut, "" if self.ref is None else self.ref.name, time.perf_counter() - t0)
+
+    def _fuse(self, tl: torch.Tensor, ab: torch.Tensor, confidence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This frame's own colours fused with the previous output's, moved along the motion; the guard
+        (:func:`.temporal.guard`) keeps the frame's own wherever the motion does not explain the frame."""
+        prev = self.state
+        fwd, bwd = optical_flow(tl, prev.l, self.flow), optical_flow(prev.l, tl, self.flow)
+        sure = guard(flow_confidence(tl, prev.l, fwd, bwd, sigma_px=ROUND_TRIP_PX[self.flow])) * detail_kept(fwd)
+        return fuse(ab, confidence, warp(prev.ab, fwd), sure, warp(prev.weight, fwd), memory=self.weight)
 
     def snapshot(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """What the next frame needs, to be saved and :meth:`restore` d: the temporal state, the shot
@@ -204,7 +209,8 @@ class _FrameColorizer:
         if self.detector is not None and self.detector.previous is not None:
             tensors.update(hist=torch.from_numpy(self.detector.previous[0]), thumb=torch.from_numpy(self.detector.previous[1]))
         which = next((i for i, r in enumerate(self.refs) if r is self.ref), None)
-        return tensors, {"reference": which if which is not None else getattr(self.ref, "name", None)}
+        return tensors, {"reference": which if which is not None else getattr(self.ref, "name", None),
+                         "best_match": self.best_match}
 
     def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         from ..photos import read_photo
@@ -212,6 +218,7 @@ class _FrameColorizer:
         ref = meta.get("reference")
         self.ref = self.refs[ref] if isinstance(ref, int) else read_photo(ref) if ref else None
         self.started = True  # frames before this one were coloured
+        self.best_match = float(meta.get("best_match", 0.0))
         if "l" in tensors:
             self.state = TemporalState(*(tensors[k].to(self.c.device) for k in ("l", "ab", "weight")))
         if self.detector is not None and "hist" in tensors:
@@ -220,10 +227,11 @@ class _FrameColorizer:
 
 def iter_colorized(colorizer, source, reference=None, *, reference_frame: int | None = None, temporal: bool = True,
                    detect_cuts: bool = True, max_frames: int | None = None, weight: float = 20.0,
-                   ) -> Iterator[ColorizedFrame]:
+                   flow: str = DEFAULT_FLOW) -> Iterator[ColorizedFrame]:
     """Colorized frames of ``source`` (a video file or a folder of frames), one at a time (streaming)."""
     refs = load_references(colorizer, source, reference, reference_frame)
-    work = _FrameColorizer(colorizer, refs, temporal, ShotDetector() if detect_cuts else None, weight)
+    check_flow(flow)
+    work = _FrameColorizer(colorizer, refs, temporal, ShotDetector() if detect_cuts else None, weight, flow)
     with open_source(source) as reader:
         yield from _colorized(work, reader, source, max_frames)
 
@@ -278,7 +286,7 @@ def colorize_video(colorizer, source, reference=None, output=None, *, reference_
                    temporal: bool = True, detect_cuts: bool = True, fps: float | None = None, crf: int = 16,
                    codec: str = "libx264", max_frames: int | None = None, progress: bool = False,
                    weight: float = 20.0, resume: bool = False, segment_frames: int = 48,
-                   overwrite: bool = False) -> VideoResult:
+                   overwrite: bool = False, flow: str = DEFAULT_FLOW) -> VideoResult:
     """Colorize ``source`` into ``output`` (a video file by its extension, e.g. ``.mp4``, or else a folder of
     PNG frames). The output keeps the size, frame rate, frame count and timestamps, and copies the audio
     packets of a video source unchanged; it appears under its name only when complete.
@@ -290,6 +298,7 @@ def colorize_video(colorizer, source, reference=None, output=None, *, reference_
     if output is None:
         raise UsageError("colorize_video needs an output (a video file or a folder); "
                          "use exemplar_color.video.iter_colorized for frames in memory")
+    check_flow(flow)
     if segment_frames < 1:
         raise UsageError(f"segment_frames must be at least 1, got {segment_frames}")
     out = Path(output)
@@ -307,11 +316,11 @@ def colorize_video(colorizer, source, reference=None, output=None, *, reference_
         if isinstance(reader, VideoReader):
             reader.check_complete(max_frames)  # a cut file: refused before any frame, naming both counts
         job = _job(colorizer, source, refs, out, reference_frame=reference_frame, temporal=temporal,
-                   detect_cuts=detect_cuts, weight=weight, fusion="recursive", fps=fps, crf=crf, codec=codec, max_frames=max_frames,
-                   segment_frames=segment_frames)
+                   detect_cuts=detect_cuts, weight=weight, fusion="recursive+guard", flow=flow, fps=fps, crf=crf,
+                   codec=codec, max_frames=max_frames, segment_frames=segment_frames)
         work = WorkFolder(out, job, resume=resume, info=reader.info, segment_frames=segment_frames, codec=codec,
                           crf=crf)
-        frames = _FrameColorizer(colorizer, refs, temporal, ShotDetector() if detect_cuts else None, weight)
+        frames = _FrameColorizer(colorizer, refs, temporal, ShotDetector() if detect_cuts else None, weight, flow)
         if work.saved is not None:
             frames.restore(*work.saved)
         known = [x for x in (reader.info.frames, max_frames) if x]

@@ -100,7 +100,7 @@ class VideoReader:
         try:
             self._container = av.open(str(self.path))
         except Exception as e:  # av.error.InvalidDataError and friends
-            raise VideoError(self.path, f"not a readable video ({_why(e)})") from None
+            raise VideoError(self.path, f"not a readable video ({error_reason(e)})") from None
         if not self._container.streams.video:
             self._container.close()
             raise NoVideoStreamError(self.path, "has no video stream")
@@ -152,7 +152,7 @@ class VideoReader:
                                 else self.info.time_base, f"{self.path.stem}_{i:06d}")
                     i += 1
         except av.error.FFmpegError as e:
-            raise VideoError(self.path, f"cannot be decoded after {i} frames ({_why(e)})") from None
+            raise VideoError(self.path, f"cannot be decoded after {i} frames ({error_reason(e)})") from None
         if i == 0:
             raise EmptyVideoError(self.path, "has no frame that can be decoded")
         declared = self.declared_frames()
@@ -170,7 +170,7 @@ class VideoReader:
         self.close()
 
 
-def _why(e: Exception) -> str:
+def error_reason(e: Exception) -> str:
     text = " ".join(str(e).split())
     return text if len(text) < 160 else text[:157] + "..."
 
@@ -241,7 +241,7 @@ class VideoWriter:
         os.close(fd)
         self.tmp = Path(tmp)
         try:
-            self._out = av.open(str(self.tmp), mode="w", format=_container_format(self.path))
+            self._out = av.open(str(self.tmp), mode="w", format=container_format(self.path))
             s = self._out.add_stream(codec, rate=info.fps)
             s.width, s.height = info.width, info.height
             s.pix_fmt = pix_fmt or ("yuv420p" if info.width % 2 == 0 and info.height % 2 == 0 else "yuv444p")
@@ -255,7 +255,7 @@ class VideoWriter:
             self.abort()
             if isinstance(e, ExemplarColorError):
                 raise
-            raise VideoError(self.path, f"cannot be written ({_why(e)})") from None
+            raise VideoError(self.path, f"cannot be written ({error_reason(e)})") from None
         self._next_pts = 0
 
     def write(self, rgb: np.ndarray, pts: int | None = None) -> None:
@@ -271,7 +271,7 @@ class VideoWriter:
         for packet in self.stream.encode(None):
             self._out.mux(packet)
         self._out.close()
-        _publish_mode(self.tmp)
+        publish_mode(self.tmp)
         os.replace(self.tmp, self.path)
         return self.path
 
@@ -283,12 +283,12 @@ class VideoWriter:
         self.tmp.unlink(missing_ok=True)
 
 
-def _container_format(path: Path) -> str | None:
+def container_format(path: Path) -> str | None:
     return {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi",
             ".ts": "mpegts"}.get(path.suffix.lower())
 
 
-def _publish_mode(path: Path, mode: int = 0o666) -> None:
+def publish_mode(path: Path, mode: int = 0o666) -> None:
     """mkstemp/mkdtemp make private files; a result gets the usual mode."""
     umask = os.umask(0)
     os.umask(umask)

@@ -33,7 +33,7 @@ from safetensors.torch import save_file
 
 from ..errors import ConfigMismatchError, UsageError
 from ..io import TEMP_TAG, atomic_write, save_image
-from .io import VideoError, VideoInfo, VideoWriter, _container_format, _publish_mode, _why, require_av
+from .io import VideoError, VideoInfo, VideoWriter, container_format, error_reason, publish_mode, require_av
 
 WORK_TAG = ".exemplar-work"
 FORMAT = 1
@@ -133,7 +133,7 @@ class WorkFolder:
                     meta = json.loads(f.metadata()["progress"])
                     tensors = {k: f.get_tensor(k) for k in f.keys()}
             except Exception as e:
-                raise VideoError(state, f"unreadable ({_why(e)}); delete {self.path} to start over") from None
+                raise VideoError(state, f"unreadable ({error_reason(e)}); delete {self.path} to start over") from None
             self.next, self.pending = meta.pop("next"), meta.pop("pending")
             self.cuts, self.references = meta.pop("cuts"), [tuple(r) for r in meta.pop("references")]
             self.saved = (tensors, meta)
@@ -205,7 +205,7 @@ class WorkFolder:
         audio muxed (with ``trim_audio``, the packets that start before the last frame ends); then the
         work folder goes."""
         if not self.video:
-            _publish_mode(self.frames, 0o777)
+            publish_mode(self.frames, 0o777)
             if self.out.exists():
                 self.out.rmdir()  # an empty folder (checked before the run)
             os.replace(self.frames, self.out)
@@ -217,7 +217,7 @@ class WorkFolder:
             until = float((segments[-1][1][-1] + 1 / (self.info.fps * tb)) * tb) if trim_audio else None
             final = self.path / f"final{self.out.suffix}"  # a kill while muxing leaves it in the work folder
             mux(segments, final, self.out, self.info, source, until)
-            _publish_mode(final)
+            publish_mode(final)
             os.replace(final, self.out)
         self.remove()
         return self.out
@@ -274,7 +274,7 @@ def mux(segments: list[tuple[Path, list[int]]], tmp: Path, out: Path, info: Vide
     tb = info.time_base or 1 / info.fps
     src = None
     try:
-        with av.open(str(tmp), mode="w", format=_container_format(out)) as o:
+        with av.open(str(tmp), mode="w", format=container_format(out)) as o:
             with av.open(str(segments[0][0])) as first:
                 vs = o.add_stream_from_template(first.streams.video[0])
             vs.time_base = tb
@@ -292,7 +292,7 @@ def mux(segments: list[tuple[Path, list[int]]], tmp: Path, out: Path, info: Vide
                 packet.stream = vs if kind == 0 else oa
                 o.mux(packet)
     except av.error.FFmpegError as e:
-        raise VideoError(out, f"cannot be written ({_why(e)})") from None
+        raise VideoError(out, f"cannot be written ({error_reason(e)})") from None
     finally:
         if src is not None:
             src.close()
