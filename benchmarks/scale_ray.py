@@ -78,19 +78,25 @@ def _peak(pid: int) -> tuple[int, str]:
 
 def run(argv: list[str], worker_tag: str) -> dict:
     """Run the command; wall seconds, its JSON result, peak memory of the main process and of each worker."""
+    import tempfile
+
     t0 = time.time()
-    proc = subprocess.Popen([sys.executable, "-m", "exemplar_color.cli.main", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     peaks: dict[int, int] = {}
     main_peak = 0
-    while proc.poll() is None:
-        main_peak = max(main_peak, _peak(proc.pid)[0])
-        for pid in _tree(proc.pid):
-            size, title = _peak(pid)
-            if worker_tag in title:
-                peaks[pid] = max(peaks.get(pid, 0), size)
-        time.sleep(0.5)
-    out, err = proc.communicate()
+    # files, not pipes: a pipe nobody reads while polling would fill up and block the command
+    with tempfile.TemporaryFile("w+") as sink, tempfile.TemporaryFile("w+") as errs:
+        proc = subprocess.Popen([sys.executable, "-m", "exemplar_color.cli.main", *argv], stdout=sink, stderr=errs,
+                                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        while proc.poll() is None:
+            main_peak = max(main_peak, _peak(proc.pid)[0])
+            for pid in _tree(proc.pid):
+                size, title = _peak(pid)
+                if worker_tag in title:
+                    peaks[pid] = max(peaks.get(pid, 0), size)
+            time.sleep(0.5)
+        sink.seek(0)
+        errs.seek(0)
+        out, err = sink.read(), errs.read()
     if proc.returncode:
         raise SystemExit(f"{' '.join(argv[:3])}... failed ({proc.returncode}): {err[-1500:]}")
     return {"wall_s": round(time.time() - t0, 2), "started": t0, "result": json.loads(out),
@@ -99,21 +105,25 @@ def run(argv: list[str], worker_tag: str) -> dict:
 
 def steady(files: list[Path]) -> float:
     """Photos per second between the first and the last output (modification times)."""
-    t = sorted(f.stat().st_mtime for f in files)
+    t = sorted(f.stat().st_mtime for f in files if "_" not in f.stem)
     return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
 
 
-def colorize(n: int, profile: str, workers: int, work: Path) -> dict:
+def colorize(n: int, profile: str, workers: int, work: Path, threads1: bool = True) -> dict:
     src = photos(n, work / "in", colour=False)
     base = ["colorize", str(src), *PROFILES[profile], "--device", "cpu", "--json", "--overwrite"]
     if "analogy" in PROFILES[profile]:  # the analogy head needs a reference; the default model colours alone
         ref = min(photos(1, work / "ref", colour=True).glob("*.jpg"))
         base += ["--reference", str(ref)]
     local = run([*base, "-o", str(work / "local")], "exemplar_color")  # the plain folder run: torch's threads
+    # the folder run with one thread: on a loaded machine, torch's threads wait for each other (see docs/scale.md)
+    local1 = run([*base, "-o", str(work / "local1"), "--threads", "1"], "exemplar_color") if threads1 else None
     ray = run([*base, "-o", str(work / "ray"), "--engine", "ray", "--workers", str(workers), "--threads", "1"],
               "ColorizeWorker")
-    rates = {k: steady(list((work / k).glob("*.png"))) for k in ("local", "ray")}
-    timings = [o["timings"] for o in local["result"]["outputs"]]
+    rates = {k: steady(list((work / k).glob("*.png"))) for k in ("local", "local1", "ray")}
+    # per-photo stage times from the fastest folder run (one thread: the one least slowed by other processes)
+    best = local1 if local1 and local1["wall_s"] < local["wall_s"] else local
+    timings = [o["timings"] for o in best["result"]["outputs"]]
     cpu_side = sum(t.get("load_s", 0) + t.get("full_resolution_s", 0) for t in timings) / max(1, len(timings))
     return {
         "photos": n, "profile": profile, "ray_workers": workers,
@@ -126,7 +136,11 @@ def colorize(n: int, profile: str, workers: int, work: Path) -> dict:
                 "worker_peak_bytes": ray["worker_peak_bytes"], "failed": len(ray["result"]["failed"])},
         "ratio_end_to_end": round(local["wall_s"] / ray["wall_s"], 3),
         "ratio_steady": round(rates["ray"] / rates["local"], 3) if rates["local"] else None,
-    }
+    } | ({"local_threads_1": {"wall_s": local1["wall_s"], "photos_per_s_steady": round(rates["local1"], 3),
+                             "peak_bytes": local1["driver_peak_bytes"]},
+          "ratio_end_to_end_vs_threads_1": round(local1["wall_s"] / ray["wall_s"], 3),
+          "ratio_steady_vs_threads_1": round(rates["ray"] / rates["local1"], 3) if rates["local1"] else None}
+         if local1 else {})
 
 
 def gallery(n: int, workers: int, work: Path) -> dict:
