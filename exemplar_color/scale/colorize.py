@@ -22,6 +22,10 @@ from .worker import ColorizeWorker, job_rows
 
 __all__ = ["SETTINGS", "colorize_on_ray"]
 
+# A batch is retried on a fresh worker this many times when its worker dies (a kill, the OOM killer), then the run
+# stops: a photo that kills every worker must not loop for ever.
+RETRIES = 3
+
 # What a worker needs of the command's arguments to build the same Colorizer and colour the same way.
 SETTINGS = ("reference", "auto", "index", "top_k", "model", "chroma_gain", "size", "levels", "vgg_weights",
             "vgg_variant", "device", "threads", "method", "precision", "position_prior", "max_pixels", "overwrite")
@@ -44,7 +48,7 @@ def colorize_on_ray(args: argparse.Namespace, todo: list, report: dict[str, Any]
         batch = max(1, min(8, len(todo) // (workers * 4) or 1))  # several batches per worker: an even spread
         ds = ray.data.from_items(job_rows(todo), override_num_blocks=max(1, -(-len(todo) // batch)))
         ds = ds.map_batches(ColorizeWorker, fn_constructor_kwargs={"settings": settings}, batch_size=batch,
-                            batch_format="numpy", concurrency=workers, num_cpus=cpus, max_task_retries=-1,
+                            batch_format="numpy", concurrency=workers, num_cpus=cpus, max_task_retries=RETRIES,
                             max_restarts=-1, **({"num_gpus": args.gpus_per_worker} if args.gpus_per_worker else {}))
         shown: set[str] = set()
         quiet = args.json or args.quiet
@@ -56,6 +60,14 @@ def colorize_on_ray(args: argparse.Namespace, todo: list, report: dict[str, Any]
             for row in ds.iter_rows():
                 bar.update(1)
                 _record(row, report, shown, say, quiet or not args.auto)
+        except ExemplarColorError:
+            raise
+        except Exception as e:  # noqa: BLE001 - Ray's own: a batch whose workers died RETRIES + 1 times
+            first = (str(e).strip().splitlines() or [type(e).__name__])[-1][:300]
+            raise ExemplarColorError(f"stopped: a batch failed on {RETRIES + 1} Ray workers in a row (killed, or out "
+                                     f"of memory: lower --size or give workers more memory): {first}; the "
+                                     f"{len(report['outputs'])} photos finished are kept: run again with --resume"
+                                     ) from None
         finally:
             bar.close()
     return report

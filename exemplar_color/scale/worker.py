@@ -80,6 +80,8 @@ class ColorizeWorker:
         except MemoryError:
             return {**base, "error": f"{job.target}: the worker ran out of memory on this photo (lower --size or "
                                      f"--max-pixels, or give workers more memory)"}
+        except Exception as e:  # noqa: BLE001 - one strange photo of a million must not stop the others
+            return {**base, "error": f"{job.target}: unexpected {type(e).__name__}: {e} (please report it)"}
         out = {"reference": result.reference, "references": list(result.references or (result.reference,)),
                "passed_over": [{"path": p, "reason": why} for p, why in result.passed_over],
                "timings": {k: round(v, 4) for k, v in result.timings.items()}}

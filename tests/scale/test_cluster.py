@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+from scale_fixtures import *
 
 from exemplar_color.cli.main import main
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scale_fixtures import *
 
 from exemplar_color.cli.main import main
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from scale_fixtures import *
 
 pytestmark = pytest.mark.slow  # subprocesses, each with its own local Ray, and SIGKILL
 

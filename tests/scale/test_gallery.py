@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from scale_fixtures import *
 
 from exemplar_color.cli.main import main
 

@@ -1,5 +1,6 @@
-"""Fixtures of the Ray engine's tests: one real local Ray of 2 CPUs per pytest process (each xdist worker its
-own instance, its own ports and session folder), small real photos, the small VGG-19 slice."""
+"""Fixtures of the Ray engine's tests (imported by each test module: a conftest.py here would shadow tests/conftest.py,
+which other tests import as ``conftest``): one real local Ray of 2 CPUs per pytest process (each xdist worker
+its own instance, its own ports and session folder), small real photos, the small VGG-19 slice."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+
+__all__ = ["common", "make_gray", "photos", "ray_local"]
 
 LEVELS = ["relu2_1", "relu1_1"]
 
