@@ -75,7 +75,7 @@ Examples:
 
 def _precheck(args: argparse.Namespace) -> None:
     """Everything that can be refused without a model: input, output, references."""
-    from ..photos import GrayReferenceError, read_photo
+    from ..photos import check_reference, read_photo
     from ..video.io import VideoReader, is_video_path, open_source
     from .plan import refuse_existing
 
@@ -111,10 +111,7 @@ def _precheck(args: argparse.Namespace) -> None:
             raise UsageError(f"{r} is a video: add --reference-frame N to use its frame N")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            photo = read_photo(r)
-        if not photo.colour:
-            raise GrayReferenceError(r, "the reference is grayscale: it has no colour to transfer; "
-                                        "choose a colour photo of similar content")
+            check_reference(read_photo(r))
 
 
 @contextmanager

@@ -36,7 +36,8 @@ import h5py
 import numpy as np
 import torch
 
-from ..artifacts import BuildReport, ShardPlan, file_sha256, read_manifest, refuse_differences, write_manifest
+from ..artifacts import (BuildReport, ShardPlan, file_sha256, known_fields, read_manifest, refuse_differences,
+                         write_manifest)
 from ..backbone import VGG19Features
 from ..color import rgb_to_lab
 from ..errors import ConfigMismatchError, ExemplarColorError, ImageError
@@ -84,6 +85,7 @@ class CacheConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CacheConfig":
+        d = known_fields(cls, d, "cache settings")
         return cls(**{**d, "levels": tuple(d["levels"]), "features": tuple(d.get("features", ()))})
 
     def check(self, where: str, **expected: Any) -> None:

@@ -80,7 +80,7 @@ def load_references(colorizer, source, reference=None, reference_frame: int | No
     """The reference photos (:class:`~exemplar_color.photos.Photo`), read and checked before any frame:
     photos as given; with ``reference_frame=N``, frame N of ``reference`` when it is a video (a colour
     version of the source), else of ``source`` itself (which must then be in colour)."""
-    from ..photos import GrayReferenceError, read_photo
+    from ..photos import check_reference, read_photo
 
     refs = _as_list(reference)
     if reference_frame is not None:
@@ -97,11 +97,7 @@ def load_references(colorizer, source, reference=None, reference_frame: int | No
     for r in refs:
         if isinstance(r, (str, os.PathLike)) and is_video_path(r):
             raise UsageError(f"{r} is a video: give reference_frame=N (--reference-frame N) to use one of its frames")
-        p = r if hasattr(r, "pixels") else read_photo(r)
-        if not p.colour:
-            raise GrayReferenceError(p.name, "the reference is grayscale: it has no colour to transfer; "
-                                             "choose a colour photo of similar content")
-        photos.append(p)
+        photos.append(check_reference(r if hasattr(r, "pixels") else read_photo(r)))
     if not photos and colorizer.index is None and not colorizer.colours_alone:
         raise UsageError("give a reference (a colour photo, several, or reference_frame=N), "
                          "or create the Colorizer with a gallery index, or use a model that colours alone")
