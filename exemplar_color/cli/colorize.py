@@ -109,18 +109,6 @@ def say(line: str) -> None:
     tqdm.write(line, file=sys.stderr)
 
 
-def write_outputs(job, result) -> None:
-    """Side outputs first, the main image last: each atomically, so the image marks the job done."""
-    from ..io import save_image
-
-    images = {"confidence": result.confidence_image, "labels": result.label_image,
-              "warped": lambda: result.warped_image}
-    for side in job.sides:
-        tag = side.stem.rsplit("_", 1)[1]
-        save_image(side, images[tag]())
-    save_image(job.output, result.image)
-
-
 def _job(args: argparse.Namespace) -> dict:
     """What makes a folder run's pictures (references and settings), for its :class:`JobRecord`."""
     from ..artifacts import file_sha256, sha256_of
@@ -151,7 +139,7 @@ def execute(args: argparse.Namespace) -> dict:
     """The run (local, or on Ray with ``--engine ray``): its report, as ``--json`` prints it."""
     from tqdm import tqdm
 
-    from .plan import JobRecord, check_working_size, refuse_existing, remove_leftovers
+    from .plan import JobRecord, check_working_size, refuse_existing, remove_leftovers, write_outputs
 
     if not args.auto and not args.reference and not colours_alone(args.model):
         raise UsageError(f"the {args.model} model needs a reference: give --reference REF, or --auto with --index "

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..errors import ConfigMismatchError, OutputError, UsageError
-from ..io import IMAGE_EXTENSIONS, atomic_write, list_images, temp_leftovers
+from ..io import IMAGE_EXTENSIONS, atomic_write, list_images, save_image, temp_leftovers
 
 __all__ = ["Job", "plan_colorize", "check_output_file", "check_output_folder", "check_writable",
            "refuse_existing", "remove_leftovers", "JobRecord", "check_working_size", "SAVE_EXTENSIONS"]
@@ -253,6 +253,16 @@ def check_output_folder(path: str | os.PathLike, option: str, inputs: Iterable[s
             raise UsageError(f"{option} {p} is inside the input folder {i}; choose a folder outside it")
     check_writable([p])
     return p
+
+
+def write_outputs(job, result) -> None:
+    """Side outputs first, the main image last: each atomically, so the image marks the job done."""
+    images = {"confidence": result.confidence_image, "labels": result.label_image,
+              "warped": lambda: result.warped_image}
+    for side in job.sides:
+        tag = side.stem.rsplit("_", 1)[1]
+        save_image(side, images[tag]())
+    save_image(job.output, result.image)
 
 
 def remove_leftovers(jobs: Iterable[Job]) -> list[Path]:

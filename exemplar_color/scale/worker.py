@@ -55,8 +55,7 @@ class ColorizeWorker:
         return rows
 
     def _one(self, job) -> dict[str, Any]:
-        from ..cli.colorize import write_outputs
-        from ..cli.plan import remove_leftovers
+        from ..cli.plan import remove_leftovers, write_outputs
         from ..errors import ExemplarColorError, ImageError
         from ..io import pixel_limit
 
