@@ -185,14 +185,9 @@ def test_shot_detector_no_false_cut_on_whole_real_clip(clips):
     assert cuts == [0]
 
 
-def _flicker(out: list[np.ndarray], truth: list[np.ndarray]) -> float:
-    """Mean |(ab_t - ab_t-1)_output - (ab_t - ab_t-1)_truth|: colour change the truth does not have."""
-    lo, lt = [_lab(o)[..., 1:] for o in out], [_lab(t)[..., 1:] for t in truth]
-    return float(np.mean([np.linalg.norm((lo[i] - lo[i - 1]) - (lt[i] - lt[i - 1]), axis=-1).mean()
-                          for i in range(1, len(out))]))
-
-
 def test_temporal_path_flickers_less_than_per_frame(colorizer, clips):
+    from exemplar_color.metrics import flicker
+
     src = clips["bikes"]
     ref = read_frame(src, 0)
     with open_source(src) as s:
@@ -204,7 +199,7 @@ def test_temporal_path_flickers_less_than_per_frame(colorizer, clips):
     # measured: 0.443 temporal vs 0.452 per frame (DIS flow and the guard; 0.419 vs 0.434 with block matching).
     # At this working size (64 for 640x272 frames) most of both is the originals' own chroma noise and the
     # upsampling, which no output follows; at size 160 the ratio is 0.85 (benchmarks/video_moves.py)
-    assert _flicker(temporal, truth) < _flicker(per_frame, truth)
+    assert flicker(temporal, truth) < flicker(per_frame, truth)
 
 
 def test_fusion_weight_accumulates_only_where_the_motion_is_sure():
