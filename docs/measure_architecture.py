@@ -23,14 +23,14 @@ PACKAGE = "exemplar_color"
 # (colour -> backbone -> correspondence -> colorization heads -> pipeline -> CLI) sit retrieval (on the
 # backbone), training (on correspondence and the heads), evaluation, video and the app (on the pipeline).
 LAYERS = [
-    ("foundation", ("_version", "errors", "runtime", "artifacts", "device", "io", "color", "layout", "working",
-                    "metrics")),
+    ("foundation", ("_version", "errors", "constants", "runtime", "artifacts", "device", "io", "color", "layout",
+                    "working", "metrics", "outputs")),
     ("backbone", ("vgg_spec", "weights", "backbone")),
     ("correspondence, retrieval", ("correspondence", "retrieval")),
     ("colorization heads", ("colorization", "models")),
     ("pipeline, training", ("pipeline", "photos", "result", "full_resolution", "multireference", "training",
                             "baselines")),
-    ("evaluation, video, app", ("evaluation", "video", "app")),
+    ("evaluation, video, app, scale", ("evaluation", "video", "app", "scale")),
     ("cli", ("cli",)),
 ]
 RANK = {top: i for i, (_, tops) in enumerate(LAYERS) for top in tops}

@@ -41,7 +41,7 @@ TRAIN_SETS = {"imagenet-sample": "imagenet-sample", "imagenet-val-227": "imagene
 CLASSED_EXTRA = ("caltech101", "imagenette")  # train-extra sources whose class column names a real class
 STAGES = ("gallery", "index", "pairs", "cache", "train", "calibrate", "export")
 TEMPERATURES = (0.25, 0.3, 0.38, 0.45, 0.55, 0.7, 1.0)
-STRENGTHS = (0.0, 0.5, 0.75, 1.0)  # how much of the class rebalancing the readout undoes
+STRENGTHS = (0.0, 0.25, 0.5, 0.6, 0.75, 0.9, 1.0)  # how much of the class rebalancing the readout undoes
 GATE_POWERS = (1.0, 2.0, 4.0)  # how sure the gate must be before the warped reference is taken
 
 
@@ -166,13 +166,32 @@ def _chosen(work: Path, args: argparse.Namespace) -> Path:
     return best if args.export == "best" and best.is_file() else run / "model.safetensors"
 
 
+def choose_readouts(rows: list[dict], powers: list[float], slack: float) -> tuple[int, int]:
+    """The readouts kept, as indices of ``rows`` (held-out figures of each readout; ``powers``: its gate power).
+    Only readouts where the real reference adds no error (ab error with it at most without it) are eligible.
+    Default: of those within ``slack`` of the lowest summed ab error (with and without reference), the one whose
+    colourfulness (Hasler-Suesstrunk, as the quality reports give it) is nearest the truth's. Vivid: at the same
+    gate power, the most colourful one whose ab errors still stay below the gray image's (colour that errs less
+    than none), ties (to 0.01) going to the lower error."""
+    score = [r["val_ab_l1"] + r["val_noref_l1"] for r in rows]
+    fair = [i for i, r in enumerate(rows) if r["val_ab_l1"] <= r["val_noref_l1"]]
+
+    def colour(i: int) -> float:
+        return (rows[i]["val_ab_colourfulness"] + rows[i]["val_noref_colourfulness"]) / 2
+
+    best = min(score[i] for i in fair)
+    chosen = min((i for i in fair if score[i] <= best + slack), key=lambda i: abs(colour(i) - 1))
+    bold = [i for i in fair if powers[i] == powers[chosen] and rows[i]["val_noref_l1"] < rows[i]["val_gray_l1"]]
+    vivid = max(bold, key=lambda i: (round(colour(i), 2), -score[i]), default=chosen)
+    return chosen, vivid
+
+
 def stage_calibrate(work: Path, args: argparse.Namespace) -> dict:
     """The hypercolumn sub-net's readout, chosen on the run's own held-out model-selection pairs (never on
     evaluation photos): the temperature of the annealed mean and how much of the class rebalancing to undo
     (logit bias ``-strength * log(weights)``; the network learnt rebalanced, over-vivid odds) and the power of
-    the trust gate (how sure it must be before the warped reference is taken). Kept: of the
-    readouts whose ab errors, with the real reference and with none, stay within ``--calibrate-slack`` of the
-    best readout's, the one whose colourfulness is nearest the truth's."""
+    the trust gate (how sure it must be before the warped reference is taken). Kept: the default and the vivid
+    readout of :func:`choose_readouts`."""
     import random
 
     from exemplar_color.colorization.checkpoint import load_checkpoint
@@ -191,18 +210,19 @@ def stage_calibrate(work: Path, args: argparse.Namespace) -> dict:
     loader = torch.utils.data.DataLoader(CacheDataset(trainer.cache, recs), batch_size=16)
     grid = [(t, s, g) for g in GATE_POWERS for s in STRENGTHS for t in TEMPERATURES]
     rows = sweep_readouts(net, (decode(b) for b in loader), [(t, -s * log_w, g) for t, s, g in grid])
-    score = [r["val_ab_l1"] + r["val_noref_l1"] for r in rows]
-    best = min(score)
-    ok = [i for i in range(len(grid)) if score[i] <= best + args.calibrate_slack]
-    chosen = min(ok, key=lambda i: abs((rows[i]["val_ab_chroma"] + rows[i]["val_noref_chroma"]) / 2 - 1))
+    chosen, vivid = choose_readouts(rows, [g[2] for g in grid], args.calibrate_slack)
     t, strength, power = grid[chosen]
     result = {"pairs": len(recs), "temperature": t, "strength": strength, "gate_power": power,
               "slack": args.calibrate_slack,
               "logit_bias": (-strength * log_w).tolist(), "chosen": rows[chosen],
+              "vivid": {"temperature": grid[vivid][0], "strength": grid[vivid][1],
+                        "logit_bias": (-grid[vivid][1] * log_w).tolist(), "chosen": rows[vivid]},
               "grid": [{"temperature": g[0], "strength": g[1], "gate_power": g[2], **r} for g, r in zip(grid, rows)]}
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"calibrate: temperature {t}, rebalancing undone x{strength}, gate power {power} on {len(recs)} pairs: "
           f"{rows[chosen]}", file=sys.stderr)
+    print(f"calibrate: vivid readout: temperature {grid[vivid][0]}, rebalancing undone x{grid[vivid][1]}: "
+          f"{rows[vivid]}", file=sys.stderr)
     return result
 
 
@@ -212,9 +232,10 @@ def stage_export(work: Path, args: argparse.Namespace) -> Path:
     cal = work / args.run / "calibration.json"
     cal = json.loads(cal.read_text()) if cal.is_file() else {}
     bias = torch.tensor(cal["logit_bias"]) if "logit_bias" in cal else None
+    vivid = (cal["vivid"]["temperature"], torch.tensor(cal["vivid"]["logit_bias"])) if "vivid" in cal else None
     return export_release(_chosen(work, args), work / "export" / args.run / "default.safetensors",
                           chroma_gain=args.chroma_gain, temperature=cal.get("temperature"), logit_bias=bias,
-                          gate_power=cal.get("gate_power"))
+                          gate_power=cal.get("gate_power"), vivid=vivid)
 
 
 def main() -> int:

@@ -108,7 +108,7 @@ def run_build(args: argparse.Namespace) -> int:
     from ..runtime import dist_env, resolve_device, set_threads
     from ..training.cache import build_cache
     from ..training.pairs import PairManifest
-    from .plan import check_output_folder
+    from ..outputs import check_output_folder
 
     check_output_folder(args.out, "--out")  # before any model loads
     set_threads(args.threads)
@@ -132,7 +132,7 @@ def run_pairs(args: argparse.Namespace) -> int:
     from ..io import list_images
     from ..runtime import resolve_device
     from ..training.pairs import FirstOf, NearestDescriptor, SameClass, make_pairs, read_labels
-    from .plan import check_output_file
+    from ..outputs import check_output_file
 
     names = [r.strip() for r in args.rule.split(",") if r.strip()]
     for name in names:  # all checked before any work

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import ExemplarColorError, ImageError, UsageError
 from .options import (add_json_option, add_model_option, add_out_option, add_pipeline_options, add_resume_option,
-                      add_top_k_option, colorizer_from, existing_file, index_folder)
+                      add_top_k_option, colorizer_from, colorizer_settings, existing_file, index_folder)
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("colorize", help="colorize black-and-white photos with a reference (or automatically)",
@@ -71,7 +71,7 @@ Examples:
 def plan(args: argparse.Namespace) -> list:
     """Every target's :class:`~.plan.Job` (its outputs), checked (see :mod:`.plan`); raises
     UsageError/OutputError."""
-    from .plan import check_writable, plan_colorize
+    from ..outputs import check_writable, plan_colorize
 
     several = len(args.reference) > 1 or (args.auto and args.top_k > 1)
     tags = [t for t, on in (("confidence", args.save_confidence), ("labels", args.save_confidence and several),
@@ -121,7 +121,8 @@ def _job(args: argparse.Namespace) -> dict:
             "model": args.model if args.model in ("default", "analogy", "none", "None") else named(args.model),
             "chroma_gain": args.chroma_gain, "size": args.size, "levels": args.levels,
             "vgg_weights": named(args.vgg_weights), "vgg_variant": args.vgg_variant, "method": args.method,
-            "precision": args.precision, "position_prior": args.position_prior}
+            "precision": args.precision, "position_prior": args.position_prior,
+            **({"vivid": True} if args.vivid else {})}  # absent when off: records of older runs still match
 
 
 def colours_alone(model: str | None) -> bool:
@@ -139,7 +140,7 @@ def execute(args: argparse.Namespace) -> dict:
     """The run (local, or on Ray with ``--engine ray``): its report, as ``--json`` prints it."""
     from tqdm import tqdm
 
-    from .plan import JobRecord, check_working_size, refuse_existing, remove_leftovers, write_outputs
+    from ..outputs import JobRecord, check_working_size, refuse_existing, remove_leftovers, write_outputs
 
     if not args.auto and not args.reference and not colours_alone(args.model):
         raise UsageError(f"the {args.model} model needs a reference: give --reference REF, or --auto with --index "
@@ -181,7 +182,8 @@ def execute(args: argparse.Namespace) -> dict:
 
         fresh = record is not None and not (args.resume and record.path.is_file())
         start = time.perf_counter()
-        report = colorize_on_ray(args, todo, report, say, before=record.write if fresh else None)
+        report = colorize_on_ray(args, colorizer_settings(args), todo, report, say,
+                                 before=record.write if fresh else None)
         return report | {"seconds": round(time.perf_counter() - start, 3)}
     colorizer = colorizer_from(args, index=args.index if args.auto else None) if todo else None
     if colorizer is not None:

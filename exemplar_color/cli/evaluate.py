@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..evaluation import METHOD_LABELS, methods_of, run_evaluation
-    from .plan import check_output_folder
+    from ..outputs import check_output_folder
 
     if args.reference_mode == "auto" and not args.index:
         raise UsageError("--reference-mode auto needs --index PATH "

@@ -136,7 +136,7 @@ def run_build(args: argparse.Namespace) -> int:
 
     from ..errors import UsageError
     from ..retrieval import DescriptorConfig, GalleryIndex
-    from .plan import check_output_folder
+    from ..outputs import check_output_folder
 
     if args.grid_level and args.grid_level not in LEVELS:
         raise UsageError(f"--grid-level {args.grid_level!r}: unknown VGG-19 level; choose from {', '.join(LEVELS)}")
@@ -181,7 +181,7 @@ def run_add(args: argparse.Namespace) -> int:
 
     from ..retrieval import GalleryIndex
 
-    from .plan import check_writable
+    from ..outputs import check_writable
 
     check_writable([Path(args.index)])
     device = _setup(args)

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..io import atomic_write
     from ..layout import to_array
-    from .plan import check_output_file
+    from ..outputs import check_output_file
 
     if args.reference and args.reference_positional:
         raise UsageError("give the reference once: --reference REF (or as the second argument), not both")

@@ -364,23 +364,30 @@ def add_model_option(p: argparse.ArgumentParser) -> None:
                    help="push the trained sub-net's colours out from gray by G, in (0, 3] (default: the model's "
                         "calibrated gain; 1: as predicted; >1: more vivid, at some cost in colour error); the analogy "
                         "head has no gain: ignored there, with a warning")
+    p.add_argument("--vivid", action="store_true",
+                   help="the trained sub-net's bolder readout of its colour distribution: more colourful where the "
+                        "reference gives nothing, at some cost in colour error (figures in docs/quality.md)")
+
+
+def colorizer_settings(args: argparse.Namespace) -> dict:
+    """The Colorizer's keyword arguments the options ask for (plain values: a Ray worker builds the same one)."""
+    return {"device": args.device, "vgg_weights": args.vgg_weights, "vgg_variant": args.vgg_variant,
+            "levels": args.levels, "size": args.size, "method": args.method, "precision": args.precision,
+            "position_prior": args.position_prior, "model": getattr(args, "model", "analogy"),
+            "chroma_gain": getattr(args, "chroma_gain", None), "vivid": getattr(args, "vivid", False)}
 
 
 def colorizer_from(args: argparse.Namespace, **extra):
+    """The Colorizer of :func:`colorizer_settings` (``extra``: more keyword arguments, e.g. ``index``)."""
     import sys
 
     from ..pipeline.colorizer import Colorizer
 
-    if getattr(args, "chroma_gain", None) is not None and getattr(args, "model", "analogy") in ("analogy", "none",
-                                                                                                "None"):
+    settings = colorizer_settings(args)
+    if settings["chroma_gain"] is not None and settings["model"] in ("analogy", "none", "None"):
         print(f"warning: --chroma-gain {args.chroma_gain:g} is ignored: the analogy head has no gain (it is the "
               "trained sub-net's; --model default or a checkpoint)", file=sys.stderr)
-    # the Colorizer decides the backbone once: asked for, the model's, the weight file's own, else the default
-    return Colorizer(device=args.device, vgg_weights=args.vgg_weights, vgg_variant=args.vgg_variant,
-                     levels=args.levels, size=args.size, method=args.method, precision=args.precision,
-                     position_prior=args.position_prior,
-                     model=getattr(args, "model", "analogy"), chroma_gain=getattr(args, "chroma_gain", None),
-                     **extra)
+    return Colorizer(**settings, **extra)
 
 
 __all__ = ["at_least", "in_range", "device_name", "SIZE_RANGE", "CHROMA_GAIN_RANGE", "pixel_count", "level_of",
@@ -388,5 +395,5 @@ __all__ = ["at_least", "in_range", "device_name", "SIZE_RANGE", "CHROMA_GAIN_RAN
            "add_levels_option", "add_vgg_options", "add_threads_option", "add_method_option", "add_json_option",
            "add_quiet_option", "add_hidden_alias", "add_out_option", "add_batch_size_option", "add_workers_option",
            "add_shard_size_option", "add_top_k_option", "add_resume_option", "variant_or_default",
-           "add_pipeline_options", "add_max_pixels_option", "add_model_option", "colorizer_from", "MATCH_LEVELS",
-           "LEVELS", "VARIANTS", "DEVICE_HELP", "QUIET_HELP", "HelpFormatter"]
+           "add_pipeline_options", "add_max_pixels_option", "add_model_option", "colorizer_from",
+           "colorizer_settings", "MATCH_LEVELS", "LEVELS", "VARIANTS", "DEVICE_HELP", "QUIET_HELP", "HelpFormatter"]

@@ -132,7 +132,7 @@ def resolve_config(args: argparse.Namespace) -> "Any":
 def run(args: argparse.Namespace) -> int:
     from ..runtime import is_main_process, set_threads
     from ..training.trainer import train
-    from .plan import check_output_folder
+    from ..outputs import check_output_folder
 
     set_threads(args.threads)
     config = resolve_config(args)

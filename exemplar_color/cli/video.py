@@ -77,7 +77,7 @@ def _precheck(args: argparse.Namespace) -> None:
     """Everything that can be refused without a model: input, output, references."""
     from ..photos import check_reference, read_photo
     from ..video.io import VideoReader, is_video_path, open_source
-    from .plan import refuse_existing
+    from ..outputs import refuse_existing
 
     src, out = Path(args.input), Path(args.out)
     if out.exists() and src.exists() and out.resolve() == src.resolve():

@@ -13,6 +13,7 @@ wrong inputs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -163,21 +164,24 @@ def load_model(path: str | os.PathLike, expected: Any = None,
 
 def export_release(src: str | os.PathLike, dst: str | os.PathLike, chroma_gain: float = 1.0,
                    temperature: float | None = None, logit_bias: torch.Tensor | None = None,
-                   gate_power: float | None = None) -> Path:
+                   gate_power: float | None = None,
+                   vivid: tuple[float, torch.Tensor] | None = None) -> Path:
     """A training checkpoint as a release file: the network only (no optimiser or RNG state), float16
     tensors (half the size; the network runs in float32 after loading), its training summary, the
     ``chroma_gain`` the Colorizer applies by default and, for the hypercolumn sub-net, its readout
-    ``temperature`` and ``logit_bias`` (calibrated on held-out training pairs)."""
+    ``temperature`` and ``logit_bias`` (calibrated on held-out training pairs), and its optional ``vivid``
+    readout (temperature, logit bias)."""
     if not 0 < chroma_gain <= 3:
         raise ValueError(f"chroma_gain must be in (0, 3], got {chroma_gain}")
     model, meta, _ = load_checkpoint(src)
     if temperature is not None or gate_power is not None:
-        import dataclasses
-
         readout = {k: v for k, v in (("temperature", temperature), ("gate_power", gate_power)) if v is not None}
         model.config = dataclasses.replace(model.config, **readout)
     if logit_bias is not None:
         model.logit_bias.copy_(logit_bias)
+    if vivid is not None:
+        model.config = dataclasses.replace(model.config, vivid_temperature=vivid[0])
+        model.vivid_logit_bias.copy_(vivid[1])
     train = meta.get("train", {})
     summary = {"step": train.get("step"), "val": train.get("val"), "source": Path(src).name,
                "chroma_gain": chroma_gain}

@@ -74,14 +74,19 @@ class HypercolumnHead:
             the scale it learnt them; one extra backbone pass at that size), and fuse its colours with the
             warped reference ab at the working size; without it, it reads the features the matcher kept
             (``corr.target_features``) at the working size and costs no backbone pass.
+        vivid: read the distribution out with the model's vivid readout (more colourful where the reference
+            gives nothing, at some cost in colour error; see the model card).
     """
 
     name = "network"
 
     def __init__(self, net: HypercolumnNet, chroma_gain: float = 1.0,
                  features: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
-                 at_trained_size: bool = True):
-        self.net, self.chroma_gain, self.features = net, chroma_gain, features
+                 at_trained_size: bool = True, vivid: bool = False):
+        if vivid and not net.has_vivid:
+            raise ValueError("this model has no vivid readout (exported without one): use the default readout")
+        self.net, self.chroma_gain, self.features, self.vivid = net, chroma_gain, features, vivid
+        self.name = "network"
         self.at_trained_size = at_trained_size and features is not None
 
     def _small(self, target_l: torch.Tensor) -> tuple[int, int] | None:
@@ -104,7 +109,7 @@ class HypercolumnHead:
             feats = self.features(l)
         ab, sim = (None, None) if corr is None else (shrink(corr.warped_ab), shrink(corr.similarity))
         with torch.inference_mode():
-            return self.net.readout(self.net(l, feats, ab, sim), size)
+            return self.net.readout(self.net(l, feats, ab, sim), size, vivid=self.vivid)
 
     def colorize(self, target_l: torch.Tensor, corr: Correspondence) -> tuple[torch.Tensor, torch.Tensor]:
         """ab ``(B, 2, H, W)`` and the trust ``(B, 1, H, W)`` in [0, 1]: where the colours came from the
@@ -123,9 +128,12 @@ class HypercolumnHead:
 
 def network_head(net: ColorizationNet | HypercolumnNet, chroma_gain: float = 1.0,
                  features: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
-                 ) -> NetworkHead | HypercolumnHead:
+                 vivid: bool = False) -> NetworkHead | HypercolumnHead:
     """The head that runs ``net``, whichever architecture it has (``features``: the matcher's, which the
-    hypercolumn sub-net reads)."""
+    hypercolumn sub-net reads; ``vivid``: its vivid readout, which only the hypercolumn sub-net has)."""
     if isinstance(net, HypercolumnNet):
-        return HypercolumnHead(net, chroma_gain, features)
+        return HypercolumnHead(net, chroma_gain, features, vivid=vivid)
+    if vivid:
+        raise ValueError("vivid colours need the hypercolumn sub-net (its colour distribution); this model is a "
+                         f"{net.config.arch}")
     return NetworkHead(net, chroma_gain)

@@ -39,7 +39,8 @@ from ..backbone.weights import WEIGHTS
 __all__ = ["ARCH", "FEATURE_LEVELS", "OPTIONAL_BUFFERS", "HypercolumnConfig", "HypercolumnNet", "Prediction",
            "ab_bins", "annealed_mean"]
 
-OPTIONAL_BUFFERS = ("logit_bias",)  # checkpoints written before it existed read as zero (no readout correction)
+# checkpoints written before these existed read them as zero (no readout correction, no vivid readout)
+OPTIONAL_BUFFERS = ("logit_bias", "vivid_logit_bias")
 
 ARCH = "exemplar-hypercolumn"
 ARCH_VERSION = 1
@@ -80,6 +81,8 @@ class HypercolumnConfig:
         temperature: the annealed-mean readout's temperature, chosen on held-out pairs.
         gate_power: the trust gate is raised to this power at readout (above 1: the warped reference is taken
             only where the gate is sure), chosen on held-out pairs; 1 in training.
+        vivid_temperature: the temperature of the second, more colourful readout (with the
+            ``vivid_logit_bias`` buffer), chosen on held-out pairs; None: the model has none.
     """
 
     levels: tuple[str, ...] = DEFAULT_LEVELS
@@ -91,6 +94,7 @@ class HypercolumnConfig:
     bin_size: float = 10.0
     temperature: float = 0.5
     gate_power: float = 1.0
+    vivid_temperature: float | None = None
     arch: str = ARCH
     arch_version: int = ARCH_VERSION
 
@@ -112,6 +116,8 @@ class HypercolumnConfig:
         if not (5 <= self.bin_size <= 55 and 0 < self.temperature <= 2 and 0.25 <= self.gate_power <= 16):
             raise ValueError(f"bin_size must be in [5, 55], temperature in (0, 2] and gate_power in [0.25, 16], got "
                              f"{self.bin_size}, {self.temperature}, {self.gate_power}")
+        if self.vivid_temperature is not None and not 0 < self.vivid_temperature <= 2:
+            raise ValueError(f"vivid_temperature must be in (0, 2] or None, got {self.vivid_temperature}")
 
     @property
     def bins(self) -> int:
@@ -188,6 +194,8 @@ class HypercolumnNet(nn.Module):
         # trained with, scaled by a strength chosen on held-out pairs, turns its rebalanced (over-vivid)
         # distribution back towards the colours' real odds; zero in training
         self.register_buffer("logit_bias", torch.zeros(c.bins))
+        # the vivid readout's: less of the rebalancing undone, so rarer, more saturated colours keep their odds
+        self.register_buffer("vivid_logit_bias", torch.zeros(c.bins))
         scale = torch.ones(c.in_channels)
         scale[0], scale[1:3] = 1.0 / 50.0, 1.0 / AB_RANGE
         self.register_buffer("in_scale", scale.view(1, -1, 1, 1), persistent=False)
@@ -225,11 +233,21 @@ class HypercolumnNet(nn.Module):
         y = self.trunk(self.merge(y))
         return Prediction(self.logits(y), torch.sigmoid(self.gate(y)))
 
+    @property
+    def has_vivid(self) -> bool:
+        """Whether the model carries a calibrated vivid readout."""
+        return self.config.vivid_temperature is not None
+
     def readout(self, pred: Prediction, size: tuple[int, int], temperature: float | None = None,
-                gate_power: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The distribution's annealed mean ``(B, 2, H, W)`` and the gate ``(B, 1, H, W)``, brought to ``size``."""
-        logits = pred.logits + self.logit_bias.to(pred.logits.dtype)[:, None, None]
-        prior = annealed_mean(logits, self.centres, temperature or self.config.temperature)
+                gate_power: float | None = None, vivid: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The distribution's annealed mean ``(B, 2, H, W)`` and the gate ``(B, 1, H, W)``, brought to ``size``
+        (``vivid``: the more colourful readout, at some cost in colour error)."""
+        if vivid and not self.has_vivid:
+            raise ValueError("this model has no vivid readout (it was exported without one)")
+        bias = self.vivid_logit_bias if vivid else self.logit_bias
+        logits = pred.logits + bias.to(pred.logits.dtype)[:, None, None]
+        default_t = self.config.vivid_temperature if vivid else self.config.temperature
+        prior = annealed_mean(logits, self.centres, temperature or default_t)
         prior = F.interpolate(prior, size=size, mode="bilinear", align_corners=False)
         gate = pred.gate.float() ** (gate_power or self.config.gate_power)
         return prior, F.interpolate(gate, size=size, mode="bilinear", align_corners=False)

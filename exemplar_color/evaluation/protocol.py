@@ -30,7 +30,7 @@ __all__ = ["MODES", "METHODS", "EvalItem", "Evaluation", "items_from_source", "r
            "decolorize", "evaluate", "summarize"]
 
 MODES = ("given", "auto", "self-transform")
-METHODS = ("result", "no_reference", "analogy", "warped_ab", "reinhard", "gray")
+METHODS = ("result", "no_reference", "vivid", "no_reference_vivid", "analogy", "warped_ab", "reinhard", "gray")
 
 
 @dataclass
@@ -208,6 +208,7 @@ def _evaluate_one(item: EvalItem, colorizer: Any, mode: str, seed: int, thumb_si
         heads = colorizer.colorize_heads(gray, ref_input)
     result = heads[colorizer.head_name]
     analogy = heads.get("analogy") if colorizer.head_name != "analogy" else None
+    vivid = heads.get("vivid")  # the model's vivid readout on the same matches, when it has one
     if ref_rgb is None:  # auto: the reference the index chose
         ref_rgb = load_image(result.reference, "RGB")
 
@@ -219,10 +220,15 @@ def _evaluate_one(item: EvalItem, colorizer: Any, mode: str, seed: int, thumb_si
     preds = {"result": np.asarray(result.image.convert("RGB")), "warped_ab": warped, "reinhard": reinhard}
     if analogy is not None:
         preds["analogy"] = np.asarray(analogy.image.convert("RGB"))
-    alone = None
+    if vivid is not None:
+        preds["vivid"] = np.asarray(vivid.image.convert("RGB"))
+    alone = alone_vivid = None
     if getattr(colorizer, "colours_alone", False) and mode != "self-transform":  # the same photo, no reference
         alone = colorizer.colorize_alone(gray)
         preds["no_reference"] = np.asarray(alone.image.convert("RGB"))
+        if vivid is not None:
+            alone_vivid = colorizer.colorize_alone(gray, head="vivid")
+            preds["no_reference_vivid"] = np.asarray(alone_vivid.image.convert("RGB"))
     preds["gray"] = np.repeat(gray[..., None], 3, 2)  # leaving the photo gray (ab = 0)
 
     metrics = {}
@@ -252,6 +258,8 @@ def _evaluate_one(item: EvalItem, colorizer: Any, mode: str, seed: int, thumb_si
           "result": thumbnail(result.image, thumb_size), "warped_ab": thumbnail(warped, thumb_size),
           "analogy": None if analogy is None else thumbnail(analogy.image, thumb_size),
           "no_reference": None if alone is None else thumbnail(alone.image, thumb_size),
+          "vivid": None if vivid is None else thumbnail(vivid.image, thumb_size),
+          "no_reference_vivid": None if alone_vivid is None else thumbnail(alone_vivid.image, thumb_size),
           "reinhard": thumbnail(reinhard, thumb_size), "ground truth": thumbnail(gt, thumb_size)}
     return row, th
 

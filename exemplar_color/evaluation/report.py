@@ -24,7 +24,8 @@ __all__ = ["METHOD_LABELS", "methods_of", "versions", "render_markdown", "write_
 
 METHOD_LABELS = {"result": "exemplar-color (full pipeline)", "analogy": "analogy head (same matches)",
                  "warped_ab": "warped ab alone", "reinhard": "Reinhard global transfer",
-                 "no_reference": "no reference (the sub-net's prior)", "gray": "left gray (ab = 0)"}
+                 "no_reference": "no reference (the sub-net's prior)", "vivid": "vivid readout (same matches)",
+                 "no_reference_vivid": "no reference, vivid readout", "gray": "left gray (ab = 0)"}
 
 
 def methods_of(report: dict[str, Any]) -> tuple[str, ...]:
@@ -79,6 +80,7 @@ def render_markdown(report: dict[str, Any]) -> str:
              f"evaluated, {report['n_with_ground_truth']} with a colour ground truth, {report['n_failed']} failed. "
              f"Head: {cfg.get('head', '?')}"
              + (f" (chroma gain {cfg['chroma_gain']:g})" if cfg.get("chroma_gain") else "")
+             + (" (vivid readout)" if cfg.get("vivid") else "")
              + f"; working size {cfg.get('size', '?')}; levels "
              f"{' '.join(cfg.get('levels', []))}; device {cfg.get('device', '?')}.", ""]
     methods = methods_of(report)
@@ -193,6 +195,7 @@ def run_evaluation(source: str | os.PathLike, mode: str, colorizer: Any, out_dir
            "vgg_variant": getattr(colorizer, "vgg_variant", None)}
     if "network" in getattr(colorizer, "heads", {}):
         cfg["chroma_gain"] = colorizer.chroma_gain
+        cfg["vivid"] = colorizer.vivid
     cfg.update(configuration or {})
     ev.report = {"configuration": cfg, "versions": versions(), **ev.report}
     write_report(ev, out_dir, thumb_size=thumb_size, columns=columns, sheet_max=sheet_max)

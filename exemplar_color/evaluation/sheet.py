@@ -11,7 +11,9 @@ from PIL import Image, ImageDraw
 
 __all__ = ["SHEET_ROWS", "thumbnail", "contact_sheet", "sheet_rows", "sheet_sample"]
 
-SHEET_ROWS = ("gray", "reference", "result", "no_reference", "analogy", "warped_ab", "reinhard", "ground truth")
+SHEET_ROWS = ("gray", "reference", "result", "no_reference", "vivid", "no_reference_vivid", "analogy", "warped_ab",
+              "reinhard", "ground truth")
+ROW_LABELS = {"no_reference_vivid": "no ref vivid"}  # the label column is 92 px wide
 
 
 def thumbnail(img: np.ndarray | Image.Image | None, size: int) -> Image.Image | None:
@@ -59,7 +61,7 @@ def contact_sheet(thumbnails: Sequence[tuple[str, dict[str, Image.Image | None]]
     for b in range(blocks):
         for r, kind in enumerate(rows):
             y = tops[b] + caption_h + r * (row_h[b] + gap) + row_h[b] // 2 - 6
-            draw.text((4, y), kind, fill="black")
+            draw.text((4, y), ROW_LABELS.get(kind, kind), fill="black")
     return sheet
 
 

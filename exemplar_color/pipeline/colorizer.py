@@ -52,6 +52,9 @@ class Colorizer:
             trained to minimise colour error under uncertainty predicts cautious, muted colours; ``None`` takes
             the gain calibrated with the model (in its card; 1 for checkpoints without one). Certain matches
             keep the reference's own colours whatever the gain.
+        vivid: read the sub-net's colour distribution out more boldly (its second calibrated readout: more
+            colourful where the reference gives nothing, at some cost in colour error; see the model card).
+            Needs a model that has one (the shipped one does).
         method: correspondence search, ``"fast"`` or ``"patchmatch"`` (the published schedule; slow).
         precision: the backbone's arithmetic while matching: ``"auto"`` (bfloat16 beyond relu2_1 where the
             device computes it natively), ``"mixed"`` or ``"float32"`` (see :class:`Matcher`).
@@ -67,7 +70,7 @@ class Colorizer:
                  vgg_variant: str | None = None, levels: Sequence[str] | None = None,
                  model: str | os.PathLike | None = "default", size: int = 256, index: Any = None,
                  method: str = "fast", upsample: str = "joint-bilateral", chroma_gain: float | None = None,
-                 precision: MatcherPrecision = "auto", position_prior: float = POSITION_PRIOR):
+                 precision: MatcherPrecision = "auto", position_prior: float = POSITION_PRIOR, vivid: bool = False):
         self.device = resolve_device(device)
         self.size = size
         if chroma_gain is not None and not 0 < chroma_gain <= 3:
@@ -75,6 +78,9 @@ class Colorizer:
         self.heads: dict[str, Head] = {}  # the chosen head first; colorize_heads runs them all
         path = resolve_model(model)
         net = None
+        if vivid and path is None:
+            raise ValueError("vivid colours need the trained sub-net (model='default' or a checkpoint), not the "
+                             "analogy head")
         if path is not None:
             from ..colorization.checkpoint import load_checkpoint, release_gain
 
@@ -88,7 +94,13 @@ class Colorizer:
         self.matcher = Matcher(self.backbone, self.levels, method=method,  # type: ignore[arg-type]
                                precision=precision, position_prior=position_prior)
         if net is not None:
-            self.heads["network"] = network_head(net, chroma_gain, self.matcher.features)
+            try:
+                self.heads["network"] = network_head(net, chroma_gain, self.matcher.features, vivid=vivid)
+            except ValueError as e:
+                raise ValueError(f"{path}: {e}") from None
+            if getattr(net, "has_vivid", False) and not vivid:  # the other readout, for comparisons (evaluate)
+                self.heads["vivid"] = network_head(net, chroma_gain, self.matcher.features, vivid=True)
+                self.heads["vivid"].name = "vivid"
         self.heads["analogy"] = AnalogyHead()
         self.head: Head = next(iter(self.heads.values()))
         self._index = index
@@ -105,6 +117,11 @@ class Colorizer:
         """How far the network head pushes its colours out from gray (1.0 without a network)."""
         net = self.heads.get("network")
         return net.chroma_gain if isinstance(net, (NetworkHead, HypercolumnHead)) else 1.0
+
+    @property
+    def vivid(self) -> bool:
+        """Whether the network head reads its colours out with the vivid readout."""
+        return bool(getattr(self.heads.get("network"), "vivid", False))
 
     @property
     def colours_alone(self) -> bool:
@@ -209,11 +226,13 @@ class Colorizer:
         return self.colorize_batch([item], heads, match_references(self.matcher, item, photos, fuse, self.size,
                                                                    self.device, t0))[0]
 
-    def colorize_alone(self, target: ImageInput) -> ColorizationResult:
+    def colorize_alone(self, target: ImageInput, head: str | None = None) -> ColorizationResult:
         """Colorize ``target`` from the photo alone, even when this Colorizer has a gallery index (the
-        hypercolumn sub-net's learnt prior; other heads raise :class:`ExemplarColorError`)."""
+        hypercolumn sub-net's learnt prior; other heads raise :class:`ExemplarColorError`); ``head``: another
+        of :attr:`heads` (``"vivid"``), for comparisons."""
         item = self.prepare_alone(0, target, time.perf_counter())
-        return self.colorize_batch([item], (self.head_name,))[0][self.head_name]
+        name = head or self.head_name
+        return self.colorize_batch([item], (name,))[0][name]
 
     def colorize_many(self, pairs: Iterable[tuple[ImageInput, ImageInput | None]], batch_size: int = 8,
                       ) -> list[ColorizationResult]:
@@ -287,8 +306,8 @@ class Colorizer:
         sync = stages.synchronizer(self.device)
         tl = torch.cat([it.tl for it in items])
         matched = matched or self.match_batch(items)
-        if matched.corr is None:
-            heads = (self.head_name,)
+        if matched.corr is None:  # only the hypercolumn heads colour a photo alone
+            heads = tuple(h for h in heads if isinstance(self.heads[h], HypercolumnHead)) or (self.head_name,)
         step = matched.head_step or (lambda head, l: stages.run_head(head, l, matched.corr))
         n = len(items)
         ab: dict[str, torch.Tensor] = {}

@@ -26,20 +26,21 @@ __all__ = ["SETTINGS", "colorize_on_ray"]
 # stops: a photo that kills every worker must not loop for ever.
 RETRIES = 3
 
-# What a worker needs of the command's arguments to build the same Colorizer and colour the same way.
-SETTINGS = ("reference", "auto", "index", "top_k", "model", "chroma_gain", "size", "levels", "vgg_weights",
-            "vgg_variant", "device", "threads", "method", "precision", "position_prior", "max_pixels", "overwrite")
+# What a worker needs of the command's arguments, beside its Colorizer's settings, to colour the same way.
+SETTINGS = ("reference", "auto", "index", "top_k", "threads", "max_pixels", "overwrite")
 
 
-def colorize_on_ray(args: argparse.Namespace, todo: list, report: dict[str, Any], say,
+def colorize_on_ray(args: argparse.Namespace, colorizer: dict[str, Any], todo: list, report: dict[str, Any], say,
                     before: Callable[[], None] | None = None) -> dict[str, Any]:
-    """Colorize the jobs ``todo`` on Ray, filling ``report`` as the local run does (``say``: one stderr line;
-    ``before``: called once connected, before the first photo, e.g. to write the job record)."""
+    """Colorize the jobs ``todo`` on Ray, filling ``report`` as the local run does (``colorizer``: the keyword
+    arguments of each worker's :class:`~exemplar_color.Colorizer`; ``say``: one stderr line; ``before``:
+    called once connected, before the first photo, e.g. to write the job record)."""
     from tqdm import tqdm
 
     if not todo:
         return report
-    settings = {"args": {k: getattr(args, k, None) for k in SETTINGS}, "started_ns": time.time_ns()}
+    settings = {"args": {k: getattr(args, k, None) for k in SETTINGS}, "colorizer": colorizer,
+                "started_ns": time.time_ns()}
     with ray_session(args.address) as ray:
         workers, cpus = plan_workers(ray, args.workers, args.threads, args.gpus_per_worker)
         workers = min(workers, len(todo))

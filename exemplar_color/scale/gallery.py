@@ -67,16 +67,17 @@ def build_on_ray(args: argparse.Namespace, config=None):
     from tqdm import tqdm
 
     from ..artifacts import BuildReport
-    from ..cli.options import variant_or_default
-    from ..cli.plan import check_output_folder
+    from ..backbone.weights import choose_variant
+    from ..outputs import check_output_folder
     from ..io import list_images
     from ..retrieval import DescriptorConfig, GalleryIndex
     from ..retrieval.errors import EmptyGalleryError
 
     t0 = time.perf_counter()
     out = check_output_folder(args.index, "--index")
-    config = config or DescriptorConfig(level=args.level, grid_level=args.grid_level, variant=variant_or_default(args),
-                                        size=args.size, classes=args.classes)
+    if config is None:
+        config = DescriptorConfig(level=args.level, grid_level=args.grid_level, size=args.size, classes=args.classes,
+                                  variant=choose_variant(args.vgg_weights, args.vgg_variant))
     _refuse_before_work(out, args.resume, args.overwrite)
     count = len(list_images(args.gallery))
     if not count:

@@ -28,13 +28,13 @@ class ColorizeWorker:
     """Colorizes a batch of job rows; constructed once per Ray worker with the run's settings."""
 
     def __init__(self, settings: dict[str, Any]):
-        from ..cli.options import colorizer_from
+        from ..pipeline.colorizer import Colorizer
         from ..runtime import set_threads
 
         self.args = argparse.Namespace(**settings["args"])
         self.started_ns = int(settings["started_ns"])
         set_threads(self.args.threads or 1)
-        self.colorizer = colorizer_from(self.args, index=self.args.index if self.args.auto else None)
+        self.colorizer = Colorizer(**settings["colorizer"], index=self.args.index if self.args.auto else None)
 
     def _written_in_this_run(self, job) -> bool:
         """A retried batch (its worker was killed) skips what the dead worker had finished: every output is
@@ -44,7 +44,7 @@ class ColorizeWorker:
         return not self.args.overwrite or all(os.stat(o).st_mtime_ns >= self.started_ns for o in job.outputs)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        from ..cli.plan import Job
+        from ..outputs import Job
 
         rows: dict[str, list] = {c: [] for c in STATUS_COLUMNS}
         for target, output, sides in zip(batch["target"], batch["output"], batch["sides"]):
@@ -55,7 +55,7 @@ class ColorizeWorker:
         return rows
 
     def _one(self, job) -> dict[str, Any]:
-        from ..cli.plan import remove_leftovers, write_outputs
+        from ..outputs import remove_leftovers, write_outputs
         from ..errors import ExemplarColorError, ImageError
         from ..io import pixel_limit
 

@@ -7,8 +7,10 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import nn
 
+from ..color import lab_to_rgb
 from ..colorization.hypercolumn import HypercolumnNet
 from ..colorization.network import make_input
+from ..metrics import colorfulness
 from .cache import decode
 from .distribution import features_of
 
@@ -41,12 +43,18 @@ def _chroma(ab: torch.Tensor) -> torch.Tensor:
     return ab.float().pow(2).sum(1).sqrt().mean((1, 2))
 
 
+def _hasler(l: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """Per-image Hasler-Suesstrunk colourfulness of ``L`` with ``ab``."""
+    return colorfulness(lab_to_rgb(torch.cat([l.float(), ab.float()], 1)))
+
+
 @torch.no_grad()
 def evaluate_hypercolumn(net: HypercolumnNet, batches: Iterable[dict[str, torch.Tensor]],
                          temperature: float | None = None) -> dict[str, Any]:
     """Held-out mean ``|ab - truth|`` (ab units) with the real reference (``val_ab_l1``), with T'_ab
     (``val_cycle_l1``), with no reference (``val_noref_l1``), of the warped ab alone and of the gray image;
-    and the colourfulness (mean chroma) of each output relative to the truth's."""
+    and the colourfulness of each output relative to the truth's: mean chroma (``val_*_chroma``) and
+    Hasler-Suesstrunk's (``val_*_colourfulness``, the figure the quality reports give)."""
     return sweep_readouts(net, batches, [(temperature or net.config.temperature, net.logit_bias,
                                           net.config.gate_power)])[0]
 
@@ -59,13 +67,14 @@ def sweep_readouts(net: HypercolumnNet, batches: Iterable[dict[str, torch.Tensor
     was, kept = net.training, net.logit_bias.clone()
     net.eval()
     sums: list[dict[str, float]] = [{} for _ in readouts]
-    count = 0
+    count, truth_hasler = 0, 0.0
     for x in batches:
         feats, gt, l = features_of(x), x["ab"].float(), x["l"]
         preds = {"ab": net(l, feats, x["warped_ab"], x["similarity"]), "cycle": net(l, feats, x["cycle_ab"],
                  x["similarity"]), "noref": net(l, feats)}
         fixed = {"warped": x["warped_ab"].float(), "gray": torch.zeros_like(gt)}
         truth_chroma = _chroma(gt).clamp_min(1e-3)
+        truth_hasler += float(_hasler(l, gt).sum())
         for acc, (temperature, bias, power) in zip(sums, readouts):
             net.logit_bias.copy_(bias)
             outs = dict(fixed)
@@ -76,7 +85,10 @@ def sweep_readouts(net: HypercolumnNet, batches: Iterable[dict[str, torch.Tensor
             for k, v in outs.items():
                 acc[f"val_{k}_l1"] = acc.get(f"val_{k}_l1", 0.0) + float((v - gt).abs().mean((1, 2, 3)).sum())
                 acc[f"val_{k}_chroma"] = acc.get(f"val_{k}_chroma", 0.0) + float((_chroma(v) / truth_chroma).sum())
+                acc[f"val_{k}_colourfulness"] = acc.get(f"val_{k}_colourfulness", 0.0) + float(_hasler(l, v).sum())
         count += gt.shape[0]
     net.logit_bias.copy_(kept)
     net.train(was)
-    return [{k: v / max(count, 1) for k, v in acc.items() if k != "val_gray_chroma"} for acc in sums]
+    per_image = {k: max(count, 1) for k in sums[0]}  # sums of per-image figures -> means
+    per_image.update({k: max(truth_hasler, 1e-6) for k in sums[0] if k.endswith("_colourfulness")})  # -> ratios
+    return [{k: v / per_image[k] for k, v in acc.items() if not k.startswith("val_gray_c")} for acc in sums]

@@ -256,6 +256,7 @@ def _job(colorizer, source, refs: list[Any], output: Path, **settings: Any) -> d
             "colorizer": {"head": colorizer.head_name, "levels": list(colorizer.levels), "size": colorizer.size,
                           "vgg_variant": colorizer.vgg_variant, "upsample": colorizer.upsample,
                           "chroma_gain": colorizer.chroma_gain, **colorizer.matcher.settings,
+                          **({"vivid": True} if colorizer.vivid else {}),
                           "device": colorizer.device.type,
                           "network": None if net is None else _weights_digest(net.net)},
             **settings}

@@ -38,11 +38,11 @@ def test_self_transform_report_end_to_end_with_a_corrupt_file(tmp_path, data_dir
     assert rep["failed"][0]["name"] == "broken.png" and "corrupt" in rep["failed"][0]["error"]
     assert {r["name"] for r in rep["images"]} == {"kodim03.png", "kodim23.png"}
     for r in rep["images"]:
-        assert r["ground_truth"] and set(r["metrics"]) == set(METHODS) - {"analogy", "no_reference"}  # analogy head
+        assert r["ground_truth"] and set(r["metrics"]) == set(METHODS) - {"analogy", "no_reference", "vivid", "no_reference_vivid"}  # analogy head
         assert {"angle_deg", "scale", "shift_x", "shift_y"} <= set(r["transform"])
         assert r["size"] == [512, 768]
     s = rep["summary"]
-    for m in set(METHODS) - {"analogy", "no_reference"}:
+    for m in set(METHODS) - {"analogy", "no_reference", "vivid", "no_reference_vivid"}:
         assert {"psnr", "ssim", "delta_cf", "ab_error", "colorfulness", "vgg_distance"} <= set(s[m])
     # the known-correspondence case: matching beats one global tint by a wide margin
     assert s["result"]["psnr"] > 28 and s["result"]["psnr"] > s["reinhard"]["psnr"] + 2

@@ -75,7 +75,7 @@ def test_manifest_with_a_broken_row_reports_it_and_exits_1(ray_local, photos, tm
 
 def test_python_call_is_the_command(ray_local, photos, tmp_path, common):
     from exemplar_color.errors import UsageError
-    from exemplar_color.scale import colorize_archive
+    from exemplar_color.cli.archive import colorize_archive
 
     d, ref = photos
     shutil.rmtree(d / "sub")

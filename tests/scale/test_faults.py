@@ -46,7 +46,8 @@ def cmdline(pid: int) -> str:
 
 
 def outputs(out: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    """Finished outputs (a killed run's hidden temporary files, ``.NAME.png.*.png``, are not outputs)."""
+    return {p.name: p.stat().st_mtime_ns for p in out.rglob("*.png") if not p.name.startswith(".")}
 
 
 def start(args: list[str]) -> subprocess.Popen:

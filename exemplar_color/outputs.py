@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..errors import ConfigMismatchError, OutputError, UsageError
-from ..io import IMAGE_EXTENSIONS, atomic_write, list_images, save_image, temp_leftovers
+from .errors import ConfigMismatchError, OutputError, UsageError
+from .io import IMAGE_EXTENSIONS, atomic_write, list_images, save_image, temp_leftovers
 
 __all__ = ["Job", "plan_colorize", "check_output_file", "check_output_folder", "check_writable",
            "refuse_existing", "remove_leftovers", "JobRecord", "check_working_size", "SAVE_EXTENSIONS"]
