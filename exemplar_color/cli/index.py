@@ -51,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                   "string such as 'PCA256,IVF4096,Flat'")
     b.add_argument("--nprobe", type=at_least(1), metavar="N", help="IVF lists probed per query (stored with the index)")
     b.add_argument("--ef-search", type=at_least(1), metavar="N", help="HNSW efSearch (stored with the index)")
+    b.add_argument("--on-disk", action="store_true",
+                   help="galleries larger than RAM: an IVF kind keeps its inverted lists in a file beside the index "
+                        "(memory-mapped when searched) and the build never holds the gallery in memory; written "
+                        "once (index add refuses it: rebuild)")
     b.add_argument("--level", default="relu5_4", type=level_of(LEVELS), metavar="LEVEL",
                    help="global-descriptor level: a conv level (default relu5_4) or fc6 (needs the classifier layers)")
     b.add_argument("--grid-level", default="", metavar="LEVEL",
@@ -147,7 +151,11 @@ def run_build(args: argparse.Namespace) -> int:
                               size=args.size, classes=args.classes)
     from ..retrieval.index import resolve_kind
 
-    resolve_kind(args.kind, config.dim, 1000, _params(args))  # a bad --kind: refused here, not after the work
+    spec = resolve_kind(args.kind, config.dim, 1000, _params(args))  # a bad --kind: refused here, not after the work
+    if args.on_disk:
+        from ..retrieval.ondisk import check_ondisk_kind
+
+        check_ondisk_kind(spec)
     from ..scale.options import refuse_engine_flags
 
     refuse_engine_flags(args, workers=False)
@@ -161,7 +169,7 @@ def run_build(args: argparse.Namespace) -> int:
                                    weights=args.vgg_weights, device=device, batch=args.batch_size,
                                    workers=args.workers, resume=args.resume, overwrite=args.overwrite,
                                    checkpoint=args.shard_size, progress=not (args.json or args.quiet),
-                                   threads=args.threads)
+                                   threads=args.threads, on_disk=args.on_disk)
     if index is None:  # a non-zero rank of a sharded build: its chunks are written
         return 0
     rep = index.build_report.to_dict() if index.build_report else {}

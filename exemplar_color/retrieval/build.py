@@ -44,8 +44,9 @@ from ..runtime import dist_env
 from ..working import is_gray_array
 from .descriptors import DescriptorConfig, DescriptorExtractor, Descriptors, prepare_gray
 from .errors import EmptyGalleryError, GalleryIndexError, IndexMismatchError, IndexNotFoundError, PartialBuildError
-from .index import build_faiss, resolve_kind, save_faiss
-from .store import ShardRows, read_shard, write_shard
+from .index import IndexSpec, build_faiss, resolve_kind, save_faiss
+from .ondisk import IVFDATA_SUFFIX, build_ondisk, check_ondisk_kind
+from .store import ShardRows, read_shard, read_shard_meta, write_shard
 
 
 __all__ = ["build_gallery", "extract", "rows_from", "commit", "read_manifest", "check_config", "MANIFEST", "FORMAT"]
@@ -176,7 +177,8 @@ def _split_pending(pending: list[Batch], size: int) -> tuple[list[Batch], list[B
 def clear(out: Path) -> None:
     """Remove an index folder's own files (never anything else a user put there)."""
     shutil.rmtree(out / _BUILD, ignore_errors=True)
-    for pat in (MANIFEST, "store-*.h5", "index-*.faiss", f".{MANIFEST}.*", ".store-*", ".index-*"):
+    for pat in (MANIFEST, "store-*.h5", "index-*.faiss", "index-*" + IVFDATA_SUFFIX, f".{MANIFEST}.*", ".store-*",
+                ".index-*"):
         for f in out.glob(pat):
             f.unlink(missing_ok=True)
 
@@ -206,7 +208,8 @@ def build_gallery(gallery: str | os.PathLike, path: str | os.PathLike, config: D
                   kind: str = "flat", params: dict[str, Any] | None = None, weights: str | os.PathLike | None = None,
                   device: str | torch.device = "cpu", batch: int = 16, workers: int = 0, resume: bool = False,
                   overwrite: bool = False, checkpoint: int = 256, rank: int | None = None, world: int | None = None,
-                  progress: bool = True) -> tuple[BuildReport | None, DescriptorExtractor | None]:
+                  progress: bool = True, on_disk: bool = False,
+                  ) -> tuple[BuildReport | None, DescriptorExtractor | None]:
     """Describe every image under ``gallery`` and write the index folder ``path``
     (:meth:`GalleryIndex.build <exemplar_color.retrieval.GalleryIndex.build>` documents the arguments).
 
@@ -236,7 +239,9 @@ def build_gallery(gallery: str | os.PathLike, path: str | os.PathLike, config: D
     if not (build_dir / "plan.json").is_file() and not files:  # before loading VGG-19: fail fast
         raise EmptyGalleryError(f"{root}: no images found (looked for files ending in .jpg, .jpeg, .png, "
                                 f".tif, .webp, .bmp, ...)")
-    resolve_kind(kind, config.dim, max(1, len(files)), params)  # a bad --kind: refused before any work
+    spec = resolve_kind(kind, config.dim, max(1, len(files)), params)  # a bad --kind: refused before any work
+    if on_disk:
+        check_ondisk_kind(spec)
     extractor = DescriptorExtractor(config, weights=weights, device=device)
     plan = _plan(out, root, files, extractor.config, kind, params, checkpoint, rank, resume)
     rel, root = plan["files"], Path(plan["root"])
@@ -252,16 +257,21 @@ def build_gallery(gallery: str | os.PathLike, path: str | os.PathLike, config: D
         return None, None
     if world > 1:
         chunks.wait_for_all(GalleryIndexError)
-    # merge: one store shard, the FAISS index, then the manifest (the commit point)
-    rows = ShardRows.concat([read_shard(chunks.path(c), extractor.config) for c in range(chunks.parts)],
-                            extractor.config)
-    report.failures = rows.failures
-    if not rows.paths:
-        reasons = "; ".join(f"{p}: {r}" for p, r in rows.failures[:3])
+    # merge: the store, the FAISS index, then the manifest (the commit point); the kind asked for now (it does
+    # not change the descriptors): an interrupted build may change it
+    parts = [chunks.path(c) for c in range(chunks.parts)]
+    metas = [read_shard_meta(p) for p in parts]
+    report.failures = [f for m in metas for f in m["failures"]]
+    written = sum(m["count"] for m in metas)
+    if not written:
+        reasons = "; ".join(f"{p}: {r}" for p, r in report.failures[:3])
         raise EmptyGalleryError(f"{root}: none of the {len(rel)} images could be read ({reasons}...)")
-    # the kind asked for now (it does not change the descriptors): an interrupted build may change it
-    _commit_new(out, root, extractor.config, kind, params or {}, rows, extractor.weights_path)
-    report.written = len(rows.paths)
+    if on_disk:
+        _commit_ondisk(out, root, extractor.config, kind, params or {}, parts, metas, extractor.weights_path)
+    else:
+        rows = ShardRows.concat([read_shard(p, extractor.config) for p in parts], extractor.config)
+        _commit_new(out, root, extractor.config, kind, params or {}, rows, extractor.weights_path)
+    report.written = written
     report.seconds = time.perf_counter() - t0
     shutil.rmtree(build_dir, ignore_errors=True)
     return report, extractor
@@ -299,16 +309,50 @@ def _commit_new(out: Path, root: Path, config: DescriptorConfig, kind: str, para
     index = build_faiss(spec, rows.desc.global_)
     index_file = "index-000001.faiss"
     save_faiss(index, out / index_file)
+    _write_first_manifest(out, root, config, spec, {"file": index_file}, [(store_file, len(rows.paths))],
+                          rows.failures, weights_path)
+
+
+def _commit_ondisk(out: Path, root: Path, config: DescriptorConfig, kind: str, params: dict[str, Any],
+                   parts: list[Path], metas: list[dict[str, Any]], weights_path: str | None) -> None:
+    """The out-of-core commit: each finished chunk becomes a store shard as it is (a hard link, no copy, nothing
+    held in memory) and the IVF index keeps its lists on disk (:mod:`.ondisk`)."""
+    shards = []
+    for i, (p, m) in enumerate(zip(parts, metas)):
+        if m["count"]:
+            name = f"store-{i + 1:06d}.h5"
+            (out / name).unlink(missing_ok=True)
+            try:
+                os.link(p, out / name)
+            except OSError:  # a file system without hard links
+                shutil.copyfile(p, out / name)
+            shards.append((name, m["count"]))
+    spec = resolve_kind(kind, config.dim, sum(n for _, n in shards), params)
+    log.info("building on-disk FAISS index %s over %d descriptors", spec.factory, sum(n for _, n in shards))
+    ivfdata = "index-000001" + IVFDATA_SUFFIX
+    index = build_ondisk(spec, [out / s for s, _ in shards], out / _BUILD / ivfdata, out / _BUILD / "lists")
+    os.replace(out / _BUILD / ivfdata, out / ivfdata)
+    index_file = "index-000001.faiss"
+    save_faiss(index, out / index_file)
+    _write_first_manifest(out, root, config, spec, {"file": index_file, "ivfdata": ivfdata}, shards,
+                          [f for m in metas for f in m["failures"]], weights_path)
+
+
+def _write_first_manifest(out: Path, root: Path, config: DescriptorConfig, spec: IndexSpec, files: dict[str, str],
+                          shards: Sequence[tuple[str, int]], failures: Sequence[tuple[str, str]],
+                          weights_path: str | None) -> None:
+    """Generation 1 of a new index: written last, the build's commit point."""
+    count = sum(n for _, n in shards)
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     manifest = {
         "format": FORMAT, "format_version": VERSION, "generation": 1, "created": now, "updated": now,
         "backbone": {"name": "vgg19", "variant": config.variant, "levels": list(config.levels),
                      "weights_sha256": config.weights_sha256, "weights_path": weights_path},
         "descriptor": config.to_dict(),
-        "index": {**spec.to_dict(), "file": index_file},
-        "gallery_root": str(root), "count": len(rows.paths), "rows": len(rows.paths),
-        "shards": [{"file": store_file, "count": len(rows.paths)}], "removed": [],
-        "failures": [list(x) for x in rows.failures], "versions": _versions(),
+        "index": {**spec.to_dict(), **files},
+        "gallery_root": str(root), "count": count, "rows": count,
+        "shards": [{"file": f, "count": n} for f, n in shards], "removed": [],
+        "failures": [list(x) for x in failures], "versions": _versions(),
     }
     write_manifest(out / MANIFEST, manifest)
 

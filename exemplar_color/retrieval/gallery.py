@@ -99,7 +99,7 @@ class GalleryIndex:
               weights: str | os.PathLike | None = None, variant: Variant = DEFAULT_VARIANT,
               device: str | torch.device = "cpu", batch: int = 16, workers: int = 0, resume: bool = False,
               overwrite: bool = False, checkpoint: int = 256, rank: int | None = None, world: int | None = None,
-              progress: bool = True, threads: int | None = None) -> "GalleryIndex | None":
+              progress: bool = True, threads: int | None = None, on_disk: bool = False) -> "GalleryIndex | None":
         """Describe every image under ``gallery`` and index them at ``path`` (a folder).
 
         Args:
@@ -112,6 +112,8 @@ class GalleryIndex:
             overwrite: delete an existing index or partial build at ``path`` first.
             checkpoint: images per chunk file (the unit of resumption and of rank sharding).
             rank, world: rank-sharded extraction; default from ``RANK``/``WORLD_SIZE``.
+            on_disk: an IVF kind keeps its inverted lists in a file beside the index, and the build never holds
+                the gallery in memory (galleries larger than RAM; :mod:`exemplar_color.retrieval.ondisk`).
 
         Returns:
             The open index (with ``build_report``), or ``None`` on ranks other than 0.
@@ -124,7 +126,7 @@ class GalleryIndex:
         report, extractor = _build.build_gallery(
             gallery, path, config or DescriptorConfig(level=level, variant=variant), kind=kind, params=params,
             weights=weights, device=device, batch=batch, workers=workers, resume=resume, overwrite=overwrite,
-            checkpoint=checkpoint, rank=rank, world=world, progress=progress)
+            checkpoint=checkpoint, rank=rank, world=world, progress=progress, on_disk=on_disk)
         if report is None:
             return None
         index = cls.open(path, extractor=extractor, weights=None if extractor else weights, device=device,

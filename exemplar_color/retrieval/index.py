@@ -174,9 +174,10 @@ def save_faiss(index: Any, path: str | os.PathLike) -> Path:
 
 
 def load_faiss(path: str | os.PathLike, params: dict[str, Any] | None = None, mmap: bool = False) -> Any:
-    """Read an index (optionally memory-mapped, for indexes larger than RAM) and set its search params."""
+    """Read an index (optionally memory-mapped, for indexes larger than RAM) and set its search params. On-disk
+    inverted lists (:mod:`.ondisk`) are found beside the index file, wherever the folder has moved."""
     faiss = _faiss()
-    flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+    flags = (faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0) | faiss.IO_FLAG_ONDISK_SAME_DIR
     try:
         index = faiss.read_index(str(path), flags)
     except RuntimeError:  # truncated or damaged: FAISS's message is a C++ trace

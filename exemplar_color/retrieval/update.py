@@ -17,6 +17,7 @@ from ..artifacts import BuildReport
 from ..io import list_images
 from .build import commit, extract, rows_from
 from .descriptors import DescriptorConfig, DescriptorExtractor
+from .errors import GalleryIndexError
 from .index import add_vectors, save_faiss
 from .store import ShardRows, write_shard
 
@@ -45,6 +46,9 @@ def add_images(index: OpenIndex, images: Sequence[str | os.PathLike] | str | os.
     generation and a new manifest, committed atomically; returns the report and the committed manifest (None:
     nothing new), which the index then takes up."""
     t0 = time.perf_counter()
+    if index.manifest["index"].get("ivfdata"):
+        raise GalleryIndexError(f"{index.path}: its inverted lists are on disk (built with --on-disk) and are "
+                                f"written once: rebuild it with the new photos (index build --on-disk --overwrite)")
     if isinstance(images, (str, os.PathLike)) and Path(images).is_dir():
         files = list_images(images)
     elif isinstance(images, (str, os.PathLike)):

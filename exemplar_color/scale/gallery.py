@@ -31,7 +31,8 @@ def build_rank(spec: dict[str, Any], rank: int, world: int) -> dict[str, Any] | 
     report, _ = build_gallery(spec["gallery"], spec["index"], DescriptorConfig.from_dict(spec["config"]),
                               kind=spec["kind"], params=spec["params"], weights=spec["weights"],
                               device=resolve_device(spec["device"]), batch=spec["batch"], workers=0, resume=True, overwrite=False,
-                              checkpoint=spec["checkpoint"], rank=rank, world=world, progress=False)
+                              checkpoint=spec["checkpoint"], rank=rank, world=world, progress=False,
+                              on_disk=spec.get("on_disk", False))
     return report.to_dict() if report is not None else None
 
 
@@ -86,7 +87,8 @@ def build_on_ray(args: argparse.Namespace, config=None):
     params = {k: v for k, v in (("nprobe", args.nprobe), ("efSearch", args.ef_search)) if v}
     spec = {"gallery": str(Path(args.gallery).resolve()), "index": str(out.resolve()), "config": config.to_dict(),
             "kind": args.kind, "params": params, "weights": args.vgg_weights, "device": args.device,
-            "batch": args.batch_size, "checkpoint": args.shard_size, "threads": args.threads}
+            "batch": args.batch_size, "checkpoint": args.shard_size, "threads": args.threads,
+            "on_disk": getattr(args, "on_disk", False)}
     present = len(list((out / ".build").glob("part-*.h5")))
     with ray_session(args.address) as ray:
         world, cpus = plan_workers(ray, args.workers, args.threads, args.gpus_per_worker)

@@ -360,3 +360,33 @@ def test_centred_histograms_ignore_exposure():
     a = luminance_histograms(lum, centre=True)
     np.testing.assert_allclose(luminance_histograms(lum + 17.0, centre=True), a, atol=1e-6)
     assert not torch.allclose(luminance_histograms(lum + 17.0), luminance_histograms(lum))
+
+
+# ---------------------------------------------------------------- on-disk inverted lists
+def test_on_disk_ivf_finds_what_the_flat_index_finds_and_moves_with_its_folder(built, tmp_path, tv_weights):
+    """A gallery larger than RAM: the IVF lists in a file beside the index, the chunks kept as store shards.
+    With every list probed IVF-Flat is exact, so a query must return the flat index's neighbours."""
+    from exemplar_color.retrieval.ondisk import is_ondisk
+
+    root, flat = built
+    out = tmp_path / "big.index"
+    ondisk = GalleryIndex.build(root, out, config=_config(), weights=tv_weights, batch=16, checkpoint=32,
+                                kind="IVF4,Flat", params={"nprobe": 4}, progress=False, on_disk=True)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["index"]["ivfdata"] == "index-000001.ivfdata" and (out / m["index"]["ivfdata"]).stat().st_size > 0
+    assert len(m["shards"]) == 4 and m["count"] == len(flat) == 120 and not (out / ".build").exists()
+    assert is_ondisk(ondisk.faiss) and not is_ondisk(flat.faiss)
+    targets = [root / "sample" / sorted(os.listdir(root / "sample"))[i] for i in (3, 17)]
+    want = [[(r.id, round(r.score, 5)) for r in flat.search(t, k=5)] for t in targets]
+    assert [[(r.id, round(r.score, 5)) for r in ondisk.search(t, k=5)] for t in targets] == want
+    moved = tmp_path / "elsewhere" / "big.index"  # the lists are found beside the index, not at the build's path
+    moved.parent.mkdir()
+    shutil.move(str(out), moved)
+    again = GalleryIndex.open(moved, weights=tv_weights)
+    assert [[(r.id, round(r.score, 5)) for r in again.search(t, k=5)] for t in targets] == want
+    with pytest.raises(ExemplarColorError, match="on disk.*rebuild"):
+        again.add(targets[0])
+    with pytest.raises(ValueError, match="--on-disk.*IVF"):
+        GalleryIndex.build(root, tmp_path / "flat.index", config=_config(), weights=tv_weights, kind="flat",
+                           progress=False, on_disk=True)
+    assert not (tmp_path / "flat.index" / "manifest.json").exists()
