@@ -118,7 +118,7 @@ def _held_out_pairs(data_dir: Path, full_vgg: Path, n_gallery: int = 36, n_targe
     return [(photos[i], photos[refs[i]]) for i in range(0, n_gallery, step)][:n_targets]
 
 
-PREVIOUS = Path(__file__).resolve().parent / "data" / "unet-2026-12-03.safetensors"  # the U-Net shipped before
+PREVIOUS = Path(__file__).resolve().parents[1] / "data" / "unet-2026-12-03.safetensors"  # the U-Net shipped before
 
 
 def _scores(colorizer: Colorizer, pairs, alone: bool = False) -> dict[str, dict[str, list[float]]]:
