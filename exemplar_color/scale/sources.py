@@ -1,9 +1,12 @@
 """``SRC`` as a manifest: a CSV or Parquet table of photo paths (a ``path`` column, else the first one), read
-with pyarrow; relative paths are relative to the manifest's folder. Local (or mounted) paths: every worker must
-see the same files, as it sees the same output folder."""
+with pyarrow; relative paths are relative to the manifest's folder and must stay inside it (``../`` out of it
+is refused, naming the row: a manifest moved between machines cannot reach elsewhere); absolute paths are
+taken as written. Local (or mounted) paths: every worker must see the same files, as it sees the same output
+folder."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,10 +44,17 @@ def read_paths(manifest: str) -> list[str]:
         if "://" in text:
             raise UsageError(f"{manifest}: {text}: only local or mounted paths are read for now; mount the store "
                              f"(s3fs, gcsfuse) and list the mounted paths")
+        if not Path(text).is_absolute() and not _inside(base / text, base):
+            raise UsageError(f"{manifest}: {text}: a relative path must stay inside the manifest's folder "
+                             f"({base}); write it absolute if the photo is elsewhere")
         paths.append(text if Path(text).is_absolute() else str(base / text))
     if not paths:
         raise UsageError(f"{manifest}: lists no photos")
     return paths
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return os.path.commonpath([os.path.abspath(path), os.path.abspath(root)]) == os.path.abspath(root)
 
 
 def expand(targets: Sequence[str]) -> list[str]:

@@ -26,6 +26,9 @@ def test_bad_manifests_are_one_line(tmp_path):
     (tmp_path / "s3.csv").write_text("path\ns3://bucket/a.jpg\n")
     with pytest.raises(UsageError, match="only local or mounted paths"):
         read_paths(str(tmp_path / "s3.csv"))
+    (tmp_path / "escape.csv").write_text("path\nok.jpg\nsub/../../outside.jpg\n")
+    with pytest.raises(UsageError, match=r"sub/\.\./\.\./outside\.jpg: a relative path must stay inside"):
+        read_paths(str(tmp_path / "escape.csv"))
     (tmp_path / "empty.csv").write_text("path\n")
     with pytest.raises(UsageError, match="lists no photos"):
         read_paths(str(tmp_path / "empty.csv"))
