@@ -117,7 +117,10 @@ def _has_colour(rgb: np.ndarray) -> bool:
 
 
 def decolorize(rgb: np.ndarray) -> np.ndarray:
-    """The gray photo ``(H, W)`` float32 whose Lab lightness is the colour photo's (neutral sRGB gray)."""
+    """The gray photo ``(H, W)`` float32 in [0, 1] whose Lab lightness is the colour photo's (neutral sRGB
+    gray); ``rgb`` in [0, 1], or uint8 (0..255, as PIL gives it)."""
+    if rgb.dtype == np.uint8:
+        rgb = rgb.astype(np.float32) / 255.0
     if rgb.ndim == 2:
         return rgb.astype(np.float32)
     lightness = rgb_to_lab(to_tensor(rgb))[:, :1]

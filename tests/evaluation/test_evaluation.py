@@ -79,6 +79,8 @@ def test_decolorize_keeps_lightness_and_pairs_file_parsing(tmp_path, data_dir):
     l_gt = rgb_to_lab(torch.from_numpy(rgb).permute(2, 0, 1)[None])[:, 0]
     l_gray = rgb_to_lab(torch.from_numpy(np.repeat(gray[..., None], 3, 2)).permute(2, 0, 1)[None])[:, 0]
     assert float((l_gt - l_gray).abs().max()) < 0.05
+    from_pil = decolorize(np.round(rgb * 255).astype(np.uint8))  # 0..255 as PIL gives it: the same gray
+    assert from_pil.dtype == np.float32 and float(np.abs(from_pil - gray).max()) < 0.01
     sub = tmp_path / "set"
     sub.mkdir()
     (sub / "pairs.txt").write_text("# comment\nin1.jpg ref1.jpg 1\n\nin2.jpg ref2.jpg\n")
