@@ -13,8 +13,10 @@ Row ``i`` of the store is FAISS id ``i``: vectors are always added in store orde
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from ..errors import UsageError
 from ..io import atomic_write
 
 __all__ = ["IndexSpec", "resolve_kind", "build_faiss", "add_vectors", "set_search_params", "save_faiss",
-           "load_faiss", "KINDS"]
+           "load_faiss", "faiss_stdout_silenced", "KINDS"]
 
 KINDS = ("flat", "ivf", "hnsw", "ivfpq")
 # defaults for factory strings; the ivf/ivfpq presets use nprobe = nlist/16 (see resolve_kind).
@@ -166,6 +168,27 @@ def _to_gpu(index: Any, device: str) -> Any:
         return None
 
 
+@contextlib.contextmanager
+def faiss_stdout_silenced():
+    """FAISS's C++ prints on-disk list bookkeeping ("resizing ...", "updating ondisk filename ...") to the
+    process's stdout, where ``--json`` results go: sent to /dev/null for the duration."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+            try:
+                yield
+            finally:
+                libc.fflush(None)
+                os.dup2(saved, 1)
+    finally:
+        os.close(saved)
+
+
 def save_faiss(index: Any, path: str | os.PathLike) -> Path:
     """Write atomically: readers see the old file or the new one, never half of one."""
     with atomic_write(path) as tmp:
@@ -179,7 +202,8 @@ def load_faiss(path: str | os.PathLike, params: dict[str, Any] | None = None, mm
     faiss = _faiss()
     flags = (faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0) | faiss.IO_FLAG_ONDISK_SAME_DIR
     try:
-        index = faiss.read_index(str(path), flags)
+        with faiss_stdout_silenced():
+            index = faiss.read_index(str(path), flags)
     except RuntimeError:  # truncated or damaged: FAISS's message is a C++ trace
         from .errors import GalleryIndexError
 

@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from ..errors import UsageError
-from .index import IndexSpec, set_search_params
+from .index import IndexSpec, faiss_stdout_silenced, set_search_params
 
 __all__ = ["IVFDATA_SUFFIX", "build_ondisk", "check_ondisk_kind", "is_ondisk"]
 
@@ -99,7 +99,8 @@ def build_ondisk(spec: IndexSpec, shards: Sequence[str | os.PathLike], ivfdata: 
     from faiss.contrib.ondisk import merge_ondisk
 
     Path(ivfdata).unlink(missing_ok=True)  # a merge interrupted before: start its lists again
-    merge_ondisk(trained, parts, str(ivfdata))
+    with faiss_stdout_silenced():
+        merge_ondisk(trained, parts, str(ivfdata))
     for p in parts:
         Path(p).unlink(missing_ok=True)
     set_search_params(trained, spec.params)

@@ -363,7 +363,7 @@ def test_centred_histograms_ignore_exposure():
 
 
 # ---------------------------------------------------------------- on-disk inverted lists
-def test_on_disk_ivf_finds_what_the_flat_index_finds_and_moves_with_its_folder(built, tmp_path, tv_weights):
+def test_on_disk_ivf_finds_what_the_flat_index_finds_and_moves_with_its_folder(built, tmp_path, tv_weights, capfd):
     """A gallery larger than RAM: the IVF lists in a file beside the index, the chunks kept as store shards.
     With every list probed IVF-Flat is exact, so a query must return the flat index's neighbours."""
     from exemplar_color.retrieval.ondisk import is_ondisk
@@ -382,8 +382,10 @@ def test_on_disk_ivf_finds_what_the_flat_index_finds_and_moves_with_its_folder(b
     moved = tmp_path / "elsewhere" / "big.index"  # the lists are found beside the index, not at the build's path
     moved.parent.mkdir()
     shutil.move(str(out), moved)
+    capfd.readouterr()
     again = GalleryIndex.open(moved, weights=tv_weights)
     assert [[(r.id, round(r.score, 5)) for r in again.search(t, k=5)] for t in targets] == want
+    assert capfd.readouterr().out == ""  # FAISS's own prints kept off stdout, where --json results go
     with pytest.raises(ExemplarColorError, match="on disk.*rebuild"):
         again.add(targets[0])
     with pytest.raises(ValueError, match="--on-disk.*IVF"):
