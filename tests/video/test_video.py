@@ -583,3 +583,28 @@ def test_after_a_cut_to_a_scene_no_reference_shows_the_prior_colours_it(clips, f
     other = tmp_path / "other.png"
     Image.fromarray(read_frame(clips["bigbuckbunny"], 0)).resize((176, 144)).save(other)
     assert {f.reference for f in iter_colorized(colorizer, tmp_path / "clip", other)} == {str(other)}
+
+
+def test_warping_error_counts_flicker_and_not_steady_wrong_colours(data_dir):
+    """The warping error follows the truth's motion: a clip whose colours are wrong but steady scores at the
+    truth's own floor (while metrics.flicker counts it), a clip whose colours jump from frame to frame does not."""
+    from exemplar_color.color import lab_to_rgb
+    from exemplar_color.metrics import flicker
+    from exemplar_color.video.consistency import warping_error
+    from exemplar_color.video.synthetic import MOVES, film
+
+    photo = np.asarray(Image.open(data_dir / "kodak" / "kodim23.png").convert("RGB"))
+    cams = [MOVES["pan"](t) for t in range(5)]
+    truth = film(photo, cams, (160, 256))
+    lab = rgb_to_lab(torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255)
+    lab[:, 1:] *= -1  # every colour swapped for its opposite: wrong, and steady
+    swapped = (lab_to_rgb(lab)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    steady_wrong = film(swapped, cams, (160, 256))
+    casts = [np.clip(f.astype(np.int16) + np.array([12, 0, -12]) * (i % 2), 0, 255).astype(np.uint8)
+             for i, f in enumerate(truth)]  # a warm cast every other frame: flicker
+    floor = warping_error(truth, truth)
+    print(f"warping error: truth {floor:.3f}, steady wrong {warping_error(steady_wrong, truth):.3f}, "
+          f"flickering {warping_error(casts, truth):.3f}; flicker steady wrong {flicker(steady_wrong, truth):.3f}")
+    assert warping_error(steady_wrong, truth) < 1.5 * floor + 0.5
+    assert flicker(steady_wrong, truth) > 2 * warping_error(steady_wrong, truth)
+    assert warping_error(casts, truth) > 4 * floor + 4
