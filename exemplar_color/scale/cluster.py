@@ -91,14 +91,17 @@ def quiet_ray_data() -> None:
 
 def plan_workers(ray, workers: int | None, threads: int | None, gpus: float) -> tuple[int, float]:
     """(workers, CPUs per worker): ``workers`` or what the cluster holds (GPUs / ``gpus`` per worker when
-    ``gpus`` > 0, else CPUs / ``threads``)."""
+    ``gpus`` > 0, else CPUs / ``threads``). A worker the cluster could never place (more GPUs or CPUs than it
+    has) is refused here: Ray would wait for it for ever."""
     per = float(threads or 1)
     have = ray.cluster_resources()
+    if gpus > have.get("GPU", 0):
+        raise RayUnavailableError(f"--gpus-per-worker {gpus:g}: the cluster has {have.get('GPU', 0):g} GPUs")
+    if per > have.get("CPU", 0):
+        raise RayUnavailableError(f"--threads {per:g}: each worker reserves that many CPUs and the cluster has "
+                                  f"{have.get('CPU', 0):g}")
     if workers:
         return workers, per
     if gpus > 0:
-        n = int(have.get("GPU", 0) // gpus)
-        if n < 1:
-            raise RayUnavailableError(f"--gpus-per-worker {gpus:g}: the cluster has {have.get('GPU', 0):g} GPUs")
-        return n, per
+        return max(1, int(have["GPU"] // gpus)), per
     return max(1, int(have.get("CPU", 1) // per)), per
