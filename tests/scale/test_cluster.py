@@ -36,13 +36,14 @@ def test_ray_flags_without_the_ray_engine_are_refused(photos, tmp_path, common, 
 
 
 def test_workers_the_cluster_could_never_place_are_refused_not_waited_for(ray_local):
-    """On a real local Ray of 2 CPUs and no GPU: asking each worker for a GPU, or for more CPUs than the
-    cluster has, is one clear error instead of a run that waits for ever."""
+    """On a real local Ray of 2 CPUs: asking each worker for more GPUs or CPUs than the cluster has is one
+    clear error instead of a run that waits for ever."""
     from exemplar_color.scale.cluster import RayUnavailableError, plan_workers
 
+    gpus = ray_local.cluster_resources().get("GPU", 0)  # 0 here; a GPU machine's own otherwise
     assert plan_workers(ray_local, None, 1, 0.0) == (2, 1.0)
     assert plan_workers(ray_local, 1, 2, 0.0) == (1, 2.0)
-    with pytest.raises(RayUnavailableError, match="--gpus-per-worker 0.5: the cluster has 0 GPUs"):
-        plan_workers(ray_local, 2, 1, 0.5)
+    with pytest.raises(RayUnavailableError, match=f"--gpus-per-worker {gpus + 0.5:g}: the cluster has {gpus:g} GPUs"):
+        plan_workers(ray_local, 2, 1, gpus + 0.5)
     with pytest.raises(RayUnavailableError, match="--threads 4: .* the cluster has 2"):
         plan_workers(ray_local, None, 4, 0.0)
