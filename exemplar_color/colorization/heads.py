@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..correspondence import Correspondence
+from ..errors import ConfigMismatchError
 from .exact import spread_certain_matches
 from .hypercolumn import HypercolumnNet
 from .network import ColorizationNet, make_input
@@ -84,7 +85,8 @@ class HypercolumnHead:
                  features: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
                  at_trained_size: bool = True, vivid: bool = False):
         if vivid and not net.has_vivid:
-            raise ValueError("this model has no vivid readout (exported without one): use the default readout")
+            raise ConfigMismatchError("this model has no vivid readout (exported without one): use the default "
+                                      "readout")
         self.net, self.chroma_gain, self.features, self.vivid = net, chroma_gain, features, vivid
         self.name = "network"
         self.at_trained_size = at_trained_size and features is not None
@@ -134,6 +136,6 @@ def network_head(net: ColorizationNet | HypercolumnNet, chroma_gain: float = 1.0
     if isinstance(net, HypercolumnNet):
         return HypercolumnHead(net, chroma_gain, features, vivid=vivid)
     if vivid:
-        raise ValueError("vivid colours need the hypercolumn sub-net (its colour distribution); this model is a "
-                         f"{net.config.arch}")
+        raise ConfigMismatchError("vivid colours need the hypercolumn sub-net (its colour distribution); this model "
+                                  f"is a {net.config.arch}")
     return NetworkHead(net, chroma_gain)

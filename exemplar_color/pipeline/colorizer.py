@@ -19,7 +19,7 @@ from ..colorization.heads import Head, HypercolumnHead, NetworkHead, network_hea
 from ..constants import POSITION_PRIOR
 from ..correspondence import Correspondence, Matcher
 from ..correspondence.matcher import MatcherPrecision
-from ..errors import ExemplarColorError
+from ..errors import ConfigMismatchError, ExemplarColorError, UsageError
 from ..runtime import resolve_device
 from ..full_resolution import UPSAMPLE_METHODS, FullResolution
 from ..io import ImageInput
@@ -79,7 +79,7 @@ class Colorizer:
         path = resolve_model(model)
         net = None
         if vivid and path is None:
-            raise ValueError("vivid colours need the trained sub-net (model='default' or a checkpoint), not the "
+            raise UsageError("vivid colours need the trained sub-net (model='default' or a checkpoint), not the "
                              "analogy head")
         if path is not None:
             from ..colorization.checkpoint import load_checkpoint, release_gain
@@ -96,8 +96,8 @@ class Colorizer:
         if net is not None:
             try:
                 self.heads["network"] = network_head(net, chroma_gain, self.matcher.features, vivid=vivid)
-            except ValueError as e:
-                raise ValueError(f"{path}: {e}") from None
+            except ConfigMismatchError as e:
+                raise ConfigMismatchError(f"{path}: {e}") from None
             if getattr(net, "has_vivid", False) and not vivid:  # the other readout, for comparisons (evaluate)
                 self.heads["vivid"] = network_head(net, chroma_gain, self.matcher.features, vivid=True)
                 self.heads["vivid"].name = "vivid"
