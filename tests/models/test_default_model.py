@@ -328,3 +328,14 @@ def test_vivid_is_refused_where_there_is_no_distribution_to_read(full_vgg):
         Colorizer(device="cpu", vgg_weights=full_vgg, model=PREVIOUS, vivid=True)
     with pytest.raises(ValueError, match="vivid colours need the trained sub-net"):
         Colorizer(device="cpu", vgg_weights=full_vgg, model="analogy", vivid=True)
+
+
+def test_cli_vivid_with_the_analogy_head_is_one_line_exit_2(data_dir, full_vgg, tmp_path, capsys):
+    from exemplar_color.cli.main import main
+
+    rc = main(["colorize", str(data_dir / "kodak" / "kodim05.png"), "-r", str(data_dir / "kodak" / "kodim06.png"),
+               "-o", str(tmp_path / "out.png"), "--model", "analogy", "--vivid", "--vgg-weights", str(full_vgg)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == ["error: vivid colours need the trained sub-net (model='default' or a checkpoint), "
+                               "not the analogy head"], err
+    assert not (tmp_path / "out.png").exists()
