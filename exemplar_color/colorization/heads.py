@@ -88,7 +88,6 @@ class HypercolumnHead:
             raise ConfigMismatchError("this model has no vivid readout (exported without one): use the default "
                                       "readout")
         self.net, self.chroma_gain, self.features, self.vivid = net, chroma_gain, features, vivid
-        self.name = "network"
         self.at_trained_size = at_trained_size and features is not None
 
     def _small(self, target_l: torch.Tensor) -> tuple[int, int] | None:

@@ -46,7 +46,7 @@ from .descriptors import DescriptorConfig, DescriptorExtractor, Descriptors, pre
 from .errors import EmptyGalleryError, GalleryIndexError, IndexMismatchError, IndexNotFoundError, PartialBuildError
 from .index import IndexSpec, build_faiss, resolve_kind, save_faiss
 from .ondisk import IVFDATA_SUFFIX, build_ondisk, check_ondisk_kind
-from .store import ShardRows, read_shard, read_shard_meta, write_shard
+from .store import FeatureStore, ShardRows, read_shard, read_shard_meta, write_shard
 
 
 __all__ = ["build_gallery", "extract", "rows_from", "commit", "read_manifest", "check_config", "MANIFEST", "FORMAT"]
@@ -330,7 +330,9 @@ def _commit_ondisk(out: Path, root: Path, config: DescriptorConfig, kind: str, p
     spec = resolve_kind(kind, config.dim, sum(n for _, n in shards), params)
     log.info("building on-disk FAISS index %s over %d descriptors", spec.factory, sum(n for _, n in shards))
     ivfdata = "index-000001" + IVFDATA_SUFFIX
-    index = build_ondisk(spec, [out / s for s, _ in shards], out / _BUILD / ivfdata, out / _BUILD / "lists")
+    store = FeatureStore([out / s for s, _ in shards], config, memory_bytes=0)  # read shard by shard
+    index = build_ondisk(spec, store, out / _BUILD / ivfdata, out / _BUILD / "lists")
+    store.close()
     os.replace(out / _BUILD / ivfdata, out / ivfdata)
     index_file = "index-000001.faiss"
     save_faiss(index, out / index_file)

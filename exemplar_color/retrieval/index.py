@@ -27,7 +27,7 @@ from ..errors import UsageError
 from ..io import atomic_write
 
 __all__ = ["IndexSpec", "resolve_kind", "build_faiss", "add_vectors", "set_search_params", "save_faiss",
-           "load_faiss", "faiss_stdout_silenced", "KINDS"]
+           "load_faiss", "faiss_stdout_silenced", "new_index", "training_rows", "KINDS"]
 
 KINDS = ("flat", "ivf", "hnsw", "ivfpq")
 # defaults for factory strings; the ivf/ivfpq presets use nprobe = nlist/16 (see resolve_kind).
@@ -105,12 +105,10 @@ def set_search_params(index: Any, params: dict[str, Any]) -> None:
                 pass  # the index has no such parameter (e.g. efSearch on IVF)
 
 
-def build_faiss(spec: IndexSpec, vectors: np.ndarray, *, train_size: int = 200_000, seed: int = 0,
-                efConstruction: int = 40, kmeans_iters: int = 10, device: str = "cpu") -> Any:
-    """Create, train (on a random sample when the kind needs it) and fill an index with ``vectors``."""
+def new_index(spec: IndexSpec, dim: int, *, efConstruction: int = 40, kmeans_iters: int = 10) -> Any:
+    """An empty, untrained index of ``spec`` (inner product) with the build settings every build uses."""
     faiss = _faiss()
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    index = faiss.index_factory(x.shape[1], spec.factory, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.index_factory(dim, spec.factory, faiss.METRIC_INNER_PRODUCT)
     hnsw = _find_hnsw(index)
     if hnsw is not None:
         hnsw.efConstruction = efConstruction
@@ -121,12 +119,24 @@ def build_faiss(spec: IndexSpec, vectors: np.ndarray, *, train_size: int = 200_0
         # the factory turns on polysemous training (simulated annealing over PQ codes, for Hamming
         # pre-filtering that we never use): 20x the training time for nothing here
         inner.do_polysemous_training = False
+    return index
+
+
+def training_rows(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """Rows (sorted) an index trains on: all ``n``, or a seeded random sample of ``size``."""
+    return np.arange(n) if n <= size else np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+def build_faiss(spec: IndexSpec, vectors: np.ndarray, *, train_size: int = 200_000, seed: int = 0,
+                efConstruction: int = 40, kmeans_iters: int = 10, device: str = "cpu") -> Any:
+    """Create, train (on a random sample when the kind needs it) and fill an index with ``vectors``."""
+    faiss = _faiss()
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    index = new_index(spec, x.shape[1], efConstruction=efConstruction, kmeans_iters=kmeans_iters)
     gpu = _to_gpu(index, device)
     work = gpu if gpu is not None else index
     if not work.is_trained:
-        rng = np.random.default_rng(seed)
-        sample = x if len(x) <= train_size else x[np.sort(rng.choice(len(x), train_size, replace=False))]
-        work.train(sample)
+        work.train(x[training_rows(len(x), train_size, seed)])
     add_vectors(work, x)
     if gpu is not None:
         index = faiss.index_gpu_to_cpu(gpu)

@@ -44,17 +44,14 @@ def read_paths(manifest: str) -> list[str]:
         if "://" in text:
             raise UsageError(f"{manifest}: {text}: only local or mounted paths are read for now; mount the store "
                              f"(s3fs, gcsfuse) and list the mounted paths")
-        if not Path(text).is_absolute() and not _inside(base / text, base):
+        inside = Path(os.path.abspath(base / text)).is_relative_to(os.path.abspath(base))
+        if not Path(text).is_absolute() and not inside:
             raise UsageError(f"{manifest}: {text}: a relative path must stay inside the manifest's folder "
                              f"({base}); write it absolute if the photo is elsewhere")
         paths.append(text if Path(text).is_absolute() else str(base / text))
     if not paths:
         raise UsageError(f"{manifest}: lists no photos")
     return paths
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return os.path.commonpath([os.path.abspath(path), os.path.abspath(root)]) == os.path.abspath(root)
 
 
 def expand(targets: Sequence[str]) -> list[str]:
