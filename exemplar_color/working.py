@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .color import rgb_to_lab
 from .errors import ImageTooSmallError
-from .layout import to_tensor
 
 MULTIPLE = 16  # VGG-19's relu5_1 has stride 16: sides that divide evenly keep every level aligned
 
@@ -36,18 +34,14 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def is_gray(rgb: torch.Tensor, tolerance: float = 2.0) -> bool:
-    """True when an RGB tensor has (almost) no chroma: 99% of pixels with |ab| below ``tolerance``."""
-    ab = rgb_to_lab(rgb)[:, 1:]
-    return bool(torch.quantile(ab.norm(dim=1).flatten()[:1_000_000], 0.99) < tolerance)
-
-
-def is_gray_array(arr: np.ndarray) -> bool:
-    """A photo without colour (mode L, or RGB with almost no chroma), judged on at most ~250k pixels."""
-    if arr.ndim == 2 or arr.shape[-1] == 1:
+def is_gray(image: torch.Tensor, tolerance: float = 2.0) -> bool:
+    """True when an image ``(1, C, H, W)`` has no colour: one channel, or RGB with (almost) no chroma (99% of
+    pixels with |ab| below ``tolerance``), judged on at most ~250k pixels."""
+    if image.shape[1] == 1:
         return True
-    step = max(1, int(math.sqrt(arr.shape[0] * arr.shape[1] / 250_000)))
-    return is_gray(to_tensor(arr[::step, ::step]))
+    step = max(1, int(math.sqrt(image.shape[-2] * image.shape[-1] / 250_000)))
+    ab = rgb_to_lab(image[..., ::step, ::step].float())[:, 1:]
+    return bool(torch.quantile(ab.norm(dim=1).flatten(), 0.99) < tolerance)
 
 
 def check_min_side(name: str, h: int, w: int, minimum: int = MULTIPLE) -> None:

@@ -10,13 +10,14 @@ head without one) -> predicted ab brought to full size along the full-resolution
 recombined with the target's original L, unchanged. Several references: :mod:`.multireference`.
 """
 
-from ..photos import AUTO_CANDIDATES
+from ..recommendations import AUTO_CANDIDATES
 from ..result import ColorizationResult
 from .colorizer import Colorizer
 from .multireference import FUSE_MODES, match_references
-from .stages import (Matched, MatchView, Prepared, alone_view, assemble, full_fields, match, read_pair, read_target,
-                     render, run_head, stage_timings, synchronizer, views_of, working_l, working_lab)
+from .stages import (Matched, MatchView, Prepared, alone_view, assemble, full_fields, match,
+                     read_references, read_target, render, run_head, stage_timings, synchronizer, views_of,
+                     working_l, working_lab)
 
 __all__ = ["Colorizer", "ColorizationResult", "AUTO_CANDIDATES", "FUSE_MODES", "match_references", "Matched", "MatchView", "Prepared", "alone_view", "assemble", "full_fields", "match",
-           "read_pair", "read_target", "render", "run_head", "stage_timings", "synchronizer", "views_of", "working_l",
+           "read_references", "read_target", "render", "run_head", "stage_timings", "synchronizer", "views_of", "working_l",
            "working_lab"]

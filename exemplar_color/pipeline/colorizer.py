@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -153,7 +152,6 @@ class Colorizer:
         """Target L ``(1, 1, h, w)`` and reference Lab ``(1, 3, h', w')`` at the working size."""
         return self.working_l(target), stages.working_lab(reference, self.size, self.device)
 
-    read_pair = staticmethod(stages.read_pair)
     full_fields = staticmethod(stages.full_fields)
 
     def render(self, pixels: torch.Tensor, tl: torch.Tensor, ab: torch.Tensor) -> FullResolution:
@@ -185,46 +183,35 @@ class Colorizer:
         how evaluations compare the heads on exactly the same matches. ``reference``/``top_k``: as in
         :meth:`colorize`."""
         heads = heads or tuple(self.heads)
-        if reference is None and self._index is None:  # no reference and no gallery: the photo alone
-            return self.colorize_pairs([(target, None)], 1, heads)[0]
-        if isinstance(reference, (list, tuple)):
-            return self.colorize_references(target, list(reference), heads)
-        if reference is None and top_k > 1:
-            photo, references, recs, passed = stages.gallery_references(target, self.recommend, top_k)
-            return self.colorize_references(photo, references, heads, recommendations=recs, passed_over=passed)
+        if isinstance(reference, (list, tuple)) or (reference is None and self._index is not None and top_k > 1):
+            return self.colorize_references(target, reference, heads, top_k=top_k)
         return self.colorize_pairs([(target, reference)], 1, heads)[0]
 
-    def colorize_references(self, target: ImageInput | Photo, references: Sequence[ImageInput | Photo],
-                            heads: Sequence[str], fuse: str = "inputs", recommendations: list[Any] | None = None,
-                            passed_over: list[tuple[str, str]] | None = None) -> dict[str, ColorizationResult]:
-        """``{head: ColorizationResult}`` for ``target`` coloured from several ``references`` (images or Photos):
-        each pixel takes its colours from the reference that matches it best (:mod:`.multireference`).
-        ``fuse="inputs"`` (default) fuses the correspondences before the head; ``"outputs"`` runs the head on
-        each reference and blends the predicted colours by the same weights. One reference: exactly the
-        one-reference path, with a label map of zeros."""
+    def colorize_references(self, target: ImageInput | Photo, references: Sequence[ImageInput | Photo] | None,
+                            heads: Sequence[str], fuse: str = "inputs", top_k: int = 1,
+                            ) -> dict[str, ColorizationResult]:
+        """``{head: ColorizationResult}`` for ``target`` coloured from several ``references`` (images or Photos;
+        ``None``: the gallery's ``top_k`` best usable ones): each pixel takes its colours from the reference that
+        matches it best (:mod:`.multireference`). ``fuse="inputs"`` (default) fuses the correspondences before
+        the head; ``"outputs"`` runs the head on each reference and blends the predicted colours by the same
+        weights. One reference: exactly the one-reference path, with a label map of zeros."""
         if fuse not in FUSE_MODES:
             raise ValueError(f"fuse must be one of {FUSE_MODES}, got {fuse!r}")
-        if not references:
+        if references is not None and not references:
             raise ValueError("give at least one reference")
-        recs, passed = recommendations or [], passed_over or []
         t0 = time.perf_counter()
-        t = target if isinstance(target, Photo) else read_photo(target)
-        photos = []
-        for i, ref in enumerate(references):
-            with warnings.catch_warnings():
-                if i:  # a colour target is said once, not once per reference
-                    warnings.simplefilter("ignore")
-                photos.append(stages.read_pair(t, ref)[1])
-        if len(photos) == 1:
-            out = self.colorize_pairs([(t, photos[0])], 1, heads)[0]
-            for res in out.values():
-                res.labels = np.zeros(res.confidence.shape, np.uint8)
-                res.references = (photos[0].name,)
-                res.recommendations, res.passed_over = recs, passed
-            return out
-        item = Prepared(0, t, photos[0], self.working_l(t), None, recs, passed)
-        return self.colorize_batch([item], heads, match_references(self.matcher, item, photos, fuse, self.size,
-                                                                   self.device, t0))[0]
+        t, photos, recs, passed = stages.read_references(target, references, self.recommend, top_k)
+        item = Prepared(0, t, photos[0], stages.working_l(t, self.size, self.device), None, recs, passed)
+        if len(photos) > 1:
+            return self.colorize_batch([item], heads, match_references(self.matcher, item, photos, fuse, self.size,
+                                                                       self.device, t0))[0]
+        item.rlab = stages.working_lab(photos[0], self.size, self.device)
+        item.load_s = time.perf_counter() - t0
+        out = self.colorize_batch([item], heads)[0]
+        for res in out.values():
+            res.labels = np.zeros(res.confidence.shape, np.uint8)
+            res.references = (photos[0].name,)
+        return out
 
     def colorize_alone(self, target: ImageInput, head: str | None = None) -> ColorizationResult:
         """Colorize ``target`` from the photo alone, even when this Colorizer has a gallery index (the
@@ -253,13 +240,10 @@ class Colorizer:
     def prepare(self, i: int, target: ImageInput, reference: ImageInput | None) -> Prepared:
         """Read one pair (finding the reference in the gallery when there is none) at the working size."""
         t0 = time.perf_counter()
-        recs: list[Any] = []
-        passed: list[tuple[str, str]] = []
         if reference is None and self._index is None:
             return self.prepare_alone(i, target, t0)
-        if reference is None:
-            target, (reference,), recs, passed = stages.gallery_references(target, self.recommend, 1)
-        t, r = stages.read_pair(target, reference)
+        t, (r,), recs, passed = stages.read_references(target, None if reference is None else [reference],
+                                                       self.recommend, 1)
         tl, rlab = self.working(t, r)
         return Prepared(i, t, r, tl, rlab, recs, passed, time.perf_counter() - t0)
 

@@ -2,7 +2,7 @@
 them in :meth:`~exemplar_color.pipeline.Colorizer.colorize_batch` (the sequence, written once), and any other
 mode may compose them too (several references, video, the app, the benchmarks):
 
-    read_pair / read_target -> working_l, working_lab -> match -> run_head -> render -> assemble (+ timings)
+    read_references / read_target -> working_l, working_lab -> match -> run_head -> render -> assemble (+ timings)
 
 Every stage takes what it needs as arguments (the matcher, a head, the working size, the upsampling), so a
 caller holds no private state of the Colorizer's.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -27,11 +27,12 @@ from ..errors import ExemplarColorError
 from ..full_resolution import FullResolution
 from ..io import ImageInput
 from ..layout import to_array
-from ..photos import AUTO_CANDIDATES, Photo, read_photo, read_reference, usable_references
+from ..photos import Photo, read_photo, read_reference
+from ..recommendations import AUTO_CANDIDATES, usable_references
 from ..result import ColorizationResult, Lazy
 from ..working import resize, working_size
 
-__all__ = ["Prepared", "Matched", "MatchView", "gallery_references", "read_target", "read_pair", "working_l", "working_lab", "match",
+__all__ = ["Prepared", "Matched", "MatchView", "read_target", "read_references", "working_l", "working_lab", "match",
            "full_fields", "views_of", "alone_view", "run_head", "render", "stage_timings", "assemble", "synchronizer"]
 
 
@@ -76,17 +77,6 @@ class Matched:
     head_step: Callable[[Head, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]] | None = None
 
 
-def gallery_references(target: ImageInput, recommend: Callable[[ImageInput, int], list[Any]], n: int,
-                       ) -> tuple[Photo, list[Photo], list[Any], list[tuple[str, str]]]:
-    """Pipeline stage, automatic mode: the target read, its ``n`` best usable references among the gallery's
-    ranking (``recommend(target, k)``, k at least :data:`~exemplar_color.photos.AUTO_CANDIDATES`), that
-    ranking, and ``(path, why)`` of those passed over (:func:`~exemplar_color.photos.usable_references`)."""
-    photo = read_photo(target)
-    recs = recommend(target, max(AUTO_CANDIDATES, 2 * n))
-    references, passed = usable_references(target, photo, recs, n)
-    return photo, references, recs, passed
-
-
 def read_target(target: ImageInput | Photo, stacklevel: int = 3) -> Photo:
     """Pipeline stage: the photo to colour (a colour one is warned about: only its luminance is used)."""
     t = target if isinstance(target, Photo) else read_photo(target)
@@ -95,11 +85,24 @@ def read_target(target: ImageInput | Photo, stacklevel: int = 3) -> Photo:
     return t
 
 
-def read_pair(target: ImageInput | Photo, reference: ImageInput | Photo) -> tuple[Photo, Photo]:
-    """Pipeline stage: both photos read, with the one gray-reference rule (refused) and colour-target warning."""
+def read_references(target: ImageInput | Photo, references: Sequence[ImageInput | Photo] | None,
+                    recommend: Callable[[ImageInput, int], list[Any]] | None = None, n: int = 1,
+                    ) -> tuple[Photo, list[Photo], list[Any], list[tuple[str, str]]]:
+    """Pipeline stage, where references come from: the target read (a colour one warned about once) and its
+    references -- those given, read with the one gray-reference rule, or with none given (automatic mode) the
+    ``n`` best usable ones of the gallery's ranking (``recommend(target, k)``, k at least
+    :data:`AUTO_CANDIDATES`; :func:`usable_references`) -- with that ranking and ``(path, why)`` of those
+    passed over."""
     t = target if isinstance(target, Photo) else read_photo(target)
-    r = read_reference(reference)
-    return read_target(t, stacklevel=4), r
+    if references is not None:
+        photos, recs, passed = [read_reference(r) for r in references], [], []
+    elif recommend is None:
+        raise ExemplarColorError(f"{t.name}: no reference and no gallery to find one in")
+    else:
+        recs = recommend(target, max(AUTO_CANDIDATES, 2 * n))
+        photos, passed = usable_references(target, t, recs, n)
+    read_target(t, stacklevel=4)
+    return t, photos, recs, passed
 
 
 def working_l(target: Photo, size: int, device: torch.device | str) -> torch.Tensor:

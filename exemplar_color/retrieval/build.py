@@ -40,8 +40,9 @@ from .._version import __version__
 from ..artifacts import (BuildReport, ShardPlan, content_digest, read_manifest as _read, refuse_differences,
                          write_manifest)
 from ..io import list_images, load_image
+from ..layout import tensor_view
 from ..runtime import dist_env
-from ..working import is_gray_array
+from ..working import is_gray
 from .descriptors import DescriptorConfig, DescriptorExtractor, Descriptors, prepare_gray
 from .errors import EmptyGalleryError, GalleryIndexError, IndexMismatchError, IndexNotFoundError, PartialBuildError
 from .index import IndexSpec, build_faiss, resolve_kind, save_faiss
@@ -103,7 +104,7 @@ class _ImageDataset(torch.utils.data.Dataset):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # an animated or transparent photo is still a reference
                 arr = load_image(path)
-            if is_gray_array(arr):
+            if is_gray(tensor_view(arr)):
                 return {"i": i, "rel": rel, "ok": False, "reason": "grayscale: no colour to give as a reference"}
             gray, lum = prepare_gray(arr, self.size)
             return {"i": i, "rel": rel, "ok": True, "gray": gray, "lum": lum, "sha": sha,

@@ -24,7 +24,8 @@ import torch
 
 from ..errors import UsageError
 from ..layout import to_array, to_tensor
-from ..photos import AUTO_CANDIDATES, Photo, usable_references
+from ..photos import Photo
+from ..recommendations import AUTO_CANDIDATES, usable_references
 from ..working import is_gray
 from .io import Frame, VideoError, VideoReader, is_video_path, open_source, read_frame
 from .resume import WorkFolder, photo_digest, source_fingerprint

@@ -56,11 +56,12 @@ def _gallery(data_dir: Path, dest: Path, n_sample: int, n_val: int) -> Path:
 
 
 def _colour(path: Path) -> bool:
-    from exemplar_color.working import is_gray_array
+    from exemplar_color.layout import tensor_view
+    from exemplar_color.working import is_gray
 
     with Image.open(path) as im:
         im.thumbnail((128, 128))
-        return not is_gray_array(np.asarray(im.convert("RGB"), np.float32) / 255 if im.mode != "L" else np.zeros((2, 2)))
+        return im.mode != "L" and not is_gray(tensor_view(np.asarray(im.convert("RGB"), np.float32) / 255))
 
 
 def _config(size: int = SIZE) -> DescriptorConfig:
