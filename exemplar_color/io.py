@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from io import BytesIO
 from pathlib import Path
 from typing import Literal, Union
 
@@ -37,6 +38,7 @@ from .errors import (
     ImageTooSmallError,
     NotAnImageError,
 )
+from .uris import is_uri, read_uri
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -169,7 +171,8 @@ def load_image(
     """Read an image file as float32 in [0, 1].
 
     Args:
-        path: the file.
+        path: the file: a local path, or a URI that pyarrow opens (``s3://``, ``gs://``, ``file://``...;
+            :mod:`exemplar_color.uris`).
         mode: ``"RGB"`` -> ``(H, W, 3)``; ``"L"`` -> ``(H, W)``; ``"auto"`` keeps gray images gray and
             everything else RGB.
         alpha: ``"white"`` composites transparency on white; ``"drop"`` ignores the alpha channel.
@@ -179,13 +182,19 @@ def load_image(
 
     EXIF orientation is applied, so the array is the photo as the camera meant it.
     """
-    p = Path(path)
-    if not p.exists():
-        raise ImageNotFoundError(p, "no such file")
-    if not p.is_file():
-        raise ImageNotFoundError(p, "not a regular file")
-    if p.stat().st_size == 0:
-        raise NotAnImageError(p, "file is empty (0 bytes)")
+    p: str | Path
+    source: BytesIO | Path
+    if is_uri(path):  # read whole through pyarrow.fs (exemplar_color.uris)
+        p = str(path)
+        source = BytesIO(read_uri(p))
+    else:
+        p = source = Path(path)
+        if not p.exists():
+            raise ImageNotFoundError(p, "no such file")
+        if not p.is_file():
+            raise ImageNotFoundError(p, "not a regular file")
+        if p.stat().st_size == 0:
+            raise NotAnImageError(p, "file is empty (0 bytes)")
     limit = max_pixels if max_pixels is not None else current_max_pixels()
     pil_limit = Image.MAX_IMAGE_PIXELS
     try:
@@ -194,7 +203,7 @@ def load_image(
         Image.MAX_IMAGE_PIXELS = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(p) as img:
+            with Image.open(source) as img:
                 _check_size(p, img.size, limit, min_side)
                 frames = getattr(img, "n_frames", 1)
                 img.load()

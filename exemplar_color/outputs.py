@@ -29,6 +29,7 @@ from typing import Iterable, Sequence
 
 from .errors import ConfigMismatchError, OutputError, UsageError
 from .io import IMAGE_EXTENSIONS, atomic_write, list_images, save_image, temp_leftovers
+from .uris import is_uri, uri_stem
 
 __all__ = ["Job", "plan_colorize", "check_output_file", "check_output_folder", "check_writable",
            "refuse_existing", "remove_leftovers", "JobRecord", "check_working_size", "SAVE_EXTENSIONS"]
@@ -40,7 +41,7 @@ SAVE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 class Job:
     """One target and everything it writes: ``sides`` first (each atomically), ``output`` last."""
 
-    target: Path
+    target: Path | str  # a local path, or a URI (str) that the worker reads (exemplar_color.uris)
     output: Path
     sides: tuple[Path, ...] = ()
 
@@ -54,7 +55,7 @@ class Job:
 
 
 def _key(p: Path | str) -> str:
-    return os.path.normcase(os.path.realpath(p))
+    return p if is_uri(p) else os.path.normcase(os.path.realpath(p))
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -74,10 +75,10 @@ def plan_colorize(targets: Sequence[str], out: str, side_tags: Sequence[str] = (
     """
     out_path = Path(out)
     for t in targets:
-        if not Path(t).exists():
+        if not is_uri(t) and not Path(t).exists():  # a URI is read (and reported missing) by its worker
             raise UsageError(f"{t}: no such file or folder")
-    folders = [Path(t) for t in targets if Path(t).is_dir()]
-    files = [Path(t) for t in targets if not Path(t).is_dir()]
+    folders = [Path(t) for t in targets if not is_uri(t) and Path(t).is_dir()]
+    files: list[Path | str] = [t if is_uri(t) else Path(t) for t in targets if is_uri(t) or not Path(t).is_dir()]
     n = len(targets)
     suffix = out_path.suffix.lower()
     if out_path.is_dir():
@@ -100,7 +101,7 @@ def plan_colorize(targets: Sequence[str], out: str, side_tags: Sequence[str] = (
     if as_file and suffix not in SAVE_EXTENSIONS:
         raise UsageError(f"-o {out}: cannot write {suffix} images; use .png, .tif, .webp, .bmp or .jpg")
 
-    def job(target: Path, output: Path) -> Job:
+    def job(target: Path | str, output: Path) -> Job:
         return Job(target, output, tuple(side_path(output, tag) for tag in side_tags))
 
     if as_file:
@@ -117,6 +118,9 @@ def plan_colorize(targets: Sequence[str], out: str, side_tags: Sequence[str] = (
                     continue  # the output folder inside the input folder: never an input
                 jobs.append(job(f, out_path / f.relative_to(folder).with_suffix(".png")))
         for f in files:
+            if isinstance(f, str):
+                jobs.append(job(f, out_path / (uri_stem(f) + ".png")))
+                continue
             if _key(f.parent) == _key(out_path):
                 raise UsageError(f"-o {out} is the folder of the input {f}; outputs would mix with the photos; "
                                  f"give another folder")

@@ -200,3 +200,23 @@ def test_list_images_is_sorted_and_filters(tmp_path, photo):
         else:
             photo.save(target)
     assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == ["a.jpg", "b.png", "sub/c.tif"]
+
+
+def test_uris_are_read_through_pyarrow_file_systems(tmp_path, photo):
+    """A photo named by URI (here file://, pyarrow's local file system: the same code path as s3:// or gs://,
+    no network) loads as its path does; a missing one, an empty one or an unknown scheme names the URI."""
+    pytest.importorskip("pyarrow")
+    from exemplar_color.errors import UsageError
+
+    photo.save(tmp_path / "p.png")
+    uri = (tmp_path / "p.png").as_uri()
+    assert uri.startswith("file:///")
+    np.testing.assert_array_equal(load_image(uri), load_image(tmp_path / "p.png"))
+    np.testing.assert_array_equal(as_array(uri), load_image(tmp_path / "p.png"))
+    with pytest.raises(ImageNotFoundError, match=f"{uri[:-5]}nope.png: no such file"):
+        load_image(uri[:-5] + "nope.png")
+    (tmp_path / "empty.png").touch()
+    with pytest.raises(NotAnImageError, match="empty.png: file is empty"):
+        load_image((tmp_path / "empty.png").as_uri())
+    with pytest.raises(UsageError, match="ftp:// scheme is not read"):
+        load_image("ftp://host/p.png")

@@ -42,7 +42,8 @@ Examples:
   exemplar-color colorize photos.csv -o out/ --engine ray --address head:6379 --resume
 """)
     p.add_argument("targets", nargs="+", metavar="TARGET",
-                   help="photo(s) to colorize: files, folders, or manifests (.csv/.parquet listing photo paths)")
+                   help="photo(s) to colorize: files, folders, or manifests (.csv/.parquet listing photo paths or "
+                        "URIs such as s3://bucket/scan.tif)")
     p.add_argument("--reference", "-r", metavar="REF", type=existing_file, nargs="+", action="extend", default=[],
                    help="colour reference photo(s); with several, each pixel takes the best-matching one")
     p.add_argument("--auto", action="store_true", help="pick each target's reference from --index")

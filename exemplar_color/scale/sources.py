@@ -1,8 +1,9 @@
-"""``SRC`` as a manifest: a CSV or Parquet table of photo paths (a ``path`` column, else the first one), read
-with pyarrow; relative paths are relative to the manifest's folder and must stay inside it (``../`` out of it
-is refused, naming the row: a manifest moved between machines cannot reach elsewhere); absolute paths are
-taken as written. Local (or mounted) paths: every worker must see the same files, as it sees the same output
-folder."""
+"""``SRC`` as a manifest: a CSV or Parquet table of photo paths or URIs (a ``path`` column, else the first one),
+read with pyarrow; relative paths are relative to the manifest's folder and must stay inside it (``../`` out of
+it is refused, naming the row: a manifest moved between machines cannot reach elsewhere); absolute paths are
+taken as written, and so are URIs of the file systems pyarrow opens (``s3://``, ``gs://``, ``hdfs://``,
+``file://``; :mod:`exemplar_color.uris`), which each worker reads itself. Every worker must see the same local
+paths, as it sees the same output folder."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import UsageError
+from ..uris import check_uri, is_uri
 
 __all__ = ["MANIFEST_SUFFIXES", "expand", "is_manifest", "read_paths"]
 
@@ -41,9 +43,12 @@ def read_paths(manifest: str) -> list[str]:
         if value is None or not str(value).strip():
             continue
         text = str(value).strip()
-        if "://" in text:
-            raise UsageError(f"{manifest}: {text}: only local or mounted paths are read for now; mount the store "
-                             f"(s3fs, gcsfuse) and list the mounted paths")
+        if is_uri(text):  # read where it is kept, through pyarrow.fs (exemplar_color.uris)
+            try:
+                paths.append(check_uri(text))
+            except UsageError as e:
+                raise UsageError(f"{manifest}: {e}") from None
+            continue
         inside = Path(os.path.abspath(base / text)).is_relative_to(os.path.abspath(base))
         if not Path(text).is_absolute() and not inside:
             raise UsageError(f"{manifest}: {text}: a relative path must stay inside the manifest's folder "

@@ -45,10 +45,12 @@ class ColorizeWorker:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         from ..outputs import Job
+        from ..uris import is_uri
 
         rows: dict[str, list] = {c: [] for c in STATUS_COLUMNS}
         for target, output, sides in zip(batch["target"], batch["output"], batch["sides"]):
-            job = Job(Path(target), Path(output), tuple(Path(s) for s in str(sides).split("\n") if s))
+            job = Job(str(target) if is_uri(target) else Path(target), Path(output),
+                      tuple(Path(s) for s in str(sides).split("\n") if s))
             status = self._one(job)
             for c in STATUS_COLUMNS:
                 rows[c].append(status.get(c, ""))

@@ -60,17 +60,26 @@ def test_ray_run_writes_what_the_folder_run_writes_and_resumes(ray_local, photos
 
 
 def test_manifest_with_a_broken_row_reports_it_and_exits_1(ray_local, photos, tmp_path, common, capsys):
+    """Paths and URIs (file://: pyarrow's local file system, read by each worker as s3:// would be) in one
+    manifest; a row that is not an image and a URI that names nothing are reported, the others written."""
     d, ref = photos
     (tmp_path / "broken.jpg").write_bytes(b"this is not a JPEG")
-    rows = [str(p) for p in sorted(d.rglob("*.jpg"))[:3]] + [str(tmp_path / "broken.jpg")]
+    good = sorted(d.rglob("*.jpg"))[:3]
+    missing = (tmp_path / "gone.jpg").as_uri()
+    rows = [str(good[0]), str(good[1]), good[2].as_uri(), str(tmp_path / "broken.jpg"), missing]
     (tmp_path / "list.csv").write_text("path\n" + "\n".join(rows) + "\n")
     rc, err, out = cli(capsys, "colorize", tmp_path / "list.csv", "-r", ref, "-o", tmp_path / "out", *common,
                        "--engine", "ray", "--workers", "1", "--json")
     report = json.loads(out)
-    assert rc == 1 and [f["target"] for f in report["failed"]] == [str(tmp_path / "broken.jpg")]
-    assert report["failed"][0]["error"] and "error: " in err
-    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == sorted(Path(r).stem + ".png" for r in rows[:3])
+    assert rc == 1 and [f["target"] for f in report["failed"]] == [str(tmp_path / "broken.jpg"), missing]
+    assert "no such file" in report["failed"][1]["error"] and "error: " in err
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == sorted(p.stem + ".png" for p in good)
     assert not [p for p in (tmp_path / "out").iterdir() if "tmp" in p.name]
+    # the photo read by URI is the photo read by path (the folder run, same settings)
+    rc, err, _ = cli(capsys, "colorize", good[2], "-r", ref, "-o", tmp_path / "by_path.png", *common)
+    assert rc == 0, err
+    by_uri = np.asarray(Image.open(tmp_path / "out" / (good[2].stem + ".png"))).astype(int)
+    assert np.abs(by_uri - np.asarray(Image.open(tmp_path / "by_path.png")).astype(int)).max() <= 1
 
 
 def test_python_call_is_the_command(ray_local, photos, tmp_path, common):
