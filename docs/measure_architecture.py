@@ -24,11 +24,11 @@ PACKAGE = "exemplar_color"
 # backbone), training (on correspondence and the heads), evaluation, video and the app (on the pipeline).
 LAYERS = [
     ("foundation", ("_version", "errors", "constants", "runtime", "artifacts", "device", "io", "color", "layout",
-                    "working", "metrics", "outputs")),
+                    "working", "metrics", "outputs", "uris")),
     ("backbone", ("vgg_spec", "weights", "backbone")),
     ("correspondence, retrieval", ("correspondence", "retrieval")),
     ("colorization heads", ("colorization", "models")),
-    ("pipeline, training", ("pipeline", "photos", "result", "full_resolution", "multireference", "training",
+    ("pipeline, training", ("pipeline", "photos", "recommendations", "result", "full_resolution", "multireference", "training",
                             "baselines")),
     ("evaluation, video, app, scale", ("evaluation", "video", "app", "scale")),
     ("cli", ("cli",)),
