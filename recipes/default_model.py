@@ -10,10 +10,13 @@ Every stage is resumable and skipped when its output exists, so the same command
    references`: retrieval top-5 / same class / related class, itself and near-duplicates excluded);
    ``--val-fraction`` of the targets held out for model selection (``best.safetensors``).
 4. ``cache``: the similarity sub-net's outputs for every pair at ``--size`` px, five levels, Caffe VGG-19.
-5. ``train``: both branches (alpha 0.005, relu5_1 perceptual loss), flip/crop/scale augmentation, plus a
-   chrominance loss and a colourfulness-matching loss on the real-reference branch.
-6. ``export``: the chosen checkpoint as float16 safetensors + JSON with its calibrated chroma gain, ready to
-   copy into the package.
+5. ``train``: the hypercolumn sub-net on the cache, every batch in three branches (T'_ab, the real
+   reference, no reference), class-rebalanced cross-entropy on the ab distribution, smooth-L1 of the fused
+   output on the real-reference branch for the trust gate (``--arch unet``: the previous U-Net's recipe).
+6. ``calibrate``: the readouts (temperature, rebalancing undone, gate power; default and vivid) chosen on
+   held-out model-selection pairs (:func:`choose_readouts`).
+7. ``export``: the chosen checkpoint with its readouts as float16 safetensors + JSON, ready to copy into the
+   package (skipped when already exported from the same checkpoint and calibration).
 
 The defaults are the shipped model's recipe (see its model card).
 
@@ -229,13 +232,15 @@ def stage_calibrate(work: Path, args: argparse.Namespace) -> dict:
 def stage_export(work: Path, args: argparse.Namespace) -> Path:
     from exemplar_color.colorization.checkpoint import export_release
 
-    cal = work / args.run / "calibration.json"
-    cal = json.loads(cal.read_text()) if cal.is_file() else {}
+    cal_path, chosen = work / args.run / "calibration.json", _chosen(work, args)
+    out = work / "export" / args.run / "default.safetensors"
+    if out.is_file() and all(out.stat().st_mtime >= p.stat().st_mtime for p in (cal_path, chosen) if p.is_file()):
+        return out  # exported from this very checkpoint and readout already
+    cal = json.loads(cal_path.read_text()) if cal_path.is_file() else {}
     bias = torch.tensor(cal["logit_bias"]) if "logit_bias" in cal else None
     vivid = (cal["vivid"]["temperature"], torch.tensor(cal["vivid"]["logit_bias"])) if "vivid" in cal else None
-    return export_release(_chosen(work, args), work / "export" / args.run / "default.safetensors",
-                          chroma_gain=args.chroma_gain, temperature=cal.get("temperature"), logit_bias=bias,
-                          gate_power=cal.get("gate_power"), vivid=vivid)
+    return export_release(chosen, out, chroma_gain=args.chroma_gain, temperature=cal.get("temperature"),
+                          logit_bias=bias, gate_power=cal.get("gate_power"), vivid=vivid)
 
 
 def main() -> int:
@@ -260,10 +265,10 @@ def main() -> int:
                     help="ab error (sum of with and without reference) the most colourful temperature may add")
     ap.add_argument("--val-every", type=int, default=200, help="validate every N steps (0: at checkpoints)")
     ap.add_argument("--device", default="auto", help="torch device for the cache and training (auto: CUDA if any)")
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=7)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--lr-step-epochs", type=int, default=4)
+    ap.add_argument("--lr-step-epochs", type=int, default=5)
     ap.add_argument("--reference-chroma", type=float, default=1.0,
                     help="chrominance loss on the real-reference branch too (0: as published)")
     ap.add_argument("--saturation", type=float, default=0.5, help="colourfulness-matching loss on that branch")

@@ -9,15 +9,12 @@ every 3 epochs by default. Mixed precision (bfloat16, or float16 with a gradient
 Runs resume by default. A checkpoint (safetensors + JSON, atomic) every ``checkpoint_every`` steps and at
 the end holds the model, Adam's moments, the schedule, the gradient scaler, the RNG states and the data
 position (epoch, step within it), and the data order is a pure function of (seed, epoch), so a run killed
-at any moment and resumed ends with bit-identical weights on CPU. Rank 0 alone validates, logs (tqdm
-bar, ``metrics.csv``) and writes; per-rank seeds are ``seed + rank``.
+at any moment and resumed ends with bit-identical weights on CPU; a finished run resumed does nothing.
+Rank 0 alone validates, logs (tqdm bar, ``metrics.csv``) and writes; per-rank seeds are ``seed + rank``.
 
 Run folder: ``config.json`` (the resolved configuration), ``metrics.csv``, ``checkpoints/step-*.safetensors``
-(+ ``.json``), and ``model.safetensors`` (the final network, loadable by
-:func:`exemplar_color.colorization.checkpoint.load_model`).
-
-(About 420 lines, one concept: the loop, its checkpoints and its validation share the Trainer's state;
-the state a resume restores, data order included, is :mod:`.state`.)
+(+ ``.json``), and ``model.safetensors`` (the final network: :func:`~exemplar_color.colorization.checkpoint.
+load_model`). The state a resume restores, data order included, is :mod:`.state`.
 """
 
 from __future__ import annotations
@@ -239,6 +236,12 @@ class Trainer:
                 w.writeheader()
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
+    def _last_validation(self) -> dict[str, float]:
+        """The last validation figures ``metrics.csv`` holds (those of a finished run)."""
+        with open(self.out / "metrics.csv", newline="") as f:  # written before any checkpoint
+            rows = [{k: float(v) for k, v in r.items() if k.startswith("val_") and v} for r in csv.DictReader(f)]
+        return next((r for r in reversed(rows) if r), {})
+
     def _trim_log(self) -> None:
         """Drop metric rows past the resumed step (they were logged by the killed run after its checkpoint)."""
         path = self.out / "metrics.csv"
@@ -320,6 +323,10 @@ class Trainer:
         resumed = cfg.resume and self._resume()
         if not resumed and latest_checkpoint(self.out) is not None:
             raise ExemplarColorError(f"{self.out} already holds a run; resume it (default) or use another --out")
+        spe = self.batches.steps_per_epoch
+        total = cfg.epochs * spe if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * spe)
+        if resumed and self.step >= total and (self.out / "model.safetensors").is_file():
+            return {"step": self.step, "epoch": self.epoch, **self._last_validation()}  # finished: nothing redone
         if self.main:
             with atomic_write(self.out / "config.json") as tmp:
                 tmp.write_text(json.dumps({"train": asdict(cfg), "network": self.net_config.to_dict(),
@@ -329,8 +336,6 @@ class Trainer:
             self._trim_log()
         if not resumed:
             torch.manual_seed(cfg.seed + self.rank)  # restored from the checkpoint otherwise
-        spe = self.batches.steps_per_epoch
-        total = cfg.epochs * spe if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * spe)
         if self.main and not resumed and self.val_records:
             v = self.validate()
             self._log({"step": 0, "epoch": 0, "lr": self.optim.param_groups[0]["lr"], **v})
