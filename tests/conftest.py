@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,18 @@ FULL_WEIGHTS = SHARED / "weights" / "vgg19-caffe-features-0-34-q8.pth"  # relu1_
 SLICE_LEVELS = ("relu3_1", "relu2_1", "relu1_1")
 
 torch.set_num_threads(1)  # pytest -n 2 runs two workers on the 2 CI cores
+
+
+def small_gallery(photos: Iterable[Path], folder: Path, index: Path, weights: Path):
+    """``folder`` holding copies of ``photos`` and its gallery index at ``index`` (relu3_1 at 112 px with the
+    torchvision slice): the small gallery of the automatic-mode tests. Returns the open ``GalleryIndex``."""
+    from exemplar_color.retrieval import DescriptorConfig, GalleryIndex
+
+    folder.mkdir(parents=True)
+    for p in photos:
+        shutil.copy(p, folder / p.name)
+    return GalleryIndex.build(folder, index, config=DescriptorConfig(level="relu3_1", size=112, variant="torchvision"),
+                              weights=weights, progress=False)
 
 
 def _need(path: Path) -> Path:

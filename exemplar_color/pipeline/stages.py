@@ -86,7 +86,7 @@ def read_target(target: ImageInput | Photo, stacklevel: int = 3) -> Photo:
 
 
 def read_references(target: ImageInput | Photo, references: Sequence[ImageInput | Photo] | None,
-                    recommend: Callable[[ImageInput, int], list[Any]] | None = None, n: int = 1,
+                    recommend: Callable[[ImageInput, int], list[Any]], n: int = 1,
                     ) -> tuple[Photo, list[Photo], list[Any], list[tuple[str, str]]]:
     """Pipeline stage, where references come from: the target read (a colour one warned about once) and its
     references -- those given, read with the one gray-reference rule, or with none given (automatic mode) the
@@ -96,8 +96,6 @@ def read_references(target: ImageInput | Photo, references: Sequence[ImageInput 
     t = target if isinstance(target, Photo) else read_photo(target)
     if references is not None:
         photos, recs, passed = [read_reference(r) for r in references], [], []
-    elif recommend is None:
-        raise ExemplarColorError(f"{t.name}: no reference and no gallery to find one in")
     else:
         recs = recommend(target, max(AUTO_CANDIDATES, 2 * n))
         photos, passed = usable_references(target, t, recs, n)

@@ -23,21 +23,17 @@ from exemplar_color.app import create_app  # noqa: E402
 from exemplar_color.color import rgb_to_lab  # noqa: E402
 from exemplar_color.io import pixel_limit  # noqa: E402
 
+from conftest import small_gallery
+
 LEVELS = ["relu3_1", "relu2_1", "relu1_1"]
 PAGE = {"X-Exemplar-Color": "1"}  # what the app's own page sends with every request
 
 
 @pytest.fixture(scope="module")
 def gallery_index(tmp_path_factory, tv_weights, data_dir):
-    from exemplar_color.retrieval import DescriptorConfig, GalleryIndex
-
     root = tmp_path_factory.mktemp("app")
-    gallery = root / "gallery"
-    gallery.mkdir()
-    for f in sorted((data_dir / "imagenet-sample").glob("*.JPEG"))[:6]:
-        shutil.copy(f, gallery / f.name)
-    GalleryIndex.build(gallery, root / "g.index", config=DescriptorConfig(level="relu3_1", size=112, variant="torchvision"),
-                       weights=tv_weights, progress=False)
+    small_gallery(sorted((data_dir / "imagenet-sample").glob("*.JPEG"))[:6], root / "gallery", root / "g.index",
+                  tv_weights).close()
     return root / "g.index"
 
 
@@ -280,18 +276,12 @@ def _queued_jobs_and_uploads(c, gate, data_dir) -> None:
 def test_only_servable_gallery_images_are_recommended(tv_weights, data_dir, tmp_path):
     """An image added to the index from outside the gallery root used to be recommended (first, here), then
     its thumbnail was 404 and a job with it failed; the app recommends only what it can serve."""
-    from exemplar_color.retrieval import DescriptorConfig, GalleryIndex
-
-    gallery = tmp_path / "gallery"
-    gallery.mkdir()
-    for f in sorted((data_dir / "imagenet-sample").glob("*.JPEG"))[:4]:
-        shutil.copy(f, gallery / f.name)
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     shutil.copy(data_dir / "kodak" / "kodim05.png", outside / "kodim05.png")
     index = tmp_path / "g.index"
-    g = GalleryIndex.build(gallery, index, config=DescriptorConfig(level="relu3_1", size=112, variant="torchvision"),
-                           weights=tv_weights, progress=False)
+    g = small_gallery(sorted((data_dir / "imagenet-sample").glob("*.JPEG"))[:4], tmp_path / "gallery", index,
+                      tv_weights)
     g.add([outside / "kodim05.png"], progress=False)
     g.close()
     with TestClient(make_app(tv_weights, index), base_url="http://127.0.0.1", headers=PAGE) as c:

@@ -30,6 +30,8 @@ from exemplar_color import Colorizer  # noqa: E402
 from exemplar_color.app import create_app  # noqa: E402
 from exemplar_color.color import rgb_to_lab  # noqa: E402
 
+from conftest import small_gallery  # noqa: E402
+
 LEVELS = ["relu3_1", "relu2_1", "relu1_1"]
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -49,16 +51,10 @@ def _free_port() -> int:
 def server(tmp_path_factory, tv_weights, data_dir):
     import uvicorn
 
-    from exemplar_color.retrieval import DescriptorConfig, GalleryIndex
-
     root = tmp_path_factory.mktemp("browser")
-    gallery = root / "gallery"
-    gallery.mkdir()
-    for name in ("kodim05.png", "kodim23.png", "kodim13.png", "kodim03.png"):
-        shutil.copy(data_dir / "kodak" / name, gallery / name)
     index = root / "g.index"
-    GalleryIndex.build(gallery, index, config=DescriptorConfig(level="relu3_1", size=112, variant="torchvision"),
-                       weights=tv_weights, progress=False)
+    small_gallery([data_dir / "kodak" / n for n in ("kodim05.png", "kodim23.png", "kodim13.png", "kodim03.png")],
+                  root / "gallery", index, tv_weights).close()
     app = create_app(lambda: Colorizer(device="cpu", vgg_weights=tv_weights, vgg_variant="torchvision",
                                        levels=LEVELS, size=96, model="analogy", index=index), index=index)
     port = _free_port()

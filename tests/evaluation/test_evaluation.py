@@ -15,6 +15,8 @@ from exemplar_color.evaluation import METHODS, decolorize, given_items, read_pai
 from exemplar_color.color import rgb_to_lab
 from exemplar_color.io import load_image
 
+from conftest import small_gallery
+
 SLICE_LEVELS = ("relu3_1", "relu2_1", "relu1_1")  # the levels the pretrained slices cover
 
 
@@ -91,17 +93,11 @@ def test_decolorize_keeps_lightness_and_pairs_file_parsing(tmp_path, data_dir):
 
 def test_auto_mode_uses_the_index(tmp_path, data_dir, tv_weights):
     """--reference-mode auto: references come from a gallery index; the report records which one."""
-    from exemplar_color.retrieval import DescriptorConfig, GalleryIndex
-
-    gallery, src = tmp_path / "gallery", tmp_path / "src"
-    gallery.mkdir()
+    src = tmp_path / "src"
     src.mkdir()
     photos = sorted((data_dir / "kodak").glob("*.png"))[:6]
-    for p in photos:
-        shutil.copy(p, gallery / p.name)
+    small_gallery(photos, tmp_path / "gallery", tmp_path / "g.index", tv_weights).close()
     shutil.copy(photos[2], src / photos[2].name)
-    GalleryIndex.build(gallery, tmp_path / "g.index", config=DescriptorConfig(level="relu3_1", size=112, variant="torchvision"),
-                       weights=tv_weights, progress=False)
     out = tmp_path / "report"
     rc = main(["evaluate", str(src), "--reference-mode", "auto", "--index", str(tmp_path / "g.index"),
                "--out", str(out), *_pipeline_args(tv_weights)])

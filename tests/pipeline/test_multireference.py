@@ -16,6 +16,8 @@ from exemplar_color import Colorizer
 from exemplar_color.cli.main import main
 from exemplar_color.color import rgb_to_lab
 
+from conftest import small_gallery
+
 LEVELS = ["relu3_1", "relu2_1", "relu1_1"]
 # (left, right) Kodak photos of different scenes, joined side by side as the target
 SCENES = [("kodim05.png", "kodim23.png"), ("kodim01.png", "kodim20.png"), ("kodim13.png", "kodim03.png")]
@@ -168,17 +170,9 @@ def test_cli_several_references_writes_label_map(tv_weights, data_dir, tmp_path,
 def test_automatic_top_k_uses_several_gallery_references(tv_weights, data_dir, tmp_path, capsys):
     """--auto --top-k 2: the gallery's two best usable photos (here the two halves' own scenes) colour the
     target together, and the label map is written."""
-    import shutil
-
-    from exemplar_color.retrieval import DescriptorConfig, GalleryIndex
-
-    gallery = tmp_path / "gallery"
-    gallery.mkdir()
-    for name in ("kodim05.png", "kodim23.png", "kodim13.png", "kodim20.png"):
-        shutil.copy(data_dir / "kodak" / name, gallery / name)
     index = tmp_path / "g.index"
-    GalleryIndex.build(gallery, index, config=DescriptorConfig(level="relu3_1", size=112, variant="torchvision"),
-                       weights=tv_weights, progress=False)
+    small_gallery([data_dir / "kodak" / n for n in ("kodim05.png", "kodim23.png", "kodim13.png", "kodim20.png")],
+                  tmp_path / "gallery", index, tv_weights).close()
     truth, _, _ = joined(data_dir, *SCENES[0])
     target = tmp_path / "old.png"
     truth.convert("L").save(target)

@@ -19,6 +19,8 @@ from exemplar_color.cli.main import main
 from exemplar_color.color import rgb_to_lab
 from exemplar_color.photos import GrayReferenceError
 
+from conftest import small_gallery
+
 LEVELS = ["relu3_1", "relu2_1", "relu1_1"]
 
 
@@ -196,17 +198,9 @@ def test_trained_checkpoint_runs_in_colorizer_and_wrong_one_is_refused(tv_weight
 
 def test_fully_automatic_mode_uses_the_index(tv_weights, data_dir, tmp_path, capsys):
     """colorize without a reference: the gallery's best match is used, and the result says which one."""
-    import shutil
-
-    from exemplar_color.retrieval import DescriptorConfig, GalleryIndex
-
     gallery = tmp_path / "gallery"
-    gallery.mkdir()
     files = sorted((data_dir / "imagenet-sample").glob("*.JPEG"))[:12]
-    for f in files:
-        shutil.copy(f, gallery / f.name)
-    GalleryIndex.build(gallery, tmp_path / "g.index", config=DescriptorConfig(level="relu3_1", size=112, variant="torchvision"),
-                       weights=tv_weights, progress=False)
+    small_gallery(files, gallery, tmp_path / "g.index", tv_weights).close()
     target = tmp_path / "old.png"
     Image.open(files[5]).convert("L").save(target)
     c = Colorizer(device="cpu", vgg_weights=tv_weights, vgg_variant="torchvision", levels=LEVELS, size=128,
