@@ -149,13 +149,12 @@ def run_clip(colorizer, clip: Path, n: int, reference, label: str, photo_frames:
 def component_times(colorizer, clip: Path) -> dict:
     """Median seconds of the per-frame match+head and of the temporal extra (two block flows + fusion) on
     one real frame pair: steadier than frames/s on a shared machine."""
-    from exemplar_color.photos import Photo
+    from exemplar_color.photos import read_photo
     from exemplar_color.video.motion import block_flow, flow_confidence, warp
     from exemplar_color.video.temporal import fuse
-    from exemplar_color.layout import to_tensor
 
     a, b = truth_frames(clip, 2)
-    pa, pb = (Photo("f", to_tensor(x.astype(np.float32) / 255), False) for x in (a, b))
+    pa, pb = (read_photo(x, colorizer.size, colorizer.device) for x in (a, b))
     tl, rlab = colorizer.working(pb, pa)
     tl0 = colorizer.working_l(pa)
 

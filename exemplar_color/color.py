@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["rgb_to_lab", "lab_to_rgb", "rgb_to_gray_lab_l", "gray_to_l", "l_to_gray", "lab_to_rgb8", "lab_to_image"]
+__all__ = ["rgb_to_lab", "lab_to_rgb", "rgb_to_gray_lab_l", "gray_to_l", "l_to_gray", "lab_to_rgb8", "lab_to_image",
+           "is_gray_lab"]
 
 _XYZ_FROM_RGB = (
     (0.412453, 0.357580, 0.180423),
@@ -153,3 +154,9 @@ def lab_to_image(l: torch.Tensor, ab: torch.Tensor, chunk_rows: int = 256) -> Im
         rows = slice(r0, r0 + chunk_rows)
         out.paste(Image.fromarray(lab_to_rgb8(l[..., rows, :], ab[..., rows, :])), (0, r0))
     return out
+
+
+def is_gray_lab(lab: torch.Tensor, tolerance: float = 2.0) -> bool:
+    """True when a Lab image ``(1, 3, H, W)`` has no colour: 99% of its pixels within ``tolerance`` of gray
+    (|ab|), so JPEG noise and a faint cast do not count as colour."""
+    return bool(torch.quantile(lab[:, 1:].float().norm(dim=1).flatten(), 0.99) < tolerance)

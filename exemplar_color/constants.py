@@ -8,8 +8,10 @@ the limits from here (:mod:`exemplar_color.io`, :mod:`exemplar_color.app.jobs`),
 
 from __future__ import annotations
 
-__all__ = ["MAX_PIXELS", "MAX_PIXELS_ENV", "MAX_UPLOAD_PIXELS", "POSITION_PRIOR", "PRECISIONS", "METHODS", "FLOW_METHODS",
+__all__ = ["WORKING_SIZE", "MAX_PIXELS", "MAX_PIXELS_ENV", "MAX_UPLOAD_PIXELS", "POSITION_PRIOR", "PRECISIONS", "METHODS", "FLOW_METHODS",
            "DEFAULT_FLOW"]
+
+WORKING_SIZE = 256  # short side, pixels, at which photos are matched and coloured (only ab return to full size)
 
 MAX_PIXELS = 150_000_000  # a 12000x12500 scan; far above real photos, far below a decompression bomb
 MAX_PIXELS_ENV = "EXEMPLAR_COLOR_MAX_PIXELS"

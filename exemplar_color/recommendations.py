@@ -9,6 +9,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from .constants import WORKING_SIZE
 from .errors import ExemplarColorError
 from .io import ImageInput
 from .photos import Photo, read_photo
@@ -19,11 +22,11 @@ __all__ = ["AUTO_CANDIDATES", "usable_references"]
 AUTO_CANDIDATES = 10  # automatic mode looks this far down the gallery's ranking for a usable reference
 
 
-def usable_references(source: ImageInput, target: Photo, recs: list[Any], n: int,
-                      ) -> tuple[list[Photo], list[tuple[str, str]]]:
+def usable_references(source: ImageInput, target: Photo, recs: list[Any], n: int, size: int = WORKING_SIZE,
+                      device: torch.device | str = "cpu") -> tuple[list[Photo], list[tuple[str, str]]]:
     """The ``n`` best-ranked recommendations that are existing, readable colour photos and not the target itself
     (same file, same bytes, or the same pixels) (fewer when the ranking runs out, at least one or an
-    error), and ``[(path, why)]`` of those passed over on the way. The colour original of a gray scan is
+    error), read at working size ``size`` on ``device``, and ``[(path, why)]`` of those passed over on the way. The colour original of a gray scan is
     a good reference, and is kept."""
     same_file, digest = None, None
     if isinstance(source, (str, os.PathLike)) and not is_uri(source):  # a URI's photo: judged by its pixels
@@ -45,7 +48,7 @@ def usable_references(source: ImageInput, target: Photo, recs: list[Any], n: int
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                photo = read_photo(rec.path)
+                photo = read_photo(rec.path, size, device)
         except ExemplarColorError as e:
             passed.append((rec.path, f"unreadable: {getattr(e, 'problem', e)}"))
             continue

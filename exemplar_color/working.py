@@ -8,8 +8,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .color import rgb_to_lab
-from .errors import ImageTooSmallError
+from .color import gray_to_l, is_gray_lab, rgb_to_lab
+from .constants import WORKING_SIZE
 
 MULTIPLE = 16  # VGG-19's relu5_1 has stride 16: sides that divide evenly keep every level aligned
 
@@ -34,16 +34,20 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def is_gray(image: torch.Tensor, tolerance: float = 2.0) -> bool:
-    """True when an image ``(1, C, H, W)`` has no colour: one channel, or RGB with (almost) no chroma (99% of
-    pixels with |ab| below ``tolerance``), judged on at most ~250k pixels."""
+def to_working(pixels: torch.Tensor, size: int = WORKING_SIZE, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A photo's pixels ``(1, C, H, W)`` in [0, 1] as Lab ``(1, 3, h, w)`` at the working size on ``device``
+    (one channel: its L, ab zero)."""
+    t = resize(pixels.to(device), working_size(*pixels.shape[-2:], size)).clamp(0, 1)
+    if t.shape[1] == 3:
+        return rgb_to_lab(t)
+    lightness = gray_to_l(t)
+    return torch.cat([lightness, torch.zeros_like(lightness).expand(-1, 2, -1, -1)], 1)
+
+
+def is_gray(image: torch.Tensor) -> bool:
+    """True when an image ``(1, C, H, W)`` has no colour: one channel, or RGB that
+    :func:`~exemplar_color.color.is_gray_lab` judges gray, on at most ~250k of its pixels."""
     if image.shape[1] == 1:
         return True
     step = max(1, int(math.sqrt(image.shape[-2] * image.shape[-1] / 250_000)))
-    ab = rgb_to_lab(image[..., ::step, ::step].float())[:, 1:]
-    return bool(torch.quantile(ab.norm(dim=1).flatten(), 0.99) < tolerance)
-
-
-def check_min_side(name: str, h: int, w: int, minimum: int = MULTIPLE) -> None:
-    if min(h, w) < minimum:
-        raise ImageTooSmallError(name, f"{w}x{h} is too small to colorize (short side at least {minimum} px)")
+    return is_gray_lab(rgb_to_lab(image[..., ::step, ::step].float()))

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..constants import MAX_PIXELS, MAX_PIXELS_ENV, METHODS, POSITION_PRIOR, PRECISIONS
+from ..constants import MAX_PIXELS, MAX_PIXELS_ENV, METHODS, POSITION_PRIOR, PRECISIONS, WORKING_SIZE
 from ..backbone.spec import DEFAULT_LEVELS, DEFAULT_VARIANT, LEVELS, VARIANTS
 
 MATCH_LEVELS = tuple(lv for lv in LEVELS if lv.startswith("relu"))
@@ -339,8 +339,8 @@ def variant_or_default(args: argparse.Namespace) -> str:
 def add_pipeline_options(p: argparse.ArgumentParser) -> None:
     """What every command that runs the colorization pipeline takes: working size, levels, VGG-19 weights,
     device, threads, correspondence method and pixel limit."""
-    p.add_argument("--size", type=in_range(*SIZE_RANGE, "a whole number of pixels", integer=True), default=256,
-                   help=f"working size: short side in pixels, {SIZE_RANGE[0]} to {SIZE_RANGE[1]} (default 256; "
+    p.add_argument("--size", type=in_range(*SIZE_RANGE, "a whole number of pixels", integer=True), default=WORKING_SIZE,
+                   help=f"working size: short side in pixels, {SIZE_RANGE[0]} to {SIZE_RANGE[1]} (default {WORKING_SIZE}; "
                         "above 256, never more than the largest photo's own short side)")
     add_levels_option(p, default_help=f"{' '.join(DEFAULT_LEVELS)}, or the model's")
     add_vgg_options(p)

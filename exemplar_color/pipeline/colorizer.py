@@ -15,7 +15,7 @@ from ..backbone.choice import resolve_backbone
 from ..backbone.features import VGG19Features
 from ..colorization.analogy import AnalogyHead
 from ..colorization.heads import Head, HypercolumnHead, NetworkHead, network_head
-from ..constants import POSITION_PRIOR
+from ..constants import POSITION_PRIOR, WORKING_SIZE
 from ..correspondence import Correspondence, Matcher
 from ..correspondence.matcher import MatcherPrecision
 from ..errors import ConfigMismatchError, ExemplarColorError, UsageError
@@ -67,7 +67,7 @@ class Colorizer:
 
     def __init__(self, device: str | torch.device = "auto", vgg_weights: str | os.PathLike | None = None,
                  vgg_variant: str | None = None, levels: Sequence[str] | None = None,
-                 model: str | os.PathLike | None = "default", size: int = 256, index: Any = None,
+                 model: str | os.PathLike | None = "default", size: int = WORKING_SIZE, index: Any = None,
                  method: str = "fast", upsample: str = "joint-bilateral", chroma_gain: float | None = None,
                  precision: MatcherPrecision = "auto", position_prior: float = POSITION_PRIOR, vivid: bool = False):
         self.device = resolve_device(device)
@@ -162,10 +162,27 @@ class Colorizer:
         """Correspondence at the working size, plus ``forward`` ``(H_t, W_t, 2)`` and ``backward``
         ``(H_r, W_r, 2)`` at the images' ORIGINAL sizes, in the other image's original pixel coordinates
         (``x, y``, 0-based, pixel centres at integers)."""
-        t, r = read_photo(target), read_photo(reference)
+        t, r = read_photo(target, self.size, self.device), read_photo(reference, self.size, self.device)
         tl, rlab = self.working(t, r)
         corr = stages.match(self.matcher, tl, rlab)
         return corr, {d: f() for d, f in stages.full_fields(corr, t.size, r.size).items()}
+
+    def read_inputs(self, i: int, target: ImageInput | Photo, references: Sequence[ImageInput | Photo] | None = None,
+                    n: int = 1) -> tuple[Prepared, list[Photo]]:
+        """Read one target and its references at the working size: those given (``()``: none, the photo alone,
+        which only the hypercolumn sub-net colours), or with ``None`` the gallery's ``n`` best usable ones
+        (without a gallery: none). With several references only the target is brought to the working size
+        here (:func:`.multireference.match_references` matches each)."""
+        t0 = time.perf_counter()
+        if references is None and self._index is None:
+            references = ()
+        if references is not None and not references and not self.colours_alone:
+            raise ExemplarColorError(f"the {self.head_name} head needs a reference: give one, or a gallery index "
+                                     f"(index=PATH), or use a model that colours alone (the default one)")
+        t, photos, recs, passed = stages.read_references(target, references, self.recommend, n, self.size,
+                                                         self.device)
+        reference, rlab = (photos[0], photos[0].lab if len(photos) == 1 else None) if photos else (None, None)
+        return Prepared(i, t, reference, t.lab[:, :1], rlab, recs, passed, time.perf_counter() - t0), photos
 
     # ----------------------------------------------------------------- colorizing
     def colorize(self, target: ImageInput, reference: ImageInput | Sequence[ImageInput] | None = None, *,
@@ -182,42 +199,32 @@ class Colorizer:
         """One correspondence, every head this Colorizer has (``network`` with a model, and ``analogy``):
         how evaluations compare the heads on exactly the same matches. ``reference``/``top_k``: as in
         :meth:`colorize`."""
-        heads = heads or tuple(self.heads)
-        if isinstance(reference, (list, tuple)) or (reference is None and self._index is not None and top_k > 1):
-            return self.colorize_references(target, reference, heads, top_k=top_k)
-        return self.colorize_pairs([(target, reference)], 1, heads)[0]
+        several = isinstance(reference, (list, tuple))
+        references = list(reference) if several else None if reference is None else [reference]
+        return self.colorize_references(target, references, heads or tuple(self.heads), top_k=top_k)
 
     def colorize_references(self, target: ImageInput | Photo, references: Sequence[ImageInput | Photo] | None,
                             heads: Sequence[str], fuse: str = "inputs", top_k: int = 1,
                             ) -> dict[str, ColorizationResult]:
-        """``{head: ColorizationResult}`` for ``target`` coloured from several ``references`` (images or Photos;
-        ``None``: the gallery's ``top_k`` best usable ones): each pixel takes its colours from the reference that
-        matches it best (:mod:`.multireference`). ``fuse="inputs"`` (default) fuses the correspondences before
-        the head; ``"outputs"`` runs the head on each reference and blends the predicted colours by the same
-        weights. One reference: exactly the one-reference path, with a label map of zeros."""
+        """``{head: ColorizationResult}`` for ``target`` coloured from ``references`` (images or Photos; ``None``:
+        the gallery's ``top_k`` best usable ones, or without a gallery the photo alone). With several, each
+        pixel takes its colours from the reference that matches it best (:mod:`.multireference`):
+        ``fuse="inputs"`` (default) fuses the correspondences before the head; ``"outputs"`` runs the head on
+        each reference and blends the predicted colours by the same weights."""
         if fuse not in FUSE_MODES:
             raise ValueError(f"fuse must be one of {FUSE_MODES}, got {fuse!r}")
         if references is not None and not references:
             raise ValueError("give at least one reference")
-        t0 = time.perf_counter()
-        t, photos, recs, passed = stages.read_references(target, references, self.recommend, top_k)
-        item = Prepared(0, t, photos[0], stages.working_l(t, self.size, self.device), None, recs, passed)
-        if len(photos) > 1:
-            return self.colorize_batch([item], heads, match_references(self.matcher, item, photos, fuse, self.size,
-                                                                       self.device, t0))[0]
-        item.rlab = stages.working_lab(photos[0], self.size, self.device)
-        item.load_s = time.perf_counter() - t0
-        out = self.colorize_batch([item], heads)[0]
-        for res in out.values():
-            res.labels = np.zeros(res.confidence.shape, np.uint8)
-            res.references = (photos[0].name,)
-        return out
+        item, photos = self.read_inputs(0, target, references, top_k)
+        matched = match_references(self.matcher, item, photos, fuse, self.size, self.device) \
+            if len(photos) > 1 else None
+        return self.colorize_batch([item], heads, matched)[0]
 
     def colorize_alone(self, target: ImageInput, head: str | None = None) -> ColorizationResult:
         """Colorize ``target`` from the photo alone, even when this Colorizer has a gallery index (the
         hypercolumn sub-net's learnt prior; other heads raise :class:`ExemplarColorError`); ``head``: another
         of :attr:`heads` (``"vivid"``), for comparisons."""
-        item = self.prepare_alone(0, target, time.perf_counter())
+        item = self.read_inputs(0, target, ())[0]
         name = head or self.head_name
         return self.colorize_batch([item], (name,))[0][name]
 
@@ -237,29 +244,12 @@ class Colorizer:
 
         return colorize_video(self, source, reference, output, **options)
 
-    def prepare(self, i: int, target: ImageInput, reference: ImageInput | None) -> Prepared:
-        """Read one pair (finding the reference in the gallery when there is none) at the working size."""
-        t0 = time.perf_counter()
-        if reference is None and self._index is None:
-            return self.prepare_alone(i, target, t0)
-        t, (r,), recs, passed = stages.read_references(target, None if reference is None else [reference],
-                                                       self.recommend, 1)
-        tl, rlab = self.working(t, r)
-        return Prepared(i, t, r, tl, rlab, recs, passed, time.perf_counter() - t0)
-
-    def prepare_alone(self, i: int, target: ImageInput, t0: float) -> Prepared:
-        """A photo to colour with no reference (the hypercolumn sub-net's prior)."""
-        if not self.colours_alone:
-            raise ExemplarColorError(f"the {self.head_name} head needs a reference: give one, or a gallery index "
-                                     f"(index=PATH), or use a model that colours alone (the default one)")
-        t = stages.read_target(target, stacklevel=4)
-        return Prepared(i, t, None, self.working_l(t), None, [], [], time.perf_counter() - t0)
-
     def colorize_pairs(self, pairs: Iterable[tuple[ImageInput, ImageInput | None]], batch_size: int,
                        heads: Sequence[str]) -> list[dict[str, ColorizationResult]]:
         """``{head: result}`` for every ``(target, reference)`` pair (reference None: the gallery's best, or the
         photo alone without a gallery); pairs whose working sizes agree share a device batch."""
-        prepared = [self.prepare(i, target, reference) for i, (target, reference) in enumerate(pairs)]
+        prepared = [self.read_inputs(i, target, None if reference is None else [reference])[0]
+                    for i, (target, reference) in enumerate(pairs)]
         results: list[dict[str, ColorizationResult] | None] = [None] * len(prepared)
         groups: dict[tuple, list[Prepared]] = {}
         for item in prepared:  # pairs whose working sizes agree share a device batch
@@ -308,7 +298,7 @@ class Colorizer:
             for head in heads:
                 t3 = time.perf_counter()
                 tl_j, gate = tl[j:j + 1], trust[head]
-                full = self.render(item.target.pixels, tl_j, ab[head][j:j + 1])
+                full = stages.render(item.target.pixels, tl_j, ab[head][j:j + 1], self.upsample)
                 image = full.image()
                 sync()
                 timings = stages.stage_timings(item.load_s, matched.seconds / n, head_s[head] / n,

@@ -4,7 +4,7 @@ Each reference is matched to the target on its own (the target's VGG features co
 (:mod:`exemplar_color.colorization.fusion`) chooses, per target pixel, the reference that matches it best,
 smoothed along the target's edges, and records the choice as a label map. With one reference this is exactly
 the single-reference path. Only the match stage is this module's own
-(:meth:`~exemplar_color.pipeline.Colorizer.colorize_references` reads the photos and runs it): the heads, the full
+(:meth:`~exemplar_color.pipeline.Colorizer.read_inputs` reads the photos, :meth:`~exemplar_color.pipeline.Colorizer.colorize_references` runs it): the heads, the full
 resolution and the results are the Colorizer's one sequence (:meth:`~exemplar_color.pipeline.Colorizer.colorize_batch`).
 """
 
@@ -31,13 +31,13 @@ FUSE_MODES = ("inputs", "outputs")
 
 
 def match_references(matcher: Matcher, item: Prepared, photos: Sequence[Photo], fuse: str, size: int,
-                     device: torch.device, t0: float) -> Matched:
+                     device: torch.device) -> Matched:
     """The match stage with several references (``photos``, read; ``item``: the target at the working size
     ``size``): each matched on its own (the target's features computed once), fused per pixel;
-    ``fuse="outputs"`` has each head read every match and blends its colours by the same weights. ``t0``:
-    when the work began (the match's seconds count from it)."""
+    ``fuse="outputs"`` has each head read every match and blends its colours by the same weights."""
     if fuse not in FUSE_MODES:
         raise ValueError(f"fuse must be one of {FUSE_MODES}, got {fuse!r}")
+    t0 = time.perf_counter()
     tl, t = item.tl, item.target
     ft = matcher.features(tl)
     corrs: list[Correspondence] = []

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..color import gray_to_l, rgb_to_lab
 from ..colorization.heads import Head, HypercolumnHead
 from ..correspondence import Correspondence, Matcher
 from ..correspondence import fields as fl
@@ -30,7 +29,6 @@ from ..layout import to_array
 from ..photos import Photo, read_photo, read_reference
 from ..recommendations import AUTO_CANDIDATES, usable_references
 from ..result import ColorizationResult, Lazy
-from ..working import resize, working_size
 
 __all__ = ["Prepared", "Matched", "MatchView", "read_target", "read_references", "working_l", "working_lab", "match",
            "full_fields", "views_of", "alone_view", "run_head", "render", "stage_timings", "assemble", "synchronizer"]
@@ -77,43 +75,40 @@ class Matched:
     head_step: Callable[[Head, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]] | None = None
 
 
-def read_target(target: ImageInput | Photo, stacklevel: int = 3) -> Photo:
-    """Pipeline stage: the photo to colour (a colour one is warned about: only its luminance is used)."""
-    t = target if isinstance(target, Photo) else read_photo(target)
+def read_target(target: ImageInput | Photo, size: int, device: torch.device | str, stacklevel: int = 3) -> Photo:
+    """Pipeline stage: the photo to colour, at working size ``size`` (a colour one is warned about: only its
+    luminance is used)."""
+    t = read_photo(target, size, device)
     if t.colour:
         warnings.warn(f"{t.name}: the target is a colour photo; only its luminance is used", stacklevel=stacklevel + 1)
     return t
 
 
 def read_references(target: ImageInput | Photo, references: Sequence[ImageInput | Photo] | None,
-                    recommend: Callable[[ImageInput, int], list[Any]], n: int = 1,
-                    ) -> tuple[Photo, list[Photo], list[Any], list[tuple[str, str]]]:
+                    recommend: Callable[[ImageInput, int], list[Any]], n: int, size: int,
+                    device: torch.device | str) -> tuple[Photo, list[Photo], list[Any], list[tuple[str, str]]]:
     """Pipeline stage, where references come from: the target read (a colour one warned about once) and its
-    references -- those given, read with the one gray-reference rule, or with none given (automatic mode) the
+    references -- those given (``()``: none, the photo alone), read with the one gray-reference rule, or with
+    ``None`` (automatic mode) the
     ``n`` best usable ones of the gallery's ranking (``recommend(target, k)``, k at least
-    :data:`AUTO_CANDIDATES`; :func:`usable_references`) -- with that ranking and ``(path, why)`` of those
-    passed over."""
-    t = target if isinstance(target, Photo) else read_photo(target)
+    :data:`AUTO_CANDIDATES`; :func:`usable_references`) -- all at working size ``size`` on ``device``, with
+    that ranking and ``(path, why)`` of those passed over."""
+    t = read_target(target, size, device, stacklevel=4)
     if references is not None:
-        photos, recs, passed = [read_reference(r) for r in references], [], []
-    else:
-        recs = recommend(target, max(AUTO_CANDIDATES, 2 * n))
-        photos, passed = usable_references(target, t, recs, n)
-    read_target(t, stacklevel=4)
+        return t, [read_reference(r, size, device) for r in references], [], []
+    recs = recommend(target, max(AUTO_CANDIDATES, 2 * n))
+    photos, passed = usable_references(target, t, recs, n, size, device)
     return t, photos, recs, passed
 
 
 def working_l(target: Photo, size: int, device: torch.device | str) -> torch.Tensor:
     """Pipeline stage: the target's L ``(1, 1, h, w)`` at the working size (short side ``size``)."""
-    t = resize(target.pixels.to(device), working_size(*target.size, size)).clamp(0, 1)
-    return rgb_to_lab(t)[:, :1] if t.shape[1] == 3 else gray_to_l(t)
+    return read_photo(target, size, device).lab[:, :1]
 
 
 def working_lab(reference: Photo, size: int, device: torch.device | str) -> torch.Tensor:
     """Pipeline stage: the reference's Lab ``(1, 3, h, w)`` at the working size (a gray one: matched on L)."""
-    hr, wr = working_size(*reference.size, size)
-    rpx = reference.pixels if reference.pixels.shape[1] == 3 else reference.pixels.expand(-1, 3, -1, -1)
-    return rgb_to_lab(resize(rpx.to(device), (hr, wr)).clamp(0, 1))
+    return read_photo(reference, size, device).lab
 
 
 def match(matcher: Matcher, tl: torch.Tensor, rlab: torch.Tensor, *,
@@ -149,8 +144,10 @@ def views_of(corr: Correspondence, items: list[Prepared]) -> list[MatchView]:
     for j, item in enumerate(items):
         one = corr.select(j)
         fields = full_fields(one, item.target.size, item.reference.size)  # type: ignore[union-attr]
-        out.append(MatchView(one.confidence, one.warped_ab, one.similarity[0].cpu().numpy(),
-                             item.reference.name, fields["forward"], fields["backward"]))  # type: ignore[union-attr]
+        name = item.reference.name  # type: ignore[union-attr]
+        out.append(MatchView(one.confidence, one.warped_ab, one.similarity[0].cpu().numpy(), name,
+                             fields["forward"], fields["backward"], np.zeros(one.confidence.shape[-2:], np.uint8),
+                             (name,)))
     return out
 
 

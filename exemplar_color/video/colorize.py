@@ -14,7 +14,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ import torch
 
 from ..errors import UsageError
 from ..layout import to_array, to_tensor
-from ..photos import Photo
+from ..photos import check_reference, read_photo
 from ..recommendations import AUTO_CANDIDATES, usable_references
 from ..working import is_gray
 from .io import Frame, VideoError, VideoReader, is_video_path, open_source, read_frame
@@ -81,8 +81,6 @@ def load_references(colorizer, source, reference=None, reference_frame: int | No
     """The reference photos (:class:`~exemplar_color.photos.Photo`), read and checked before any frame:
     photos as given; with ``reference_frame=N``, frame N of ``reference`` when it is a video (a colour
     version of the source), else of ``source`` itself (which must then be in colour)."""
-    from ..photos import check_reference, read_photo
-
     refs = _as_list(reference)
     if reference_frame is not None:
         if len(refs) > 1:
@@ -149,7 +147,7 @@ class _FrameColorizer:
             candidates = self.refs
         else:
             recs = self.c.recommend(frame.rgb, k=AUTO_CANDIDATES)
-            candidates, _ = usable_references(frame.rgb, photo, recs, 1)
+            candidates, _ = usable_references(frame.rgb, photo, recs, 1, self.c.size, self.c.device)
             self._features.clear()
         if len(candidates) == 1 and not self.c.colours_alone:
             return candidates[0], None  # nothing else to choose
@@ -163,7 +161,7 @@ class _FrameColorizer:
 
     def __call__(self, frame: Frame) -> ColorizedFrame:
         t0 = time.perf_counter()
-        photo = Photo(frame.name, to_tensor(frame.rgb.astype(np.float32) / 255), False)
+        photo = replace(read_photo(frame.rgb, self.c.size, self.c.device), name=frame.name)
         tl = self.c.working_l(photo)  # the target's working size does not depend on the reference
         new_shot = self.detector is not None and self.detector(tl)
         cut = not self.started or new_shot
@@ -210,8 +208,6 @@ class _FrameColorizer:
                          "best_match": self.best_match}
 
     def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        from ..photos import read_photo
-
         ref = meta.get("reference")
         self.ref = self.refs[ref] if isinstance(ref, int) else read_photo(ref) if ref else None
         self.started = True  # frames before this one were coloured

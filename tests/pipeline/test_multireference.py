@@ -76,6 +76,7 @@ def test_one_reference_in_a_list_is_exactly_the_single_path(colorizer, data_dir)
     assert np.array_equal(np.asarray(single.image), np.asarray(listed.image))
     assert np.array_equal(single.ab, listed.ab) and np.array_equal(single.confidence, listed.confidence)
     assert listed.labels is not None and not listed.labels.any() and len(listed.references) == 1
+    assert np.array_equal(single.labels, listed.labels) and single.references == listed.references
 
 
 def test_the_same_reference_twice_gives_the_single_result(colorizer, data_dir):
