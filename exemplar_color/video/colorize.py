@@ -23,10 +23,9 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
-from ..layout import to_array, to_tensor
+from ..layout import to_array
 from ..photos import check_reference, read_photo
 from ..recommendations import AUTO_CANDIDATES, usable_references
-from ..working import is_gray
 from .io import Frame, VideoError, VideoReader, is_video_path, open_source, read_frame
 from .resume import WorkFolder, photo_digest, source_fingerprint
 from .motion import DEFAULT_FLOW, ROUND_TRIP_PX, check_flow, detail_kept, flow_confidence, optical_flow, warp
@@ -119,6 +118,7 @@ class _FrameColorizer:
         self.ref = None
         self.best_match = 0.0  # the best match score a shot's reference has had so far
         self.started = False
+        self.saw_colour = False  # whether a frame had colour (only its luminance is used)
         self._features: dict[int, tuple[tuple, dict[str, torch.Tensor]]] = {}
 
     def _reference(self, photo, ref) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -162,7 +162,8 @@ class _FrameColorizer:
     def __call__(self, frame: Frame) -> ColorizedFrame:
         t0 = time.perf_counter()
         photo = replace(read_photo(frame.rgb, self.c.size, self.c.device), name=frame.name)
-        tl = self.c.working_l(photo)  # the target's working size does not depend on the reference
+        self.saw_colour = self.saw_colour or photo.colour
+        tl = photo.lab[:, :1]  # read at the working size; it does not depend on the reference
         new_shot = self.detector is not None and self.detector(tl)
         cut = not self.started or new_shot
         self.started = True
@@ -239,10 +240,11 @@ def _colorized(work: _FrameColorizer, reader, source, max_frames: int | None, st
                 break
             if frame.index < start:
                 continue
-            if not warned and not is_gray(to_tensor(frame.rgb[::4, ::4].astype(np.float32) / 255)):
+            coloured = work(frame)
+            if not warned and work.saw_colour:  # judged on the frame's working Lab, read once
                 warned = True
                 warnings.warn(f"{source}: the video is in colour; only its luminance is used", stacklevel=3)
-            yield work(frame)
+            yield coloured
 
 
 def _job(colorizer, source, refs: list[Any], output: Path, **settings: Any) -> dict[str, Any]:
