@@ -8,7 +8,8 @@ import torch
 
 from exemplar_color import Colorizer
 from exemplar_color.color import rgb_to_lab
-from exemplar_color.colorization.exact import certainty, keep_exact_matches, spread_certain_matches
+from exemplar_color.colorization.exact import (HIGH, LOW, certainty, deep_agreement, keep_exact_matches,
+                                                 spread_certain_matches)
 from exemplar_color.correspondence.synthetic import similarity_pair
 from exemplar_color.io import load_image
 from exemplar_color.layout import to_tensor
@@ -36,3 +37,17 @@ def test_certain_matches_are_kept_and_spread_along_lightness(data_dir, full_weig
     doubtful = g[:, 0] < 0.5
     assert err(spread)[doubtful].mean() < 0.8 * err(kept)[doubtful].mean()  # neighbours' colours help there
     assert (spread[sure] - kept[sure]).abs().max() < 0.2  # certain matches: still the reference's colours
+
+
+@pytest.mark.slow  # the full VGG-19
+def test_scattered_agreements_with_another_photo_are_not_certain(data_dir, full_weights):
+    """Two lighthouse photos of different scenes: the cycle closes and the deep levels agree on patches of the
+    photo (chance agreements), too few for the same scene, so no colour is kept or spread."""
+    c = Colorizer(device="cpu", vgg_weights=full_weights, model="analogy", size=128)
+    corr, _ = c.match(data_dir / "kodak" / "kodim19.png", data_dir / "kodak" / "kodim21.png")
+    per_pixel = corr.confidence * ((deep_agreement(corr) - LOW) / (HIGH - LOW)).clamp(0, 1)
+    assert (per_pixel > 0.5).float().mean() > 0.05  # the patches a per-pixel rule would call certain
+    assert float(certainty(corr).max()) == 0.0
+    cautious = torch.full_like(corr.warped_ab, 3.0)
+    l = torch.full_like(corr.confidence, 50.0)
+    assert torch.equal(spread_certain_matches(cautious, corr, l), cautious)
