@@ -8,11 +8,11 @@ match is certain when its cycle closes (``confidence``) *and* the deep levels ag
 references). Gating on both keeps exact matches exact (error 1.6) and leaves cross-image predictions as
 they were (17.95 -> 18.01, 40 pairs). Thresholds were set on training photos, never on evaluation sets.
 
-Certain matches must also cover enough of the photo (``EXTENT``): a moved copy of the photo has 0.77-0.96 of
-it certain (80 held-out training photos), a reference the gallery retrieves 0.01-0.36 — scattered chance
-agreements of another scene, whose colours, spread, made automatic mode worse than no reference (ab error at
-the working size 16.36 against 15.26 without them and 15.20 with no reference); a near-duplicate of the photo
-in the gallery (0.53, 0.62) keeps them.
+Certain matches must also cover enough of the photo (``EXTENT``, on the photo's mean per-pixel certainty): a
+moved copy of the photo has 0.77-0.96 (80 held-out training photos), a reference the gallery retrieves
+0.01-0.36 — scattered chance agreements of another scene, whose colours, spread, made automatic mode worse
+than no reference (ab error at the working size 16.36 against 15.26 without them and 15.20 with no
+reference); a near-duplicate of the photo in the gallery (0.53, 0.62) keeps them.
 
 Next to a certain match the network is still cautious, where the same surface continues beyond the pixels
 whose match is certain. :func:`spread_certain_matches` lets the colours of certain matches flow to nearby
