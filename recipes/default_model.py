@@ -21,6 +21,14 @@ Every stage is resumable and skipped when its output exists, so the same command
 The defaults are the shipped model's recipe (see its model card).
 
     python recipes/default_model.py --work runs/default --stages all
+
+On a lent GPU, where neither ``../shared`` nor hours are at hand: ``--stages pack`` (not part of ``all``) writes
+``WORK/pack``, the pair manifest and every photo it names as the ``--size`` px square the cache stage reads of
+it (WebP, about 22 MB for the shipped model's 6,530), and that folder is a work folder of its own:
+
+    python recipes/default_model.py --work runs/default --stages pack
+    python recipes/default_model.py --work runs/default/pack --data runs/default/pack/photos \
+        --vgg-weights vgg19-caffe-features-0-34-q8.pth --device cuda --stages cache,train,calibrate,export
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ TRAIN_SETS = {"imagenet-sample": "imagenet-sample", "imagenet-val-227": "imagene
               "bsds500-train": "bsds500/train", "bsds500-val": "bsds500/val", "train-extra": "train-extra"}
 CLASSED_EXTRA = ("caltech101", "imagenette")  # train-extra sources whose class column names a real class
 STAGES = ("gallery", "index", "pairs", "cache", "train", "calibrate", "export")
+EXTRA_STAGES = ("pack",)  # run only when named
 TEMPERATURES = (0.25, 0.3, 0.38, 0.45, 0.55, 0.7, 1.0)
 STRENGTHS = (0.0, 0.25, 0.5, 0.6, 0.75, 0.9, 1.0)  # how much of the class rebalancing the readout undoes
 GATE_POWERS = (1.0, 2.0, 4.0)  # how sure the gate must be before the warped reference is taken
@@ -97,9 +106,9 @@ def stage_index(work: Path, args: argparse.Namespace):
 
     path = work / "index"
     if (path / "manifest.json").is_file():
-        return GalleryIndex.open(path, weights=VGG)
+        return GalleryIndex.open(path, weights=args.vgg_weights)
     config = DescriptorConfig(level="relu5_4", variant="caffe", size=args.index_size)
-    return GalleryIndex.build(work / "gallery", path, config=config, weights=VGG, variant="caffe", resume=True,
+    return GalleryIndex.build(work / "gallery", path, config=config, weights=args.vgg_weights, variant="caffe", resume=True,
                               batch=16, device=args.device)
 
 
@@ -138,14 +147,45 @@ def stage_cache(work: Path, args: argparse.Namespace) -> Path:
     from exemplar_color.training.cache import build_cache
     from exemplar_color.training.pairs import PairManifest
 
-    manifest = PairManifest.load(work / "pairs.csv", root=DATA)
+    manifest = PairManifest.load(work / "pairs.csv", root=args.data)
     from exemplar_color.runtime import dist_env
 
     features = tuple(args.features.split(",")) if args.features else ()
     rank, world, _ = dist_env()  # RANK / WORLD_SIZE: one process per share of the shards (e.g. one per core)
-    build_cache(manifest, work / "cache", size=args.size, variant="caffe", vgg_weights=VGG, shard_size=256,
+    build_cache(manifest, work / "cache", size=args.size, variant="caffe", vgg_weights=args.vgg_weights, shard_size=256,
                 batch_size=8, features=features, device=args.device, rank=rank, world=world)
     return work / "cache"
+
+
+def stage_pack(work: Path, args: argparse.Namespace) -> Path:
+    """The pairs and their photos as the cache stage reads them (``--size`` px squares), in WebP at
+    ``--pack-quality``: all a GPU run needs besides the VGG-19 weights, small enough to send to a lent machine.
+    Resumable photo by photo; the manifest is written last, so a pack with ``pairs.csv`` is complete."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    from exemplar_color.io import atomic_write
+    from exemplar_color.training.images import load_square
+    from exemplar_color.training.pairs import Pair, PairManifest
+
+    pack = work / "pack"
+    if (pack / "pairs.csv").is_file():
+        return pack
+    manifest = PairManifest.load(work / "pairs.csv", root=args.data)
+    names = sorted({rel for pair in manifest.pairs for rel in (pair.target, pair.reference)})
+    for rel in tqdm(names, desc="pack", unit="photo", file=sys.stderr):
+        dst = pack / "photos" / f"{rel}.webp"
+        if dst.is_file():
+            continue
+        rgb = load_square(manifest.path(rel), args.size)[0].mul(255).round().byte().permute(1, 2, 0).numpy()
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(dst) as tmp:
+            Image.fromarray(rgb).save(tmp, format="WEBP", quality=args.pack_quality)
+    renamed = [Pair(f"{p.target}.webp", f"{p.reference}.webp", p.split) for p in manifest.pairs]
+    PairManifest(pack / "photos", renamed, source="pack").save(pack / "pairs.csv")
+    size = sum(f.stat().st_size for f in (pack / "photos").rglob("*.webp"))
+    print(f"pack: {len(names)} photos, {len(renamed)} pairs, {size / 1e6:.1f} MB in {pack}", file=sys.stderr)
+    return pack
 
 
 def stage_train(work: Path, args: argparse.Namespace) -> dict:
@@ -153,7 +193,7 @@ def stage_train(work: Path, args: argparse.Namespace) -> dict:
 
     cfg = TrainConfig(pairs=str(work / "pairs.csv"), cache=str(work / "cache"), out=str(work / args.run),
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_step_epochs=args.lr_step_epochs,
-                      vgg_weights=str(VGG), width=args.width, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                      vgg_weights=str(args.vgg_weights), width=args.width, seed=args.seed, checkpoint_every=args.checkpoint_every,
                       num_workers=0, log_every=10, augment=True, max_steps=args.max_steps,
                       val_every=args.val_every or args.checkpoint_every, reference_chroma=args.reference_chroma,
                       saturation=args.saturation, arch=args.arch, depth=args.depth, rebalance=args.rebalance,
@@ -246,7 +286,12 @@ def stage_export(work: Path, args: argparse.Namespace) -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="runs/default")
-    ap.add_argument("--stages", default="all", help=f"comma-separated among {','.join(STAGES)}, or all")
+    ap.add_argument("--stages", default="all",
+                    help=f"comma-separated among {','.join(STAGES + EXTRA_STAGES)}, or all (every one but pack)")
+    ap.add_argument("--data", type=Path, default=DATA,
+                    help="folder the pair manifest's paths are relative to (a pack's photos/ on a GPU)")
+    ap.add_argument("--vgg-weights", type=Path, default=VGG, help="the full Caffe VGG-19 the matcher uses")
+    ap.add_argument("--pack-quality", type=int, default=80, help="pack stage: WebP quality of the photos")
     ap.add_argument("--index-size", type=int, default=160)
     ap.add_argument("--refs", type=int, default=1, help="references per target")
     ap.add_argument("--limit", type=int, default=None,
@@ -287,9 +332,9 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     stages = STAGES if args.stages == "all" else tuple(args.stages.split(","))
     for s in stages:
-        if s not in STAGES:
+        if s not in STAGES + EXTRA_STAGES:
             ap.error(f"unknown stage {s!r}")
-    for s in STAGES:
+    for s in STAGES[:3] + EXTRA_STAGES + STAGES[3:]:  # a pack is made from the pairs, before the cache
         if s in stages:
             print(f"== {s}", file=sys.stderr)
             fn = globals()[f"stage_{s}"]

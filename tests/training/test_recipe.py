@@ -24,9 +24,9 @@ pytestmark = pytest.mark.slow  # a subprocess running the whole recipe (about a 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def recipe(work: Path) -> subprocess.CompletedProcess:
+def recipe(work: Path, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(ROOT / "recipes" / "default_model.py"), "--work", str(work), "--limit", "30",
-           "--max-steps", "6", "--val-every", "3", "--threads", "1", "--device", "cpu"]
+           "--max-steps", "6", "--val-every", "3", "--threads", "1", "--device", "cpu", *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900,
                           env={**os.environ, "EXEMPLAR_COLOR_SHARED": str(SHARED)})
 
@@ -54,3 +54,26 @@ def test_recipe_runs_end_to_end_and_resumes(full_weights, data_dir, tmp_path):
     after = {p: p.stat().st_mtime_ns for p in (tmp_path / "work").rglob("*") if p.is_file()}
     changed = sorted(str(p.relative_to(tmp_path)) for p in before if after.get(p) != before[p])
     assert not changed and set(after) == set(before), changed
+
+
+def test_a_pack_is_a_work_folder_of_its_own(full_weights, data_dir, tmp_path):
+    """What a lent GPU gets: the pairs and their photos as the cache reads them, small, and the rest of the
+    recipe run from them alone (another data root, the weights passed explicitly)."""
+    from exemplar_color import Colorizer
+
+    work = tmp_path / "work"
+    made = recipe(work, "--stages", "gallery,index,pairs,pack")
+    assert made.returncode == 0, made.stderr[-2000:]
+    pack = work / "pack"
+    photos = sorted((pack / "photos").rglob("*.webp"))
+    assert len(photos) >= 30 and all(Image.open(p).size == (128, 128) for p in photos)
+    assert sum(p.stat().st_size for p in photos) < 30 * 12_000  # about 4 KB a photo at quality 80
+    splits = lambda path: [r.split(",")[-1] for r in path.read_text().splitlines()]  # noqa: E731
+    assert splits(pack / "pairs.csv") == splits(work / "pairs.csv")
+    run = recipe(pack, "--data", str(pack / "photos"), "--vgg-weights", str(full_weights),
+                 "--stages", "cache,train,calibrate,export")
+    assert run.returncode == 0, run.stderr[-2000:]
+    c = Colorizer(model=pack / "export" / "run-hypercolumn" / "default.safetensors", vgg_weights=full_weights,
+                  device="cpu", size=128)
+    result = c.colorize(Image.open(data_dir / "kodak" / "kodim23.png").convert("L").resize((192, 128)))
+    assert np.isfinite(result.ab).all() and np.asarray(result.image).std() > 0
