@@ -24,7 +24,7 @@ The defaults are the shipped model's recipe (see its model card).
 
 On a lent GPU, where neither ``../shared`` nor hours are at hand: ``--stages pack`` (not part of ``all``) writes
 ``WORK/pack``, the pair manifest and every photo it names as the ``--size`` px square the cache stage reads of
-it (WebP, about 22 MB for the shipped model's 6,530), and that folder is a work folder of its own:
+it (WebP: 21.3 MB for the shipped model's 6,530), and that folder is a work folder of its own:
 
     python recipes/default_model.py --work runs/default --stages pack
     python recipes/default_model.py --work runs/default/pack --data runs/default/pack/photos \
