@@ -50,8 +50,8 @@ VGG = SHARED / "weights" / "vgg19-caffe-features-0-34-q8.pth"
 TRAIN_SETS = {"imagenet-sample": "imagenet-sample", "imagenet-val-227": "imagenet-val-227/images",
               "bsds500-train": "bsds500/train", "bsds500-val": "bsds500/val", "train-extra": "train-extra"}
 CLASSED_EXTRA = ("caltech101", "imagenette")  # train-extra sources whose class column names a real class
-STAGES = ("gallery", "index", "pairs", "cache", "train", "calibrate", "export")
-EXTRA_STAGES = ("pack",)  # run only when named
+STAGES = ("gallery", "index", "pairs", "pack", "cache", "train", "calibrate", "export")  # the order they run in
+ALL = tuple(s for s in STAGES if s != "pack")  # a pack is made only when named
 TEMPERATURES = (0.25, 0.3, 0.38, 0.45, 0.55, 0.7, 1.0)
 STRENGTHS = (0.0, 0.25, 0.5, 0.6, 0.75, 0.9, 1.0)  # how much of the class rebalancing the readout undoes
 GATE_POWERS = (1.0, 2.0, 4.0)  # how sure the gate must be before the warped reference is taken
@@ -108,8 +108,8 @@ def stage_index(work: Path, args: argparse.Namespace):
     if (path / "manifest.json").is_file():
         return GalleryIndex.open(path, weights=args.vgg_weights)
     config = DescriptorConfig(level="relu5_4", variant="caffe", size=args.index_size)
-    return GalleryIndex.build(work / "gallery", path, config=config, weights=args.vgg_weights, variant="caffe", resume=True,
-                              batch=16, device=args.device)
+    return GalleryIndex.build(work / "gallery", path, config=config, weights=args.vgg_weights, variant="caffe",
+                              resume=True, batch=16, device=args.device)
 
 
 def stage_pairs(work: Path, args: argparse.Namespace) -> Path:
@@ -152,8 +152,8 @@ def stage_cache(work: Path, args: argparse.Namespace) -> Path:
 
     features = tuple(args.features.split(",")) if args.features else ()
     rank, world, _ = dist_env()  # RANK / WORLD_SIZE: one process per share of the shards (e.g. one per core)
-    build_cache(manifest, work / "cache", size=args.size, variant="caffe", vgg_weights=args.vgg_weights, shard_size=256,
-                batch_size=8, features=features, device=args.device, rank=rank, world=world)
+    build_cache(manifest, work / "cache", size=args.size, variant="caffe", vgg_weights=args.vgg_weights,
+                shard_size=256, batch_size=8, features=features, device=args.device, rank=rank, world=world)
     return work / "cache"
 
 
@@ -193,7 +193,8 @@ def stage_train(work: Path, args: argparse.Namespace) -> dict:
 
     cfg = TrainConfig(pairs=str(work / "pairs.csv"), cache=str(work / "cache"), out=str(work / args.run),
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_step_epochs=args.lr_step_epochs,
-                      vgg_weights=str(args.vgg_weights), width=args.width, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                      vgg_weights=str(args.vgg_weights), width=args.width, seed=args.seed,
+                      checkpoint_every=args.checkpoint_every,
                       num_workers=0, log_every=10, augment=True, max_steps=args.max_steps,
                       val_every=args.val_every or args.checkpoint_every, reference_chroma=args.reference_chroma,
                       saturation=args.saturation, arch=args.arch, depth=args.depth, rebalance=args.rebalance,
@@ -287,7 +288,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="runs/default")
     ap.add_argument("--stages", default="all",
-                    help=f"comma-separated among {','.join(STAGES + EXTRA_STAGES)}, or all (every one but pack)")
+                    help=f"comma-separated among {','.join(STAGES)}, or all (every one but pack)")
     ap.add_argument("--data", type=Path, default=DATA,
                     help="folder the pair manifest's paths are relative to (a pack's photos/ on a GPU)")
     ap.add_argument("--vgg-weights", type=Path, default=VGG, help="the full Caffe VGG-19 the matcher uses")
@@ -330,11 +331,11 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    stages = STAGES if args.stages == "all" else tuple(args.stages.split(","))
+    stages = ALL if args.stages == "all" else tuple(args.stages.split(","))
     for s in stages:
-        if s not in STAGES + EXTRA_STAGES:
+        if s not in STAGES:
             ap.error(f"unknown stage {s!r}")
-    for s in STAGES[:3] + EXTRA_STAGES + STAGES[3:]:  # a pack is made from the pairs, before the cache
+    for s in STAGES:
         if s in stages:
             print(f"== {s}", file=sys.stderr)
             fn = globals()[f"stage_{s}"]
