@@ -153,7 +153,8 @@ def stage_cache(work: Path, args: argparse.Namespace) -> Path:
     features = tuple(args.features.split(",")) if args.features else ()
     rank, world, _ = dist_env()  # RANK / WORLD_SIZE: one process per share of the shards (e.g. one per core)
     build_cache(manifest, work / "cache", size=args.size, variant="caffe", vgg_weights=args.vgg_weights,
-                shard_size=256, batch_size=8, features=features, device=args.device, rank=rank, world=world)
+                shard_size=256, batch_size=8, features=features, device=args.device, rank=rank, world=world,
+                mirrored=args.mirrored)
     return work / "cache"
 
 
@@ -199,8 +200,8 @@ def stage_train(work: Path, args: argparse.Namespace) -> dict:
                       val_every=args.val_every or args.checkpoint_every, reference_chroma=args.reference_chroma,
                       saturation=args.saturation, arch=args.arch, depth=args.depth, rebalance=args.rebalance,
                       temperature=args.temperature, device=args.device)
-    if args.arch == "hypercolumn":
-        cfg.augment = False  # cached features of a flipped or cropped photo are not its features
+    if args.arch == "hypercolumn":  # mirrored only, with the mirrored photos' own features (cached flipped or
+        cfg.augment = args.mirrored  # cropped features are not the flipped or cropped photo's features)
     return train(cfg)
 
 
@@ -301,6 +302,8 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=128, help="training size (square crops)")
     ap.add_argument("--features", default="relu5_1,relu4_1,relu3_1",
                     help="target feature levels stored in the cache (the hypercolumn sub-net reads them)")
+    ap.add_argument("--mirrored", action=argparse.BooleanOptionalAction, default=True,
+                    help="cache the mirrored targets' features too, and train on records mirrored with them")
     ap.add_argument("--arch", choices=("hypercolumn", "unet"), default="hypercolumn")
     ap.add_argument("--width", type=float, default=1.0, help="channel multiplier (hypercolumn: x 128)")
     ap.add_argument("--depth", type=int, default=4, help="hypercolumn: residual blocks")

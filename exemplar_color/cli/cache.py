@@ -50,6 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--features", type=level_list, default=(), metavar="LEVEL[,LEVEL...]",
                    help="also store the target's own VGG-19 features at these levels, e.g. relu5_1,relu4_1,relu3_1 "
                         "(what `train --arch hypercolumn` reads)")
+    b.add_argument("--mirrored", action="store_true",
+                   help="also store those features of every target mirrored left-right, so that `train --arch "
+                        "hypercolumn --augment` can mirror records exactly (a finished cache built again with "
+                        "this flag gains them)")
     add_device_option(b)
     add_threads_option(b)
     add_json_option(b, "print the report as JSON on stdout")
@@ -118,7 +122,8 @@ def run_build(args: argparse.Namespace) -> int:
     report = build_cache(manifest, args.out, levels=args.levels, size=args.size, variant=variant_or_default(args),
                          vgg_weights=args.vgg_weights, method=args.method,
                          shard_size=args.shard_size, batch_size=args.batch_size, device=device, rank=rank,
-                         world=world, progress=not (args.quiet or args.json), features=args.features)
+                         world=world, progress=not (args.quiet or args.json), features=args.features,
+                         mirrored=args.mirrored)
     result = {"cache": args.out, "pairs": len(manifest), **report.to_dict()}
     if report.failures:
         print(f"{len(report.failures)} of {len(manifest)} pairs skipped (missing, corrupt or grayscale images)",

@@ -1,5 +1,9 @@
 """Flip, crop and scale augmentation of cached training records, on the device, whole batch at once.
 
+Records that carry features of the target (the hypercolumn sub-net's input) can only be mirrored, and only
+with the features of the mirrored photo stored beside them (:func:`mirror`): VGG-19 is not mirror-symmetric,
+so flipped feature maps are not the flipped photo's features.
+
 A record's fields are all per-pixel maps of the target (L, ground-truth ab, warped ab, cycle ab,
 similarity), so one geometric transform applied to all of them is an exact augmentation of the pair:
 mirroring the target and cropping it change what the network sees, not what the correspondence meant.
@@ -11,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["augment"]
+__all__ = ["augment", "mirror"]
 
 
 def augment(fields: dict[str, torch.Tensor], min_scale: float = 0.6, flip: float = 0.5) -> dict[str, torch.Tensor]:
@@ -35,3 +39,23 @@ def augment(fields: dict[str, torch.Tensor], min_scale: float = 0.6, flip: float
     grid = F.affine_grid(theta.to(dev, first.dtype), [b, 1, h, w], align_corners=False)
     return {k: F.grid_sample(v, grid.to(v.dtype), mode="bilinear", padding_mode="border", align_corners=False)
             for k, v in fields.items()}
+
+
+def mirror(fields: dict[str, torch.Tensor], prefix: str, p: float = 0.5) -> dict[str, torch.Tensor]:
+    """Each sample mirrored left-right with probability ``p``: every field flipped, except those with a
+    ``prefix + name`` counterpart (the mirrored photo's own features), which take it instead. The
+    counterparts are dropped from the result.
+
+    Args:
+        fields: name -> ``(B, C, H, W)`` tensors sharing ``B`` (any dtype).
+    """
+    first = next(iter(fields.values()))
+    flip = torch.rand(first.shape[0]) < p
+    out = {}
+    for name, v in fields.items():
+        if name.startswith(prefix):
+            continue
+        mirrored = fields.get(prefix + name)
+        alt = v.flip(-1) if mirrored is None else mirrored
+        out[name] = torch.where(flip.to(v.device).view(-1, *([1] * (v.dim() - 1))), alt, v)
+    return out

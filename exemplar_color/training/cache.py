@@ -48,7 +48,7 @@ from ..backbone.weights import resolve_weights
 from .pairs import PairManifest
 
 __all__ = ["CacheConfig", "CacheError", "PairCache", "CacheDataset", "build_cache", "decode", "FIELDS",
-           "FEATURE_PREFIX"]
+           "FEATURE_PREFIX", "MIRROR_PREFIX"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ FORMAT = "exemplar_color-pair-cache"
 VERSION = 1
 FIELDS = ("l", "ab", "warped_ab", "cycle_ab", "similarity")
 FEATURE_PREFIX = "feat_"  # + level name: the target's own features, when the cache holds them
+MIRROR_PREFIX = "mirror_"  # + a feature field: the same features of the target mirrored left-right
 _SIM_LEVELS = 255.0
 
 
@@ -106,6 +107,12 @@ def _shards(root: Path, plan: dict[str, Any], rank: int = 0, world: int = 1) -> 
     stamp = {"pairs_digest": plan["pairs_digest"], "config": json.dumps(plan["config"], sort_keys=True)}
     return ShardPlan(root, len(plan["pairs"]), int(plan["shard_size"]), "shard-{:05d}.h5", stamp, "shard", rank,
                      world)
+
+
+def _mirrored_shards(root: Path, plan: dict[str, Any], rank: int = 0, world: int = 1) -> ShardPlan:
+    """The companions of :func:`_shards`: file ``i`` holds the mirrored target features of shard ``i``'s rows."""
+    main = _shards(root, plan, rank, world)
+    return ShardPlan(root, main.count, main.part_size, "mirrored-{:05d}.h5", main.plan, "shard", rank, world)
 
 
 def _read_plan(root: Path) -> dict[str, Any]:
@@ -184,11 +191,35 @@ def _describe(matcher: Any, manifest: PairManifest, ids: Sequence[int], size: in
     return rows, done, failures
 
 
+def _write_mirrored(matcher: Any, manifest: PairManifest, shard: Path, out: Path, stamp: dict[str, Any], size: int,
+                    features: Sequence[str], batch_size: int, device: torch.device, bar: Any) -> None:
+    """The features of every target of ``shard``, mirrored left-right, written row for row to ``out``."""
+    with h5py.File(shard, "r") as f:
+        index = f["pair_index"][:].tolist()
+    rows: dict[str, list[np.ndarray]] = {MIRROR_PREFIX + FEATURE_PREFIX + lv: [] for lv in features}
+    for b in range(0, len(index), batch_size):
+        tgts = [_load_pair(manifest, i, size)[0] for i in index[b:b + batch_size]]
+        lightness = rgb_to_lab(torch.stack(tgts).flip(-1).to(device))[:, :1]
+        with torch.inference_mode():
+            feats = matcher.features(lightness)
+        for lv in features:
+            rows[MIRROR_PREFIX + FEATURE_PREFIX + lv].extend(feats[lv].float().cpu().numpy().astype(np.float16))
+        bar.update(len(tgts))
+    with atomic_write(out) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for name, lv in zip(rows, features):
+                shape = (len(index), LEVEL_CHANNELS[lv], size // LEVEL_STRIDE[lv], size // LEVEL_STRIDE[lv])
+                data = np.stack(rows[name]) if index else np.zeros(shape, np.float16)
+                f.create_dataset(name, data=data, chunks=(1, *shape[1:]) if index else None)
+            f.create_dataset("pair_index", data=np.asarray(index, dtype=np.int64))
+            f.attrs.update(stamp)
+
+
 def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Sequence[str] = ("relu5_1", "relu4_1",
                 "relu3_1", "relu2_1", "relu1_1"), size: int = 256, variant: Variant = "caffe",
                 vgg_weights: str | os.PathLike | None = None, method: str = "fast", shard_size: int = 256,
                 batch_size: int = 8, device: str | torch.device = "cpu", rank: int = 0, world: int = 1,
-                progress: bool = True, features: Sequence[str] = ()) -> BuildReport:
+                progress: bool = True, features: Sequence[str] = (), mirrored: bool = False) -> BuildReport:
     """Compute and store the sub-net inputs of every pair; resumes where a previous build stopped.
 
     Args:
@@ -204,6 +235,8 @@ def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Seque
         progress: a progress bar on stderr.
         features: also store the target's own matcher features at these levels (a subset of ``levels``;
             the hypercolumn sub-net needs them).
+        mirrored: also store those features of every target mirrored left-right (companion files, which a
+            finished cache gains when built again with this set), so training can mirror records exactly.
 
     Returns:
         A :class:`~exemplar_color.artifacts.BuildReport` in pairs (``written``: records stored now) and
@@ -222,6 +255,8 @@ def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Seque
     if set(features) - set(levels):
         raise ValueError(f"feature levels {sorted(set(features) - set(levels))} are not among the matched levels "
                          f"{list(levels)}")
+    if mirrored and not features:
+        raise ValueError("mirrored=True stores mirrored target features: give the feature levels too")
     if features and size % max(LEVEL_STRIDE[lv] for lv in features):
         raise ValueError(f"size must be a multiple of {max(LEVEL_STRIDE[lv] for lv in features)} to store "
                          f"features at {list(features)}, got {size}")
@@ -260,6 +295,14 @@ def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Seque
             report.failures.extend(failures)
     finally:
         bar.close()
+    if mirrored:
+        companions = _mirrored_shards(root, plan, rank, world)
+        todo = companions.todo()
+        with tqdm(total=sum(len(shards.items(i)) for i in todo), unit="target", disable=not progress,
+                  file=sys.stderr, desc="mirrored features") as bar:
+            for s in todo:
+                _write_mirrored(matcher, manifest, shards.path(s), companions.path(s), companions.stamp(s), size,
+                                features, batch_size, device, bar)
     report.written = report.computed
     report.seconds = report.extract_seconds = time.perf_counter() - t0
     return report
@@ -313,7 +356,10 @@ class PairCache:
             raise CacheError(f"{self.root}: cache incomplete ({len(missing)} of {self.plan['num_shards']} shards "
                              f"missing, e.g. {self.shards.path(missing[0]).name}); run "
                              f"`exemplar-color cache build` again to finish it")
-        self._files: dict[int, h5py.File] = {}
+        self.companions = _mirrored_shards(self.root, self.plan)
+        #: whether every shard has its mirrored target features (``build_cache(..., mirrored=True)``)
+        self.mirrored = bool(self.config.features) and not missing and not self.companions.missing()
+        self._files: dict[Path, h5py.File] = {}
         self._pid = os.getpid()
 
     def __len__(self) -> int:
@@ -338,25 +384,35 @@ class PairCache:
                 out.append(rec)
         return out
 
-    def _file(self, shard: int) -> h5py.File:
+    def _file(self, path: Path) -> h5py.File:
         if self._pid != os.getpid():  # forked: handles are not shared across processes
             self._files, self._pid = {}, os.getpid()
-        f = self._files.get(shard)
+        f = self._files.get(path)
         if f is None:
-            f = self._files[shard] = h5py.File(self.shards.path(shard), "r")
+            f = self._files[path] = h5py.File(path, "r")
         return f
 
     def read(self, record: int, fields: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """One record (``fields`` of it, default all) in its stored dtypes (float16, similarity uint8); see
-        :func:`decode`."""
+        """One record (``fields`` of it, default :attr:`fields`; :attr:`mirrored_fields` too on request) in
+        its stored dtypes (float16, similarity uint8); see :func:`decode`."""
         shard, row = self.records[record]
-        f = self._file(shard)
-        return {k: f[k][row] for k in (fields or self.fields)}
+        out = {}
+        for k in fields or self.fields:
+            if k.startswith(MIRROR_PREFIX) and not self.mirrored:
+                raise CacheError(f"{self.root}: no mirrored target features; build the cache again with "
+                                 f"`exemplar-color cache build ... --mirrored` to add them")
+            out[k] = self._file((self.companions if k.startswith(MIRROR_PREFIX) else self.shards).path(shard))[k][row]
+        return out
 
     @property
     def fields(self) -> tuple[str, ...]:
         """The datasets of every record: :data:`FIELDS`, then the stored target features."""
         return FIELDS + tuple(FEATURE_PREFIX + lv for lv in self.config.features)
+
+    @property
+    def mirrored_fields(self) -> tuple[str, ...]:
+        """The target features of the mirrored photo, when the cache holds them (else none)."""
+        return tuple(MIRROR_PREFIX + FEATURE_PREFIX + lv for lv in self.config.features) if self.mirrored else ()
 
     def close(self) -> None:
         for f in self._files.values():
@@ -374,12 +430,13 @@ def decode(batch: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32) -
 class CacheDataset(torch.utils.data.Dataset):
     """Records of a :class:`PairCache` as a map-style dataset (raw dtypes; decode on the device)."""
 
-    def __init__(self, cache: PairCache, records: Sequence[int] | None = None):
+    def __init__(self, cache: PairCache, records: Sequence[int] | None = None, fields: Sequence[str] | None = None):
         self.cache = cache
         self.records = list(range(len(cache))) if records is None else list(records)
+        self.fields = fields
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {k: torch.from_numpy(v) for k, v in self.cache.read(self.records[i]).items()}
+        return {k: torch.from_numpy(v) for k, v in self.cache.read(self.records[i], self.fields).items()}

@@ -63,7 +63,9 @@ class TrainConfig:
     device: str = _setting("auto", "torch device (default {default})")
     resume: bool = _setting(True, "continue the run in ``out`` if it holds one")
     progress: bool = _setting(True, "show a progress bar")
-    augment: bool = _setting(False, "random flip, crop and scale of every record (the shipped model's recipe)")
+    augment: bool = _setting(False, "unet: random flip, crop and scale of every record; hypercolumn: random "
+                                    "left-right mirror with the mirrored photo's own features (a cache built with "
+                                    "--mirrored)")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":

@@ -42,8 +42,8 @@ from ..colorization.network import ColorizationNet, ColorizationNetConfig, make_
 from ..errors import ConfigMismatchError, ExemplarColorError
 from ..io import atomic_write
 from ..runtime import dist_env, resolve_device
-from .augment import augment
-from .cache import CacheDataset, PairCache, decode
+from .augment import augment, mirror
+from .cache import MIRROR_PREFIX, CacheDataset, PairCache, decode
 from .config import ARCHS, TrainConfig
 from .distribution import bin_frequencies, hypercolumn_loss, rebalancing_weights
 from .validation import evaluate, evaluate_hypercolumn
@@ -120,9 +120,11 @@ class Trainer:
             raise ValueError(f"unknown arch {cfg.arch!r}; choose from {', '.join(ARCHS)}")
         if cfg.arch == "unet":
             return ColorizationNetConfig(levels=cache.levels, variant=cache.variant, width=cfg.width, size=cache.size)
-        if cfg.augment:
-            raise ValueError("--augment is not available with --arch hypercolumn: the cached VGG-19 features of a "
-                             "flipped or cropped photo are not the flipped or cropped features")
+        if cfg.augment and not self.cache.mirrored:
+            raise ConfigMismatchError(
+                f"{self.cache.root}: --augment with --arch hypercolumn mirrors records with the mirrored photos' own "
+                f"VGG-19 features, which this cache does not hold; add them with `exemplar-color cache build ... "
+                f"--mirrored` (the same command that built it, plus --mirrored)")
         missing = [lv for lv in FEATURE_LEVELS if lv not in cache.features]
         if missing:
             raise ConfigMismatchError(
@@ -175,10 +177,12 @@ class Trainer:
                                   persistent_workers=workers > 0 and batch_sampler is not None)
         if workers > 0:
             kw["prefetch_factor"] = 4
-        ds = CacheDataset(self.cache, records)
-        if batch_sampler is not None:
+        if batch_sampler is not None:  # training: the mirrored photos' features too, when augmenting with them
+            mirrored = self.cache.mirrored_fields if self.hypercolumn and self.cfg.augment else ()
+            ds = CacheDataset(self.cache, records, self.cache.fields + mirrored)
             return torch.utils.data.DataLoader(ds, batch_sampler=batch_sampler, **kw)
-        return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, **kw)
+        return torch.utils.data.DataLoader(CacheDataset(self.cache, records), batch_size=batch_size, shuffle=False,
+                                           **kw)
 
     # -- checkpoints
 
@@ -258,9 +262,10 @@ class Trainer:
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One optimiser step on one batch: first half chrominance branch, second half perceptual branch."""
-        x = decode({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         if self.hypercolumn:
-            return self._hypercolumn_step(x)
+            return self._hypercolumn_step(decode(mirror(batch, MIRROR_PREFIX) if self.cfg.augment else batch))
+        x = decode(batch)
         if self.cfg.augment:
             x = augment(x)
         n = x["l"].shape[0]

@@ -14,7 +14,7 @@ from exemplar_color.colorization.checkpoint import load_checkpoint, save_checkpo
 from exemplar_color.colorization.hypercolumn import (FEATURE_LEVELS, HypercolumnConfig, HypercolumnNet, ab_bins,
                                                      annealed_mean)
 from exemplar_color.errors import ConfigMismatchError, WeightsError
-from exemplar_color.training.cache import PairCache, build_cache
+from exemplar_color.training.cache import CacheError, PairCache, build_cache
 from exemplar_color.training.distribution import bin_frequencies, rebalancing_weights, soft_encode
 from exemplar_color.training.images import load_square
 from exemplar_color.training.pairs import Pair, PairManifest
@@ -146,6 +146,73 @@ def test_cache_without_features_is_refused_saying_how_to_rebuild(tmp_path, data_
     with pytest.raises(ConfigMismatchError, match="--features relu5_1,relu4_1,relu3_1"):
         train(TrainConfig(pairs=str(tmp_path / "pairs.csv"), cache=str(tmp_path / "cache"), out=str(tmp_path / "r"),
                           arch="hypercolumn", num_workers=0, progress=False))
+
+
+@pytest.fixture(scope="module")
+def mirrored_cache(hc_cache, tmp_path_factory, data_dir, full_weights):
+    """``hc_cache`` copied, then built again with ``mirrored=True``: it gains the mirrored targets' features."""
+    import shutil
+
+    base = tmp_path_factory.mktemp("mirrored")
+    shutil.copytree(hc_cache, base, dirs_exist_ok=True)
+    with pytest.raises(CacheError, match="--mirrored"):
+        PairCache(base / "cache").read(0, ["mirror_feat_relu3_1"])
+    manifest = PairManifest.load(base / "pairs.csv", root=data_dir)
+    report = build_cache(manifest, base / "cache", size=SIZE, variant="caffe", vgg_weights=full_weights,
+                         progress=False, features=FEATURE_LEVELS, mirrored=True)
+    assert report.computed == 0  # nothing matched again
+    return base
+
+
+def test_mirrored_features_are_the_mirrored_photos_own_not_flipped_maps(mirrored_cache, data_dir, full_weights):
+    from exemplar_color.backbone import VGG19Features
+    from exemplar_color.correspondence import Matcher
+
+    cache = PairCache(mirrored_cache / "cache")
+    assert cache.mirrored and cache.mirrored_fields == tuple("mirror_feat_" + lv for lv in FEATURE_LEVELS)
+    matcher = Matcher(VGG19Features(cache.levels, weights=full_weights, variant="caffe"), precision="float32")
+    for rec in (0, len(cache) - 1):
+        stored = cache.read(rec, cache.fields + cache.mirrored_fields)
+        rgb, _ = load_square(data_dir / cache.pairs[cache.pair_index[rec]][0], SIZE)
+        own = matcher.features(rgb_to_lab(rgb[None].flip(-1))[:, :1])
+        for lv in FEATURE_LEVELS:
+            got = torch.from_numpy(stored["mirror_feat_" + lv]).float()
+            assert torch.allclose(got, own[lv][0], atol=2e-3), lv
+            flipped_map = torch.from_numpy(stored["feat_" + lv]).float().flip(-1)
+            assert (flipped_map * own[lv][0]).sum(0).mean() < 0.9, lv  # why they are stored: VGG is not symmetric
+
+
+def test_mirror_flips_maps_and_swaps_in_the_mirrored_features():
+    from exemplar_color.training.augment import mirror
+
+    torch.manual_seed(0)
+    x = {"l": torch.rand(4, 1, 8, 8), "feat_relu5_1": torch.rand(4, 3, 2, 2), "mirror_feat_relu5_1": torch.rand(4, 3, 2, 2)}
+    same = mirror(x, "mirror_", p=0.0)
+    assert set(same) == {"l", "feat_relu5_1"} and all(torch.equal(same[k], x[k]) for k in same)
+    flipped = mirror(x, "mirror_", p=1.0)
+    assert torch.equal(flipped["l"], x["l"].flip(-1)) and torch.equal(flipped["feat_relu5_1"], x["mirror_feat_relu5_1"])
+    some = mirror(x, "mirror_", p=0.5)
+    chosen = [torch.equal(some["l"][i], x["l"][i].flip(-1)) for i in range(4)]
+    assert all(torch.equal(some["feat_relu5_1"][i], x["mirror_feat_relu5_1" if c else "feat_relu5_1"][i])
+               for i, c in enumerate(chosen))
+
+
+def test_mirrored_training_needs_the_mirrored_features_and_resumes_exactly(hc_cache, mirrored_cache, tmp_path):
+    common = dict(arch="hypercolumn", width=0.125, depth=1, batch_size=3, lr=3e-3, epochs=6, num_workers=0,
+                  log_every=1, progress=False, checkpoint_every=1, augment=True)
+    with pytest.raises(ConfigMismatchError, match="--mirrored"):
+        train(TrainConfig(pairs=str(hc_cache / "pairs.csv"), cache=str(hc_cache / "cache"), out=str(tmp_path / "x"),
+                          **common))
+    common.update(pairs=str(mirrored_cache / "pairs.csv"), cache=str(mirrored_cache / "cache"))
+    straight = train(TrainConfig(out=str(tmp_path / "a"), **common))
+    train(TrainConfig(out=str(tmp_path / "b"), max_steps=3, **common))
+    resumed = train(TrainConfig(out=str(tmp_path / "b"), **common))
+    assert straight["step"] == resumed["step"] == 6
+    a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    plain = train(TrainConfig(out=str(tmp_path / "c"), **{**common, "augment": False}))
+    c = load_file(str(tmp_path / "c" / "model.safetensors"))
+    assert plain["step"] == 6 and not all(torch.equal(a[k], c[k]) for k in a)  # the mirroring did happen
 
 
 def test_evaluation_reports_every_condition(hc_cache):
