@@ -302,8 +302,9 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=128, help="training size (square crops)")
     ap.add_argument("--features", default="relu5_1,relu4_1,relu3_1",
                     help="target feature levels stored in the cache (the hypercolumn sub-net reads them)")
-    ap.add_argument("--mirrored", action=argparse.BooleanOptionalAction, default=True,
-                    help="cache the mirrored targets' features too, and train on records mirrored with them")
+    ap.add_argument("--mirrored", action="store_true",
+                    help="cache the mirrored targets' features too, and train on records mirrored with them "
+                         "(measured, not the shipped model's recipe: see its model card)")
     ap.add_argument("--arch", choices=("hypercolumn", "unet"), default="hypercolumn")
     ap.add_argument("--width", type=float, default=1.0, help="channel multiplier (hypercolumn: x 128)")
     ap.add_argument("--depth", type=int, default=4, help="hypercolumn: residual blocks")

@@ -186,7 +186,8 @@ def test_mirror_flips_maps_and_swaps_in_the_mirrored_features():
     from exemplar_color.training.augment import mirror
 
     torch.manual_seed(0)
-    x = {"l": torch.rand(4, 1, 8, 8), "feat_relu5_1": torch.rand(4, 3, 2, 2), "mirror_feat_relu5_1": torch.rand(4, 3, 2, 2)}
+    x = {"l": torch.rand(4, 1, 8, 8), "feat_relu5_1": torch.rand(4, 3, 2, 2),
+         "mirror_feat_relu5_1": torch.rand(4, 3, 2, 2)}
     same = mirror(x, "mirror_", p=0.0)
     assert set(same) == {"l", "feat_relu5_1"} and all(torch.equal(same[k], x[k]) for k in same)
     flipped = mirror(x, "mirror_", p=1.0)
