@@ -15,6 +15,7 @@ The correspondence is the expensive part of training (seconds per pair on a CPU)
     the target's own unit-normalised VGG-19 features at those levels (``feat_relu5_1`` ..., float16): the
     matcher computes them anyway, and the hypercolumn sub-net reads them. Pairs whose images are missing, corrupt or
     grayscale are skipped; the shard's ``failures`` attribute names each with the reason.
+``DIR/mirrored-00000.h5`` ... (optional): the mirrored targets' features, row for row (:mod:`.mirrored`).
 
 A shard is written to a temporary file and renamed when complete, so a build that is interrupted
 resumes at the first missing shard, and shards split across ranks (``rank``/``world``) build in
@@ -109,29 +110,11 @@ def _shards(root: Path, plan: dict[str, Any], rank: int = 0, world: int = 1) -> 
                      world)
 
 
-def _mirrored_shards(root: Path, plan: dict[str, Any], rank: int = 0, world: int = 1) -> ShardPlan:
-    """The companions of :func:`_shards`: file ``i`` holds the mirrored target features of shard ``i``'s rows."""
-    main = _shards(root, plan, rank, world)
-    return ShardPlan(root, main.count, main.part_size, "mirrored-{:05d}.h5", main.plan, "shard", rank, world)
-
-
 def _read_plan(root: Path) -> dict[str, Any]:
     path = root / "cache.json"
     if not path.is_file():
         raise CacheError(f"{root}: not a pair cache (no cache.json); build one with `exemplar-color cache build`")
     return read_manifest(path, format=FORMAT, version=VERSION, error=CacheError, what="cache manifest")
-
-
-def _load_pair(manifest: PairManifest, i: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from .images import load_square
-
-    pair = manifest.pairs[i]
-    target, t_gray = load_square(manifest.path(pair.target), size)
-    reference, r_gray = load_square(manifest.path(pair.reference), size)
-    if t_gray or r_gray:
-        which = pair.target if t_gray else pair.reference
-        raise ImageError(manifest.path(which), "grayscale image: no colour to learn from or to transfer")
-    return target, reference
 
 
 def _write_shard(path: Path, stamp: dict[str, Any], rows: dict[str, list[np.ndarray]],
@@ -163,7 +146,7 @@ def _describe(matcher: Any, manifest: PairManifest, ids: Sequence[int], size: in
         good, tgts, refs = [], [], []
         for i in ids[b:b + batch_size]:
             try:
-                t, r = _load_pair(manifest, i, size)
+                t, r = manifest.squares(i, size)
             except ImageError as e:
                 failures.append((i, str(e)))
                 log.warning("skipped pair %d: %s", i + 1, e)
@@ -189,30 +172,6 @@ def _describe(matcher: Any, manifest: PairManifest, ids: Sequence[int], size: in
             done.extend(good)
         bar.update(len(ids[b:b + batch_size]))
     return rows, done, failures
-
-
-def _write_mirrored(matcher: Any, manifest: PairManifest, shard: Path, out: Path, stamp: dict[str, Any], size: int,
-                    features: Sequence[str], batch_size: int, device: torch.device, bar: Any) -> None:
-    """The features of every target of ``shard``, mirrored left-right, written row for row to ``out``."""
-    with h5py.File(shard, "r") as f:
-        index = f["pair_index"][:].tolist()
-    rows: dict[str, list[np.ndarray]] = {MIRROR_PREFIX + FEATURE_PREFIX + lv: [] for lv in features}
-    for b in range(0, len(index), batch_size):
-        tgts = [_load_pair(manifest, i, size)[0] for i in index[b:b + batch_size]]
-        lightness = rgb_to_lab(torch.stack(tgts).flip(-1).to(device))[:, :1]
-        with torch.inference_mode():
-            feats = matcher.features(lightness)
-        for lv in features:
-            rows[MIRROR_PREFIX + FEATURE_PREFIX + lv].extend(feats[lv].float().cpu().numpy().astype(np.float16))
-        bar.update(len(tgts))
-    with atomic_write(out) as tmp:
-        with h5py.File(tmp, "w") as f:
-            for name, lv in zip(rows, features):
-                shape = (len(index), LEVEL_CHANNELS[lv], size // LEVEL_STRIDE[lv], size // LEVEL_STRIDE[lv])
-                data = np.stack(rows[name]) if index else np.zeros(shape, np.float16)
-                f.create_dataset(name, data=data, chunks=(1, *shape[1:]) if index else None)
-            f.create_dataset("pair_index", data=np.asarray(index, dtype=np.int64))
-            f.attrs.update(stamp)
 
 
 def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Sequence[str] = ("relu5_1", "relu4_1",
@@ -296,13 +255,9 @@ def build_cache(manifest: PairManifest, out: str | os.PathLike, *, levels: Seque
     finally:
         bar.close()
     if mirrored:
-        companions = _mirrored_shards(root, plan, rank, world)
-        todo = companions.todo()
-        with tqdm(total=sum(len(shards.items(i)) for i in todo), unit="target", disable=not progress,
-                  file=sys.stderr, desc="mirrored features") as bar:
-            for s in todo:
-                _write_mirrored(matcher, manifest, shards.path(s), companions.path(s), companions.stamp(s), size,
-                                features, batch_size, device, bar)
+        from .mirrored import build_mirrored
+
+        build_mirrored(matcher, manifest, shards, size, features, batch_size, device, progress)
     report.written = report.computed
     report.seconds = report.extract_seconds = time.perf_counter() - t0
     return report
@@ -356,7 +311,9 @@ class PairCache:
             raise CacheError(f"{self.root}: cache incomplete ({len(missing)} of {self.plan['num_shards']} shards "
                              f"missing, e.g. {self.shards.path(missing[0]).name}); run "
                              f"`exemplar-color cache build` again to finish it")
-        self.companions = _mirrored_shards(self.root, self.plan)
+        from .mirrored import companions
+
+        self.companions = companions(self.shards)
         #: whether every shard has its mirrored target features (``build_cache(..., mirrored=True)``)
         self.mirrored = bool(self.config.features) and not missing and not self.companions.missing()
         self._files: dict[Path, h5py.File] = {}

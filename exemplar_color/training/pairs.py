@@ -96,6 +96,17 @@ class PairManifest:
     def path(self, rel: str) -> Path:
         return self.root / rel
 
+    def squares(self, i: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pair ``i``'s target and reference as ``size`` px training squares; a grayscale photo is refused
+        (:class:`~exemplar_color.errors.ImageError`: no colour to learn from or to transfer)."""
+        pair = self.pairs[i]
+        (target, t_gray), (reference, r_gray) = (load_square(self.path(rel), size) for rel in (pair.target,
+                                                                                                pair.reference))
+        if t_gray or r_gray:
+            which = pair.target if t_gray else pair.reference
+            raise ImageError(self.path(which), "grayscale image: no colour to learn from or to transfer")
+        return target, reference
+
     def split(self, name: str) -> list[int]:
         """Indices of the pairs in split ``name``."""
         return [i for i, p in enumerate(self.pairs) if p.split == name]

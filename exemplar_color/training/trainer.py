@@ -1,10 +1,9 @@
 """Two-branch training of the colorization sub-net from a pair cache; one entry point for CPU, one GPU and
 ``torchrun`` (DistributedDataParallel when ``WORLD_SIZE > 1``).
 
-Every batch trains both published branches with one forward pass: its first half is the chrominance
-branch (input T'_ab, smooth-L1 to the ground truth ab), its second half the perceptual branch (input the
-real reference's R'_ab, VGG-19 feature L2 to the ground-truth colour image). Adam, lr 1e-4 decayed x0.1
-every 3 epochs by default. Mixed precision (bfloat16, or float16 with a gradient scaler) on CUDA.
+A U-Net batch trains both published branches in one forward pass: first half chrominance (input T'_ab,
+smooth-L1 to the truth), second half perceptual (the real R'_ab, VGG-19 feature L2); the hypercolumn sub-net's
+three branches are :func:`.distribution.hypercolumn_loss`. Adam; bfloat16 (or float16) autocast on CUDA.
 
 Runs resume by default. A checkpoint (safetensors + JSON, atomic) every ``checkpoint_every`` steps and at
 the end holds the model, Adam's moments, the schedule, the gradient scaler, the RNG states and the data
@@ -121,10 +120,8 @@ class Trainer:
         if cfg.arch == "unet":
             return ColorizationNetConfig(levels=cache.levels, variant=cache.variant, width=cfg.width, size=cache.size)
         if cfg.augment and not self.cache.mirrored:
-            raise ConfigMismatchError(
-                f"{self.cache.root}: --augment with --arch hypercolumn mirrors records with the mirrored photos' own "
-                f"VGG-19 features, which this cache does not hold; add them with `exemplar-color cache build ... "
-                f"--mirrored` (the same command that built it, plus --mirrored)")
+            raise ConfigMismatchError(f"{self.cache.root}: --augment mirrors records with the mirrored photos' own "
+                                      f"features, which this cache lacks: add them with `cache build ... --mirrored`")
         missing = [lv for lv in FEATURE_LEVELS if lv not in cache.features]
         if missing:
             raise ConfigMismatchError(
@@ -174,15 +171,13 @@ class Trainer:
     def _loader(self, records: Sequence[int], batch_sampler: Any = None, batch_size: int = 0) -> Any:
         workers = self.cfg.num_workers
         kw: dict[str, Any] = dict(num_workers=workers, pin_memory=self.device.type == "cuda",
-                                  persistent_workers=workers > 0 and batch_sampler is not None)
-        if workers > 0:
-            kw["prefetch_factor"] = 4
-        if batch_sampler is not None:  # training: the mirrored photos' features too, when augmenting with them
-            mirrored = self.cache.mirrored_fields if self.hypercolumn and self.cfg.augment else ()
-            ds = CacheDataset(self.cache, records, self.cache.fields + mirrored)
+                                  persistent_workers=workers > 0 and batch_sampler is not None,
+                                  **({"prefetch_factor": 4} if workers > 0 else {}))
+        mirrored = self.cache.mirrored_fields if self.hypercolumn and self.cfg.augment and batch_sampler else ()
+        ds = CacheDataset(self.cache, records, self.cache.fields + mirrored)  # training reads mirrored features too
+        if batch_sampler is not None:
             return torch.utils.data.DataLoader(ds, batch_sampler=batch_sampler, **kw)
-        return torch.utils.data.DataLoader(CacheDataset(self.cache, records), batch_size=batch_size, shuffle=False,
-                                           **kw)
+        return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, **kw)
 
     # -- checkpoints
 
