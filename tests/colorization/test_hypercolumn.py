@@ -125,15 +125,22 @@ def test_the_loss_teaches_the_distribution_and_the_gate(hc_cache):
     assert float(parts["ce"]) < 0.85 * first["ce"] and float(parts["chroma"]) < 0.85 * first["chroma"]
 
 
+def _trained_straight_and_resumed(tmp_path, common: dict, stop_at: int, steps: int) -> dict:
+    """Train ``common`` straight through (``tmp_path/a``) and stopped at ``stop_at`` then resumed (``tmp_path/b``);
+    assert both end at ``steps`` with identical weights, and return the straight run's."""
+    straight = train(TrainConfig(out=str(tmp_path / "a"), **common))
+    train(TrainConfig(out=str(tmp_path / "b"), max_steps=stop_at, **common))
+    resumed = train(TrainConfig(out=str(tmp_path / "b"), **common))
+    assert straight["step"] == resumed["step"] == steps
+    a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    return a
+
+
 def test_hypercolumn_training_resumes_exactly(hc_cache, tmp_path):
     common = dict(pairs=str(hc_cache / "pairs.csv"), cache=str(hc_cache / "cache"), arch="hypercolumn", width=0.125,
                   depth=1, batch_size=3, lr=3e-3, epochs=12, num_workers=0, log_every=1, progress=False, checkpoint_every=1)
-    straight = train(TrainConfig(out=str(tmp_path / "a"), **common))
-    train(TrainConfig(out=str(tmp_path / "b"), max_steps=5, **common))
-    resumed = train(TrainConfig(out=str(tmp_path / "b"), **common))
-    assert straight["step"] == resumed["step"] == 12
-    a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    _trained_straight_and_resumed(tmp_path, common, stop_at=5, steps=12)
     net, meta, _ = load_checkpoint(tmp_path / "a" / "model.safetensors")
     assert isinstance(net, HypercolumnNet) and meta["config"]["arch"] == "exemplar-hypercolumn"
 
@@ -205,12 +212,7 @@ def test_mirrored_training_needs_the_mirrored_features_and_resumes_exactly(hc_ca
         train(TrainConfig(pairs=str(hc_cache / "pairs.csv"), cache=str(hc_cache / "cache"), out=str(tmp_path / "x"),
                           **common))
     common.update(pairs=str(mirrored_cache / "pairs.csv"), cache=str(mirrored_cache / "cache"))
-    straight = train(TrainConfig(out=str(tmp_path / "a"), **common))
-    train(TrainConfig(out=str(tmp_path / "b"), max_steps=3, **common))
-    resumed = train(TrainConfig(out=str(tmp_path / "b"), **common))
-    assert straight["step"] == resumed["step"] == 6
-    a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    a = _trained_straight_and_resumed(tmp_path, common, stop_at=3, steps=6)
     plain = train(TrainConfig(out=str(tmp_path / "c"), **{**common, "augment": False}))
     c = load_file(str(tmp_path / "c" / "model.safetensors"))
     assert plain["step"] == 6 and not all(torch.equal(a[k], c[k]) for k in a)  # the mirroring did happen
