@@ -53,8 +53,9 @@ CLASSED_EXTRA = ("caltech101", "imagenette")  # train-extra sources whose class 
 STAGES = ("gallery", "index", "pairs", "pack", "cache", "train", "calibrate", "export")  # the order they run in
 ALL = tuple(s for s in STAGES if s != "pack")  # a pack is made only when named
 TEMPERATURES = (0.25, 0.3, 0.38, 0.45, 0.55, 0.7, 1.0)
-STRENGTHS = (0.0, 0.25, 0.5, 0.6, 0.75, 0.9, 1.0)  # how much of the class rebalancing the readout undoes
-GATE_POWERS = (1.0, 2.0, 4.0)  # how sure the gate must be before the warped reference is taken
+BOOSTS = (0.0, 0.1, 0.25, 0.4, 0.5, 0.75, 1.0)  # how much class rebalancing the readout applies (0: the real odds)
+READOUT_REBALANCE = 0.5  # the rebalancing (lambda) a boost of 1 applies: Zhang et al.'s
+GATE_POWERS = (1.0, 2.0, 4.0, 8.0)  # how sure the gate must be before the warped reference is taken
 
 
 def _classes() -> dict[str, str]:
@@ -199,7 +200,7 @@ def stage_train(work: Path, args: argparse.Namespace) -> dict:
                       num_workers=0, log_every=10, augment=True, max_steps=args.max_steps,
                       val_every=args.val_every or args.checkpoint_every, reference_chroma=args.reference_chroma,
                       saturation=args.saturation, arch=args.arch, depth=args.depth, rebalance=args.rebalance,
-                      temperature=args.temperature, device=args.device)
+                      cycle_ce=args.cycle_ce, temperature=args.temperature, device=args.device)
     if args.arch == "hypercolumn":  # mirrored only, with the mirrored photos' own features (cached flipped or
         cfg.augment = args.mirrored  # cropped features are not the flipped or cropped photo's features)
     return train(cfg)
@@ -220,6 +221,8 @@ def choose_readouts(rows: list[dict], powers: list[float], slack: float) -> tupl
     than none), ties (to 0.01) going to the lower error."""
     score = [r["val_ab_l1"] + r["val_noref_l1"] for r in rows]
     fair = [i for i, r in enumerate(rows) if r["val_ab_l1"] <= r["val_noref_l1"]]
+    if not fair:
+        raise SystemExit("calibrate: the real reference adds error at every readout of this model; not exported")
 
     def colour(i: int) -> float:
         return (rows[i]["val_ab_colourfulness"] + rows[i]["val_noref_colourfulness"]) / 2
@@ -233,14 +236,16 @@ def choose_readouts(rows: list[dict], powers: list[float], slack: float) -> tupl
 
 def stage_calibrate(work: Path, args: argparse.Namespace) -> dict:
     """The hypercolumn sub-net's readout, chosen on the run's own held-out model-selection pairs (never on
-    evaluation photos): the temperature of the annealed mean and how much of the class rebalancing to undo
-    (logit bias ``-strength * log(weights)``; the network learnt rebalanced, over-vivid odds) and the power of
-    the trust gate (how sure it must be before the warped reference is taken). Kept: the default and the vivid
-    readout of :func:`choose_readouts`."""
+    evaluation photos): the temperature of the annealed mean, how much class rebalancing to apply at readout (the
+    logit bias ``-log(w_trained) + boost * log(w_0.5)`` first gives the network's odds back their real base rates,
+    whatever rebalancing it learnt with, then favours rare colours by ``boost``) and the power of the trust gate
+    (how sure it must be before the warped reference is taken). Kept: the default and the vivid readout of
+    :func:`choose_readouts`."""
     import random
 
     from exemplar_color.colorization.checkpoint import load_checkpoint
     from exemplar_color.training.cache import CacheDataset, decode
+    from exemplar_color.training.distribution import rebalancing_weights
     from exemplar_color.training.trainer import TrainConfig, Trainer
     from exemplar_color.training.validation import sweep_readouts
 
@@ -250,24 +255,29 @@ def stage_calibrate(work: Path, args: argparse.Namespace) -> dict:
         return json.loads(out.read_text())
     net = load_checkpoint(_chosen(work, args))[0]
     trainer = Trainer(TrainConfig.from_dict(json.loads((run / "config.json").read_text())["train"]))
-    log_w = trainer.class_weights.cpu().log()
+    freq = trainer.bin_freq.cpu()
+    log_trained, log_boosted = (rebalancing_weights(freq, lam).log() for lam in (trainer.cfg.rebalance,
+                                                                                  READOUT_REBALANCE))
+
+    def bias(boost: float) -> torch.Tensor:
+        return -log_trained + boost * log_boosted
+
     recs = random.Random(args.seed).sample(trainer.val_records, min(len(trainer.val_records), args.calibrate_pairs))
     loader = torch.utils.data.DataLoader(CacheDataset(trainer.cache, recs), batch_size=16)
-    grid = [(t, s, g) for g in GATE_POWERS for s in STRENGTHS for t in TEMPERATURES]
-    rows = sweep_readouts(net, (decode(b) for b in loader), [(t, -s * log_w, g) for t, s, g in grid])
+    grid = [(t, b, g) for g in GATE_POWERS for b in BOOSTS for t in TEMPERATURES]
+    rows = sweep_readouts(net, (decode(b) for b in loader), [(t, bias(b), g) for t, b, g in grid])
     chosen, vivid = choose_readouts(rows, [g[2] for g in grid], args.calibrate_slack)
-    t, strength, power = grid[chosen]
-    result = {"pairs": len(recs), "temperature": t, "strength": strength, "gate_power": power,
-              "slack": args.calibrate_slack,
-              "logit_bias": (-strength * log_w).tolist(), "chosen": rows[chosen],
-              "vivid": {"temperature": grid[vivid][0], "strength": grid[vivid][1],
-                        "logit_bias": (-grid[vivid][1] * log_w).tolist(), "chosen": rows[vivid]},
-              "grid": [{"temperature": g[0], "strength": g[1], "gate_power": g[2], **r} for g, r in zip(grid, rows)]}
+    t, boost, power = grid[chosen]
+    result = {"pairs": len(recs), "temperature": t, "boost": boost, "gate_power": power,
+              "slack": args.calibrate_slack, "logit_bias": bias(boost).tolist(), "chosen": rows[chosen],
+              "vivid": {"temperature": grid[vivid][0], "boost": grid[vivid][1],
+                        "logit_bias": bias(grid[vivid][1]).tolist(), "chosen": rows[vivid]},
+              "grid": [{"temperature": g[0], "boost": g[1], "gate_power": g[2], **r} for g, r in zip(grid, rows)]}
     out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"calibrate: temperature {t}, rebalancing undone x{strength}, gate power {power} on {len(recs)} pairs: "
+    print(f"calibrate: temperature {t}, rebalancing boost {boost}, gate power {power} on {len(recs)} pairs: "
           f"{rows[chosen]}", file=sys.stderr)
-    print(f"calibrate: vivid readout: temperature {grid[vivid][0]}, rebalancing undone x{grid[vivid][1]}: "
-          f"{rows[vivid]}", file=sys.stderr)
+    print(f"calibrate: vivid readout: temperature {grid[vivid][0]}, boost {grid[vivid][1]}: {rows[vivid]}",
+          file=sys.stderr)
     return result
 
 
@@ -309,6 +319,8 @@ def main() -> int:
     ap.add_argument("--width", type=float, default=1.0, help="channel multiplier (hypercolumn: x 128)")
     ap.add_argument("--depth", type=int, default=4, help="hypercolumn: residual blocks")
     ap.add_argument("--rebalance", type=float, default=0.5, help="hypercolumn: class rebalancing lambda")
+    ap.add_argument("--cycle-ce", type=float, default=1.0,
+                    help="hypercolumn: weight of the chrominance (T'_ab) branch's cross-entropy")
     ap.add_argument("--temperature", type=float, default=0.5, help="hypercolumn: readout temperature")
     ap.add_argument("--calibrate-pairs", type=int, default=240, help="held-out pairs the temperature is chosen on")
     ap.add_argument("--calibrate-slack", type=float, default=0.3,

@@ -188,7 +188,7 @@ def export_release(src: str | os.PathLike, dst: str | os.PathLike, chroma_gain: 
     if train.get("config"):
         keep = ("epochs", "batch_size", "lr", "alpha", "perceptual_level", "augment", "seed", "max_steps",
                 "lr_step_epochs", "width", "reference_chroma", "saturation", "arch", "depth", "rebalance",
-                "temperature")
+                "cycle_ce", "temperature")
         summary["recipe"] = {k: train["config"].get(k) for k in keep}
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     p = Path(dst)

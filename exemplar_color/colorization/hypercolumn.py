@@ -191,10 +191,10 @@ class HypercolumnNet(nn.Module):
         self.gate = nn.Conv2d(w, 1, 1)
         self.register_buffer("centres", ab_bins(c.bin_size), persistent=False)
         # added to the logits at readout only: minus the log of the class-rebalancing weights the network was
-        # trained with, scaled by a strength chosen on held-out pairs, turns its rebalanced (over-vivid)
-        # distribution back towards the colours' real odds; zero in training
+        # trained with (none: zero) gives its odds back the colours' real base rates, plus a share (chosen on
+        # held-out pairs) of Zhang et al.'s rebalancing, which favours rare, saturated colours; zero in training
         self.register_buffer("logit_bias", torch.zeros(c.bins))
-        # the vivid readout's: less of the rebalancing undone, so rarer, more saturated colours keep their odds
+        # the vivid readout's: a larger share of that rebalancing, so rarer, more saturated colours gain odds
         self.register_buffer("vivid_logit_bias", torch.zeros(c.bins))
         scale = torch.ones(c.in_channels)
         scale[0], scale[1:3] = 1.0 / 50.0, 1.0 / AB_RANGE

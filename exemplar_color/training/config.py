@@ -50,6 +50,8 @@ class TrainConfig:
                                  "x 128 trunk channels)")
     depth: int = _setting(4, "hypercolumn: residual blocks of the trunk (default {default})")
     rebalance: float = _setting(0.5, "hypercolumn: class rebalancing lambda, 1 = off (default {default})")
+    cycle_ce: float = _setting(1.0, "hypercolumn: weight of the cross-entropy on the chrominance (T'_ab) branch "
+                                    "against the real- and no-reference branches' (default {default:g})")
     temperature: float = _setting(0.5, "hypercolumn: annealed-mean readout temperature (default {default})")
     seed: int = _setting(0, "seed of initialisation and data order (default {default})")
     checkpoint_every: int = _setting(1000, "steps between checkpoints (default {default})")

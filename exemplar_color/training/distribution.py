@@ -88,16 +88,20 @@ def features_of(x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def hypercolumn_loss(model: torch.nn.Module, net: HypercolumnNet, x: dict[str, torch.Tensor],
-                     weights: torch.Tensor) -> dict[str, torch.Tensor]:
+                     weights: torch.Tensor, cycle_ce: float = 1.0) -> dict[str, torch.Tensor]:
     """The loss of one decoded cache batch (see the module docstring): ``loss``, ``ce``, ``chroma``.
 
-    ``model`` is what runs the forward pass (``net`` itself, or its DDP wrapper)."""
+    ``model`` is what runs the forward pass (``net`` itself, or its DDP wrapper); ``cycle_ce`` weighs the
+    chrominance branch's cross-entropy against the other branches'."""
     ab_in, sim_in, has = _branches(x)
     nc = has // 2  # the chrominance branch: T'_ab in, first in the batch
     pred = model(x["l"], features_of(x), ab_in, sim_in)
     target, nearest = soft_encode(truth_grid(x["ab"]), net.centres)
     logp = torch.log_softmax(pred.logits.float(), 1)
-    ce = (-(target * logp).sum(1) * weights.to(logp.device)[nearest]).mean()
+    per_image = (-(target * logp).sum(1) * weights.to(logp.device)[nearest]).mean((1, 2))
+    share = torch.ones_like(per_image)
+    share[:nc] = cycle_ce
+    ce = (per_image * share).sum() / share.sum().clamp_min(1e-6)
     chroma = ce.new_zeros(())
     if has > nc:  # the gate learns on the real reference only (see the module docstring)
         size = x["l"].shape[-2:]

@@ -95,7 +95,8 @@ class Trainer:
             backbone = VGG19Features([config.perceptual_level], weights=config.vgg_weights,
                                      variant=self.cache.config.variant).to(self.device)
             self.perceptual = PerceptualLoss(backbone, config.perceptual_level)
-        self.class_weights = self._class_weights() if self.hypercolumn else None
+        self.bin_freq = self.training_bin_frequencies() if self.hypercolumn else None
+        self.class_weights = None if self.bin_freq is None else rebalancing_weights(self.bin_freq, config.rebalance)
         if self.hypercolumn:  # the readout undoes the rebalancing (see training.distribution)
             self.model.logit_bias.copy_(-self.class_weights.log())
         self.optim = torch.optim.Adam(self.model.parameters(), lr=config.lr)
@@ -132,12 +133,11 @@ class Trainer:
                                  width=round(128 * cfg.width), depth=cfg.depth, size=cache.size,
                                  temperature=cfg.temperature)
 
-    def _class_weights(self, sample: int = 1024) -> torch.Tensor:
-        """Rebalancing weights from the bin frequencies of (up to ``sample``) training photos, a seeded draw."""
+    def training_bin_frequencies(self, sample: int = 1024) -> torch.Tensor:
+        """How often each ab bin occurs in (up to ``sample``) training photos (a seeded draw): what rebalances."""
         recs = random.Random(self.cfg.seed).sample(self.train_records, min(sample, len(self.train_records)))
         abs_ = (torch.from_numpy(self.cache.read(r, ("ab",))["ab"]).float()[None] for r in recs)
-        freq = bin_frequencies(abs_, self.model.centres.cpu())
-        return rebalancing_weights(freq, self.cfg.rebalance).to(self.device)
+        return bin_frequencies(abs_, self.model.centres.cpu()).to(self.device)
     def _split(self, manifest: PairManifest) -> tuple[list[int], list[int]]:
         """Records of the manifest's pairs, split into train / val (manifest split, else ``val_fraction``)."""
         cache_pairs = {(t, r) for t, r, _ in self.cache.pairs}
@@ -288,7 +288,7 @@ class Trainer:
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
                     else nullcontext())
         with autocast:
-            parts = hypercolumn_loss(self.ddp, self.model, x, self.class_weights)
+            parts = hypercolumn_loss(self.ddp, self.model, x, self.class_weights, self.cfg.cycle_ce)
         self.optim.zero_grad(set_to_none=True)
         self.scaler.scale(parts["loss"]).backward()
         self.scaler.step(self.optim)

@@ -125,6 +125,33 @@ def test_the_loss_teaches_the_distribution_and_the_gate(hc_cache):
     assert float(parts["ce"]) < 0.85 * first["ce"] and float(parts["chroma"]) < 0.85 * first["chroma"]
 
 
+def test_cycle_ce_weighs_the_chrominance_branch(hc_cache):
+    """``cycle_ce`` 0 takes the T'_ab branch out of the cross-entropy (no gradient reaches its logits), 1 weighs
+    the three branches alike, as before the setting existed."""
+    from exemplar_color.training.cache import decode
+    from exemplar_color.training.distribution import hypercolumn_loss
+
+    cache = PairCache(hc_cache / "cache")
+    x = decode({k: torch.stack([torch.from_numpy(cache.read(i)[k]) for i in range(6)]) for k in cache.fields})
+    torch.manual_seed(0)
+    net = HypercolumnNet(HypercolumnConfig(width=32, depth=1))
+    weights = rebalancing_weights(bin_frequencies([x["ab"]], net.centres), 1.0)
+    grads, logits = {}, []
+
+    def keep(module, inputs, out):
+        out.retain_grad()
+        logits.append(out)
+
+    hook = net.logits.register_forward_hook(keep)
+    for cycle_ce in (0.0, 1.0):
+        hypercolumn_loss(net, net, x, weights, cycle_ce)["ce"].backward()
+        grads[cycle_ce] = logits[-1].grad.abs().sum((1, 2, 3))  # per sample; the first 2 of 6 are T'_ab's
+    hook.remove()
+    assert grads[0.0][:2].max() == 0 and grads[0.0][2:].min() > 0
+    assert grads[1.0][:2].min() > 0
+    assert torch.allclose(grads[0.0][2:] * 4 / 6, grads[1.0][2:], rtol=1e-4)  # the rest renormalised: 4 of 6
+
+
 def _trained_straight_and_resumed(tmp_path, common: dict, stop_at: int, steps: int) -> dict:
     """Train ``common`` straight through (``tmp_path/a``) and stopped at ``stop_at`` then resumed (``tmp_path/b``);
     assert both end at ``steps`` with identical weights, and return the straight run's."""
