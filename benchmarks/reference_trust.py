@@ -83,6 +83,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=80, help="at most this many photos (default 80)")
     ap.add_argument("--size", type=int, default=256, help="working size (default 256)")
     ap.add_argument("--vgg-weights", default=str(SHARED / "weights" / "vgg19-caffe-features-0-34-q8.pth"))
+    ap.add_argument("--model", default="default", help="default (the shipped sub-net) or a checkpoint to compare")
+    ap.add_argument("--vivid", action="store_true", help="the sub-net's vivid readout")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("-o", "--out", help="write the JSON here too")
     args = ap.parse_args()
@@ -93,10 +95,11 @@ def main() -> None:
     with open(args.pairs, newline="") as f:
         held_out = [r["target"] for r in csv.DictReader(f) if r.get("split") == "val"]
     paths = [str(Path(args.gallery) / t) for t in held_out[::args.step][:args.limit]]
-    colorizer = Colorizer(vgg_weights=args.vgg_weights, index=args.index, size=args.size)
+    colorizer = Colorizer(vgg_weights=args.vgg_weights, index=args.index, size=args.size, model=args.model,
+                          vivid=args.vivid)
     rows = [measure(colorizer, p) for p in tqdm(paths, desc="photos", file=sys.stderr)]
     out = {"protocol": "held-out training photos, automatic mode vs alone (benchmarks/reference_trust.py)",
-           "size": args.size, "summary": summarise(rows), "photos": rows}
+           "size": args.size, "model": args.model, "vivid": args.vivid, "summary": summarise(rows), "photos": rows}
     text = json.dumps(out, indent=1)
     if args.out:
         Path(args.out).write_text(text + "\n")

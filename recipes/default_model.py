@@ -11,10 +11,11 @@ Every stage is resumable and skipped when its output exists, so the same command
    ``--val-fraction`` of the targets held out for model selection (``best.safetensors``).
 4. ``cache``: the similarity sub-net's outputs for every pair at ``--size`` px, five levels, Caffe VGG-19.
 5. ``train``: the hypercolumn sub-net on the cache, every batch in three branches (T'_ab, the real
-   reference, no reference), class-rebalanced cross-entropy on the ab distribution, smooth-L1 of the fused
-   output on the real-reference branch for the trust gate (``--arch unet``: the previous U-Net's recipe).
-6. ``calibrate``: the readouts (temperature, rebalancing undone, gate power; default and vivid) chosen on
-   held-out model-selection pairs (:func:`choose_readouts`).
+   reference, no reference), class-rebalanced cross-entropy on the ab distribution (``--rebalance``; weighed on
+   the T'_ab branch by ``--cycle-ce``), smooth-L1 of the fused output on the real-reference branch for the
+   trust gate (``--arch unet``: the previous U-Net's recipe).
+6. ``calibrate``: the readouts (temperature, class rebalancing applied at readout, gate power; default and
+   vivid) chosen on held-out model-selection pairs (:func:`choose_readouts`).
 7. ``export``: the chosen checkpoint with its readouts as float16 safetensors + JSON, ready to copy into the
    package (skipped when already exported from the same checkpoint and calibration).
 
@@ -318,7 +319,8 @@ def main() -> int:
     ap.add_argument("--arch", choices=("hypercolumn", "unet"), default="hypercolumn")
     ap.add_argument("--width", type=float, default=1.0, help="channel multiplier (hypercolumn: x 128)")
     ap.add_argument("--depth", type=int, default=4, help="hypercolumn: residual blocks")
-    ap.add_argument("--rebalance", type=float, default=0.5, help="hypercolumn: class rebalancing lambda")
+    ap.add_argument("--rebalance", type=float, default=0.5,
+                    help="hypercolumn: class rebalancing lambda in training (1: none; the readout rebalances)")
     ap.add_argument("--cycle-ce", type=float, default=1.0,
                     help="hypercolumn: weight of the chrominance (T'_ab) branch's cross-entropy")
     ap.add_argument("--temperature", type=float, default=0.5, help="hypercolumn: readout temperature")

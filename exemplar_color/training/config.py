@@ -49,7 +49,8 @@ class TrainConfig:
     width: float = _setting(1.0, "network channel multiplier (default {default}: ~34 M parameters; hypercolumn: "
                                  "x 128 trunk channels)")
     depth: int = _setting(4, "hypercolumn: residual blocks of the trunk (default {default})")
-    rebalance: float = _setting(0.5, "hypercolumn: class rebalancing lambda, 1 = off (default {default})")
+    rebalance: float = _setting(0.5, "hypercolumn: class rebalancing lambda in training, 1 = off (the calibrated "
+                                     "readout rebalances either way) (default {default:g})")
     cycle_ce: float = _setting(1.0, "hypercolumn: weight of the cross-entropy on the chrominance (T'_ab) branch "
                                     "against the real- and no-reference branches' (default {default:g})")
     temperature: float = _setting(0.5, "hypercolumn: annealed-mean readout temperature (default {default})")
