@@ -9,20 +9,21 @@ Every batch has three branches, a third each, so one network learns all three us
 
 Two losses: class-rebalanced cross-entropy between the predicted ab distribution and the soft-encoded truth
 (Zhang et al. 2016: each pixel's truth spread over its 5 nearest bins with a Gaussian of sigma 5, weights
-``1 / ((1 - lambda) p + lambda / Q)`` from the bins' frequency ``p`` in the training photos, so rare saturated
-colours are not drowned by the common grays; lambda 1 turns that off and the readout rebalances instead), on
-the real- and no-reference branches, and on T'_ab's as much as ``cycle_ce`` says: trained plain (lambda 1) with
-it, the distribution learnt to copy real references as it copies T'_ab, which is right wherever the cycle
-closes (measured on the full recipe: by the end a real reference added 0.36 of held-out error over none;
-without it, it removed 0.07; docs/training.md); and the chrominance loss (smooth-L1 to the truth) on the fused output of
-the real-reference branch, with the distribution's readout held fixed so that it trains only the trust gate —
-a regression loss on the distribution would pull it back to gray. The gate does not learn on the chrominance
-branch: there T'_ab is the truth wherever the cycle closes, while a real reference with the same similarity
-maps brings colours of another photo, so half the batch taught it to trust what the other half refuted
-(measured after 600 steps: held-out ab L1 with a real reference 11.6 against 9.7 with none; raising the gate
-to the 16th power at readout still left 9.85 against 9.31). The readout held fixed undoes the rebalancing (the net's ``logit_bias`` is ``-log(weights)`` in training): measured after 600
-steps, the rebalanced odds read out as-is gave colours twice as saturated as the truth and an ab error above
-the gray image's, so a gate trained against them learnt to take the warped reference almost everywhere.
+``1 / ((1 - lambda) p + lambda / Q)`` from the bins' frequency ``p`` in the training photos, so rare saturated colours
+are not drowned by the common grays; lambda 1 turns that off and the readout rebalances instead), on the real-
+and no-reference branches, and on T'_ab's as much as ``cycle_ce`` says: trained plain (lambda 1) with it, the
+distribution learnt to copy real references as it copies T'_ab, which is right wherever the cycle closes
+(measured on the full recipe: by the end a real reference added 0.36 of held-out error over none; without it, it
+removed 0.07; docs/training.md); and the chrominance loss (smooth-L1 to the truth) on the fused output of the
+real-reference branch, with the distribution's readout held fixed so that it trains only the trust gate — a
+regression loss on the distribution would pull it back to gray. The gate does not learn on the chrominance
+branch: there T'_ab is the truth wherever the cycle closes, while a real reference with the same similarity maps
+brings colours of another photo, so half the batch taught it to trust what the other half refuted (measured after
+600 steps: held-out ab L1 with a real reference 11.6 against 9.7 with none; raising the gate to the 16th power at
+readout still left 9.85 against 9.31). The readout held fixed undoes the rebalancing (the net's ``logit_bias`` is
+``-log(weights)`` in training): measured after 600 steps, the rebalanced odds read out as-is gave colours twice
+as saturated as the truth and an ab error above the gray image's, so a gate trained against them learnt to take
+the warped reference almost everywhere.
 """
 
 from __future__ import annotations

@@ -105,12 +105,18 @@ def test_cache_stores_the_matchers_own_target_features(hc_cache, data_dir, full_
         assert torch.allclose(got.norm(dim=0), torch.ones(got.shape[1:]), atol=5e-3)
 
 
-def test_the_loss_teaches_the_distribution_and_the_gate(hc_cache):
+def _decoded_batch(hc_cache, n: int = 6) -> dict[str, torch.Tensor]:
+    """The first ``n`` cache records as one decoded batch (thirds: T'_ab, real reference, none)."""
     from exemplar_color.training.cache import decode
-    from exemplar_color.training.distribution import hypercolumn_loss
 
     cache = PairCache(hc_cache / "cache")
-    x = decode({k: torch.stack([torch.from_numpy(cache.read(i)[k]) for i in range(6)]) for k in cache.fields})
+    return decode({k: torch.stack([torch.from_numpy(cache.read(i)[k]) for i in range(n)]) for k in cache.fields})
+
+
+def test_the_loss_teaches_the_distribution_and_the_gate(hc_cache):
+    from exemplar_color.training.distribution import hypercolumn_loss
+
+    x = _decoded_batch(hc_cache)
     torch.manual_seed(0)
     net = HypercolumnNet(HypercolumnConfig(width=32, depth=1))
     weights = rebalancing_weights(bin_frequencies([x["ab"]], net.centres))
@@ -128,11 +134,9 @@ def test_the_loss_teaches_the_distribution_and_the_gate(hc_cache):
 def test_cycle_ce_weighs_the_chrominance_branch(hc_cache):
     """``cycle_ce`` 0 takes the T'_ab branch out of the cross-entropy (no gradient reaches its logits), 1 weighs
     the three branches alike, as before the setting existed."""
-    from exemplar_color.training.cache import decode
     from exemplar_color.training.distribution import hypercolumn_loss
 
-    cache = PairCache(hc_cache / "cache")
-    x = decode({k: torch.stack([torch.from_numpy(cache.read(i)[k]) for i in range(6)]) for k in cache.fields})
+    x = _decoded_batch(hc_cache)
     torch.manual_seed(0)
     net = HypercolumnNet(HypercolumnConfig(width=32, depth=1))
     weights = rebalancing_weights(bin_frequencies([x["ab"]], net.centres), 1.0)
