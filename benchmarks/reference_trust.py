@@ -44,6 +44,9 @@ def measure(colorizer, path: str) -> dict:
         alone = colorizer.colorize_alone(path)
     net, analogy = res["network"], res["analogy"]
     sims = net.similarity.reshape(net.similarity.shape[0], -1).mean(1)
+    chosen = next((r for r in net.recommendations if r.path == net.reference), None)
+    parts = {"score": chosen.score, **chosen.parts} if chosen else {}
+    ranking = {f"retrieval_{k}": -float(v) for k, v in parts.items() if k != "class"}
     return {"target": path, "reference": net.reference,
             "ab_reference": float(ab_error(np.asarray(net.image), truth)),
             "ab_alone": float(ab_error(np.asarray(alone.image), truth)),
@@ -51,7 +54,8 @@ def measure(colorizer, path: str) -> dict:
             "colourfulness_alone": float(colorfulness(np.asarray(alone.image))),
             "colourfulness_truth": float(colorfulness(truth)),
             "signals": {"cycle_confidence": float(np.mean(analogy.confidence)),
-                        **{f"similarity_{i}": float(s) for i, s in enumerate(sims)}}}
+                        **{f"similarity_{i}": float(s) for i, s in enumerate(sims)},
+                        **ranking}}  # the gallery's own distances, negated: higher means a closer photo
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -59,14 +63,14 @@ def summarise(rows: list[dict]) -> dict:
     alone = np.array([r["ab_alone"] for r in rows])
     change = ref - alone
     rules = {}
-    for name in rows[0]["signals"]:
+    for name in [k for k in rows[0]["signals"] if all(k in r["signals"] for r in rows)]:
         v = np.array([r["signals"][name] for r in rows])
         errors = {float(t): float(np.where(v < t, alone, ref).mean()) for t in np.quantile(v, np.linspace(0, 1, 41))}
         best = min(errors, key=errors.get)
         rules[name] = {"correlation_with_change": float(np.corrcoef(v, change)[0, 1]),
                        "best_threshold": best, "ab_error_with_rule": errors[best],
                        "share_coloured_alone": float(np.mean(v < best))}
-    cf = lambda k: float(np.mean([r[k] for r in rows]))  # noqa: E731
+    cf = lambda k: float(np.mean([r[k] for r in rows]))
     return {"photos": len(rows), "ab_error_reference": float(ref.mean()), "ab_error_alone": float(alone.mean()),
             "ab_error_best_of_both_per_photo": float(np.minimum(ref, alone).mean()),
             "reference_worse_by_over_1": int((change > 1).sum()), "reference_better_by_over_1": int((change < -1).sum()),
